@@ -1,0 +1,108 @@
+"""The few images of one concept, each paired with a templated caption."""
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from mmengine.dataset import Compose
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from mmti.registry import DATASETS
+from .templates import fill_template, load_templates
+
+IMAGE_EXTENSIONS = frozenset({'.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', '.tif', '.tiff'})
+
+
+def list_concept_images(data_root: str | os.PathLike) -> list[Path]:
+    """Image files directly under ``data_root`` (by extension), sorted."""
+    root = Path(data_root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f'Concept folder {root} does not exist; set data_root to a folder '
+            'with 3-5 images of your concept.')
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith('.'))
+    images = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not images:
+        found = [p.name for p in entries][:20]
+        raise ValueError(
+            f'Concept folder {root} has no images (looked for '
+            f'{", ".join(sorted(IMAGE_EXTENSIONS))}); found: {found or "nothing"}.')
+    return images
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Decode an image upright (EXIF orientation applied) as RGB."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            upright = ImageOps.exif_transpose(img)
+            return upright.convert('RGB')
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f'Cannot read image {path}: {err}. Re-save it or remove it '
+                         'from the concept folder.') from None
+
+
+@DATASETS.register_module()
+class TextualInversionDataset(Dataset):
+    """Images of one concept with captions like "a photo of a <cat-toy>".
+
+    Every random choice of a sample (caption template, crop, flip, and the
+    seed of its diffusion noise) comes from a generator keyed by
+    ``(seed, index)``. Indices past ``len(self)`` are valid and mean later
+    epochs (see ``SeededInfiniteSampler``), so a sample is the same whichever
+    process, worker or resumed run draws it.
+
+    Args:
+        data_root: Folder of concept images (only image files are used).
+        placeholder_token: Substituted for ``{}`` in the templates.
+        learnable_property: 'object' or 'style' built-in templates.
+        templates: Template file or list; overrides ``learnable_property``.
+        repeats: Times each image appears per epoch.
+        pipeline: Transforms (configs or callables).
+        seed: Base of the per-sample generators; None takes torch's initial
+            seed, which the runner sets from ``randomness.seed``.
+    """
+
+    def __init__(self,
+                 data_root: str,
+                 placeholder_token: str,
+                 learnable_property: str = 'object',
+                 templates: str | Sequence[str] | None = None,
+                 repeats: int = 100,
+                 pipeline: Sequence = (),
+                 seed: int | None = None):
+        if repeats < 1:
+            raise ValueError(f'repeats must be >= 1, got {repeats}.')
+        self.data_root = data_root
+        self.placeholder_token = placeholder_token
+        self.templates = load_templates(learnable_property, templates)
+        self.image_paths = list_concept_images(data_root)
+        # 3-5 small images: decode once, and fail now on a bad file.
+        self.images = [load_rgb(p) for p in self.image_paths]
+        self.repeats = repeats
+        self.pipeline = Compose(list(pipeline))
+        self.seed = int(torch.initial_seed() if seed is None else seed) % 2**63
+
+    @property
+    def metainfo(self) -> dict:
+        return {'placeholder_token': self.placeholder_token, 'images': len(self.images)}
+
+    def __len__(self) -> int:
+        return len(self.images) * self.repeats
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        rng = np.random.default_rng([self.seed, index])
+        image_index = index % len(self.images)
+        template = self.templates[int(rng.integers(len(self.templates)))]
+        results = {
+            'img': self.images[image_index],
+            'img_path': str(self.image_paths[image_index]),
+            'caption': fill_template(template, self.placeholder_token),
+            'noise_seed': int(rng.integers(2**63)),
+            'sample_idx': index,
+            'rng': rng,
+        }
+        return self.pipeline(results)

@@ -1,0 +1,18 @@
+import numpy as np
+import torch
+
+from mmti.registry import TRANSFORMS
+
+
+@TRANSFORMS.register_module()
+class PackInputs:
+    """Image to a ``[3, H, W]`` float tensor in [-1, 1], plus caption and seed.
+
+    [-1, 1] is the range Stable Diffusion's VAE was trained on.
+    """
+
+    def __call__(self, results: dict) -> dict:
+        pixels = np.asarray(results['img'].convert('RGB'), dtype=np.float32)
+        tensor = torch.from_numpy(pixels).permute(2, 0, 1).contiguous() / 127.5 - 1.0
+        return {'inputs': tensor, 'captions': results['caption'],
+                'noise_seeds': results.get('noise_seed')}

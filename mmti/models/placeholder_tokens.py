@@ -1,0 +1,104 @@
+"""Placeholder token names and their place in the tokenizer.
+
+A concept with ``n`` vectors owns the tokens ``<tok>, <tok>_1 ... <tok>_{n-1}``
+(diffusers' naming, so files move between tools); a prompt that says ``<tok>``
+means all of them.
+"""
+import json
+import re
+
+
+def vector_token_names(token: str, num_vectors: int) -> list[str]:
+    """The tokenizer entries of a concept: ``['<tok>', '<tok>_1', ...]``."""
+    if num_vectors < 1:
+        raise ValueError(f'num_vectors must be >= 1, got {num_vectors}.')
+    return [token] + [f'{token}_{i}' for i in range(1, num_vectors)]
+
+
+def single_token_id(tokenizer, word: str, role: str = 'initializer_token') -> int:
+    """Id of ``word`` if the tokenizer keeps it as exactly one token."""
+    ids = tokenizer.encode(word, add_special_tokens=False)
+    if len(ids) != 1:
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        raise ValueError(
+            f'{role} {word!r} must be exactly one token, but the tokenizer '
+            f'splits it into {len(ids)}: {pieces}. Pick a single common word '
+            '(e.g. "toy", "cat", "painting") that describes the concept.')
+    return ids[0]
+
+
+def add_placeholder_tokens(tokenizer, names: list[str]) -> list[int]:
+    """Add ``names`` to the tokenizer and return their (consecutive) ids.
+
+    Raises a clear error when a name is already known to the tokenizer or
+    would not survive its normalisation (CLIP lowercases text, so an added
+    ``<Cat>`` could never be matched in a prompt).
+    """
+    vocab = tokenizer.get_vocab()
+    taken = [n for n in names if n in vocab]
+    if taken:
+        raise ValueError(
+            f'Placeholder token(s) {taken} are already in the tokenizer '
+            'vocabulary; choose a new string such as "<my-concept>".')
+    first_id = len(tokenizer)
+    if tokenizer.add_tokens(names) != len(names):
+        raise ValueError(f'The tokenizer refused to add {names}; choose other placeholder strings.')
+    ids = tokenizer.convert_tokens_to_ids(names)
+    if ids != list(range(first_id, first_id + len(names))):
+        raise RuntimeError(f'Added tokens {names} got ids {ids}, expected consecutive ids from {first_id}.')
+    for name, token_id in zip(names, ids):
+        seen = tokenizer.encode(f'a {name} b', add_special_tokens=False)
+        if token_id not in seen:
+            remove_added_tokens(tokenizer, len(names))
+            raise ValueError(
+                f'The tokenizer does not keep placeholder {name!r} whole in a '
+                'prompt (it normalises text, e.g. lowercases it). Use a '
+                'lowercase token without spaces, such as "<my-concept>".')
+    return ids
+
+
+def remove_added_tokens(tokenizer, count: int) -> None:
+    """Forget the ``count`` most recently added tokens (highest ids)."""
+    if count <= 0:
+        return
+    keep = len(tokenizer) - count
+    backend = getattr(tokenizer, '_tokenizer', None)
+    if backend is None:
+        raise NotImplementedError('Removing tokens needs a transformers fast tokenizer.')
+    # transformers has no public "remove token"; the backend's serialised form
+    # lists added tokens with their ids, so dropping ours and reloading it
+    # restores exactly the earlier tokenizer.
+    state = json.loads(backend.to_str())
+    state['added_tokens'] = [t for t in state['added_tokens'] if t['id'] < keep]
+    tokenizer._tokenizer = type(backend).from_str(json.dumps(state))
+    if len(tokenizer) != keep:
+        raise RuntimeError(f'Could not shrink the tokenizer to {keep} tokens.')
+
+
+class PromptExpander:
+    """Rewrites ``<tok>`` in prompts as ``<tok> <tok>_1 ... <tok>_{n-1}``."""
+
+    def __init__(self) -> None:
+        self._expansions: dict[str, str] = {}
+        self._pattern: re.Pattern | None = None
+
+    def add(self, token: str, names: list[str]) -> None:
+        self._expansions[token] = ' '.join(names)
+        for name in names[1:]:
+            self._expansions[name] = name
+        self._compile()
+
+    def remove(self, token: str, names: list[str]) -> None:
+        for name in names:
+            self._expansions.pop(name, None)
+        self._compile()
+
+    def _compile(self) -> None:
+        # Longest first, so '<tok>_1' is matched whole rather than as '<tok>'.
+        alternatives = sorted(self._expansions, key=len, reverse=True)
+        self._pattern = re.compile('|'.join(map(re.escape, alternatives))) if alternatives else None
+
+    def __call__(self, prompt: str) -> str:
+        if self._pattern is None:
+            return prompt
+        return self._pattern.sub(lambda m: self._expansions[m.group(0)], prompt)

@@ -1,0 +1,386 @@
+"""Textual Inversion (Gal et al. 2022, arXiv 2208.01618) on Stable Diffusion.
+
+The whole algorithm is :meth:`TextualInversion.loss`: encode the images to
+latents, noise them at a random timestep, condition the frozen UNet on a
+caption that contains the placeholder, and regress the noise (or velocity).
+Only the placeholder rows of the token table receive gradients.
+"""
+import secrets
+from collections.abc import Sequence
+
+import diffusers
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import StableDiffusionPipeline
+from mmengine.model import BaseModel
+from PIL import Image
+
+from mmti.fileio import read_embeddings, write_embeddings
+from mmti.registry import MODELS
+from .data_preprocessor import TextualInversionDataPreprocessor
+from .placeholder_embedding import PlaceholderEmbedding
+from .placeholder_tokens import (PromptExpander, add_placeholder_tokens, remove_added_tokens,
+                                 single_token_id, vector_token_names)
+from .pretrained import build_component, torch_dtype
+
+FROZEN_MODULES = ('unet', 'vae', 'text_encoder')
+
+
+@MODELS.register_module()
+class TextualInversion(BaseModel):
+    """Learn a new word for a frozen Stable Diffusion model.
+
+    Args:
+        pretrained_model (str): Hub id or local diffusers folder that every
+            component is loaded from unless its own config says otherwise.
+        placeholder_token (str): The new word, e.g. ``'<cat-toy>'``.
+        initializer_token (str): One existing token whose embedding starts
+            every placeholder row, e.g. ``'toy'``.
+        num_vectors (int): Rows (tokens) the concept gets. Defaults to 1.
+        tokenizer, text_encoder, vae, unet, noise_scheduler (dict | None):
+            Component configs; ``from_pretrained`` of ``pretrained_model``
+            with the standard subfolder when omitted.
+        inference_scheduler (str | dict | None): Sampler for :meth:`infer`,
+            a diffusers scheduler class name or ``dict(type=name, **kwargs)``;
+            None uses the one the pretrained folder names.
+        dtype (str): Precision of the frozen weights, 'fp32', 'fp16' or
+            'bf16'. Trainable rows and the loss stay fp32.
+        validation_prompts (Sequence[str]): Rendered by :meth:`val_step`.
+        validation_cfg (dict | None): Keyword arguments of :meth:`infer` for
+            validation renders (seed, steps, size ...).
+        data_preprocessor (dict | None): Defaults to
+            ``TextualInversionDataPreprocessor``.
+    """
+
+    def __init__(self,
+                 pretrained_model: str,
+                 placeholder_token: str,
+                 initializer_token: str,
+                 num_vectors: int = 1,
+                 tokenizer: dict | None = None,
+                 text_encoder: dict | None = None,
+                 vae: dict | None = None,
+                 unet: dict | None = None,
+                 noise_scheduler: dict | None = None,
+                 inference_scheduler: str | dict | None = None,
+                 dtype: str = 'fp32',
+                 validation_prompts: Sequence[str] = (),
+                 validation_cfg: dict | None = None,
+                 data_preprocessor: dict | None = None,
+                 init_cfg: dict | None = None):
+        super().__init__(
+            data_preprocessor=data_preprocessor or dict(type=TextualInversionDataPreprocessor),
+            init_cfg=init_cfg)
+        vector_token_names(placeholder_token, num_vectors)  # validates num_vectors early
+        self.pretrained_model = pretrained_model
+        weights_dtype = torch_dtype(dtype)
+        self.tokenizer = build_component(
+            tokenizer or dict(type='CLIPTokenizer'), pretrained_model, subfolder='tokenizer')
+        self.text_encoder = build_component(
+            text_encoder or dict(type='CLIPTextModel'), pretrained_model,
+            subfolder='text_encoder', torch_dtype=weights_dtype)
+        self.vae = build_component(
+            vae or dict(type='AutoencoderKL'), pretrained_model, subfolder='vae',
+            torch_dtype=weights_dtype)
+        self.unet = build_component(
+            unet or dict(type='UNet2DConditionModel'), pretrained_model, subfolder='unet',
+            torch_dtype=weights_dtype)
+        self.noise_scheduler = build_component(
+            noise_scheduler or dict(type='DDPMScheduler'), pretrained_model, subfolder='scheduler')
+        self.inference_scheduler_cfg = self._check_scheduler(inference_scheduler)
+        for name in FROZEN_MODULES:
+            getattr(self, name).requires_grad_(False).eval()
+
+        # The placeholder rows live beside the frozen table, not inside it.
+        self.token_embedding = PlaceholderEmbedding(
+            self.text_encoder.get_input_embeddings(), first_new_id=len(self.tokenizer))
+        self.text_encoder.set_input_embeddings(self.token_embedding)
+        self.expand_prompt = PromptExpander()
+        self.placeholder_token = placeholder_token
+        init_id = single_token_id(self.tokenizer, initializer_token)
+        init_rows = self.token_embedding.base.weight[init_id].detach().repeat(num_vectors, 1)
+        self._add_concept(placeholder_token, init_rows, trainable=True)
+
+        self.validation_prompts = list(validation_prompts)
+        self.validation_cfg = dict(validation_cfg or {})
+        # Checkpoints hold only what training changes (see _trainable_state).
+        self.register_state_dict_post_hook(_keep_trainable_state)
+        self.register_load_state_dict_post_hook(_ignore_missing_frozen_keys)
+
+    # ------------------------------------------------------------------ tokens
+    @property
+    def concepts(self) -> list[str]:
+        """Placeholder tokens this model knows, trained or loaded."""
+        return list(self.token_embedding.concepts)
+
+    def _add_concept(self, token: str, rows: torch.Tensor, trainable: bool) -> None:
+        names = vector_token_names(token, rows.shape[0])
+        if rows.shape[1] != self.token_embedding.embedding_dim:
+            raise ValueError(
+                f'Embedding for {token!r} has dimension {rows.shape[1]}, but this text '
+                f'encoder uses {self.token_embedding.embedding_dim} (768: SD 1.x, '
+                '1024: SD 2.x, 768+1280: SDXL). Use an embedding made for this base model.')
+        ids = add_placeholder_tokens(self.tokenizer, names)
+        if ids[0] != self.token_embedding.num_embeddings:
+            remove_added_tokens(self.tokenizer, len(names))
+            raise RuntimeError('Tokenizer and placeholder table are out of step.')
+        self.token_embedding.add_concept(token, rows, trainable=trainable)
+        self.expand_prompt.add(token, names)
+
+    def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Token ids ``[B, max_length]`` with placeholders expanded."""
+        return self.tokenizer([self.expand_prompt(p) for p in prompts],
+                              padding='max_length',
+                              max_length=self.tokenizer.model_max_length,
+                              truncation=True,
+                              return_tensors='pt').input_ids
+
+    def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Text-encoder hidden states ``[B, max_length, dim]`` for the UNet."""
+        ids = self.tokenize(prompts).to(self.text_encoder.device)
+        return self.text_encoder(ids)[0]
+
+    # --------------------------------------------------------------- training
+    def loss(self, images: torch.Tensor, captions: Sequence[str],
+             noise_seeds: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+        """The denoising loss of Textual Inversion for one batch.
+
+        Args:
+            images: ``[B, 3, H, W]`` in [-1, 1].
+            captions: One caption per image, containing the placeholder.
+            noise_seeds: One seed per sample for its latent sample, timestep
+                and noise; the result then does not depend on batch layout,
+                process count or resume point. None draws from torch's RNG.
+        """
+        rng = _SampleNoise(noise_seeds, images.shape[0], images.device)
+        with torch.no_grad():
+            posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
+            latents = posterior.mean + posterior.std * rng.randn(posterior.mean.shape[1:])
+            latents = latents.float() * self.vae.config.scaling_factor
+        noise = rng.randn(latents.shape[1:])
+        timesteps = rng.randint(self.noise_scheduler.config.num_train_timesteps)
+        noisy_latents = self.noise_scheduler.add_noise(latents, noise, timesteps)
+
+        text_states = self.encode_prompt(captions)
+        prediction = self.unet(noisy_latents.to(self.unet.dtype), timesteps,
+                               text_states.to(self.unet.dtype)).sample
+
+        prediction_type = self.noise_scheduler.config.prediction_type
+        if prediction_type == 'epsilon':
+            target = noise
+        elif prediction_type == 'v_prediction':
+            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
+        else:
+            raise ValueError(f'Unsupported prediction_type {prediction_type!r}.')
+        return {'loss': F.mse_loss(prediction.float(), target.float())}
+
+    def forward(self, inputs: torch.Tensor, captions: Sequence[str] | None = None,
+                noise_seeds: Sequence[int] | None = None, mode: str = 'loss'):
+        if mode == 'loss':
+            return self.loss(inputs, captions, noise_seeds)
+        if mode in ('predict', 'tensor'):
+            return self.infer(list(captions))
+        raise ValueError(f'Unknown mode {mode!r}.')
+
+    def train(self, mode: bool = True) -> 'TextualInversion':
+        super().train(mode)
+        # Frozen parts always run as at inference (no dropout), so training
+        # sees the same network users will sample from.
+        for name in FROZEN_MODULES:
+            getattr(self, name).eval()
+        return self
+
+    # ---------------------------------------------------------------- sampling
+    def val_step(self, data: dict | None = None) -> list[dict]:
+        """Render the validation prompts (or ``data['prompts']``)."""
+        prompts = list((data or {}).get('prompts') or self.validation_prompts)
+        if not prompts:
+            return []
+        samples = self.infer(prompts, **self.validation_cfg)['samples']
+        per_prompt = len(samples) // len(prompts)
+        return [{'prompt': prompts[i // per_prompt], 'sample': s} for i, s in enumerate(samples)]
+
+    def test_step(self, data: dict | None = None) -> list[dict]:
+        return self.val_step(data)
+
+    @torch.no_grad()
+    def infer(self,
+              prompt: str | Sequence[str],
+              negative_prompt: str | Sequence[str] | None = None,
+              num_inference_steps: int = 50,
+              guidance_scale: float = 7.5,
+              height: int | None = None,
+              width: int | None = None,
+              num_images_per_prompt: int = 1,
+              seed: int | None = None,
+              scheduler: str | dict | None = None,
+              show_progress: bool = True,
+              **pipeline_kwargs) -> dict[str, list[Image.Image]]:
+        """Sample images with a diffusers pipeline made of this model's modules.
+
+        The pipeline shares (does not copy) the UNet, VAE and text encoder;
+        prompts are encoded by :meth:`encode_prompt`, exactly as in training.
+        Randomness comes from a local generator seeded with ``seed``: the
+        global RNG is neither read nor reseeded.
+
+        Returns:
+            dict: ``{'samples': [PIL.Image, ...]}``, ``num_images_per_prompt``
+            images per prompt, in prompt order.
+        """
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        negatives = negative_prompt if negative_prompt is not None else ''
+        negatives = [negatives] * len(prompts) if isinstance(negatives, str) else list(negatives)
+        if len(negatives) != len(prompts):
+            raise ValueError(f'Got {len(prompts)} prompts but {len(negatives)} negative prompts.')
+        was_training = self.training
+        self.eval()
+        try:
+            pipeline = StableDiffusionPipeline(
+                vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer,
+                unet=self.unet, scheduler=self.build_inference_scheduler(scheduler),
+                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+            pipeline.set_progress_bar_config(disable=not show_progress)
+            device = self.unet.device
+            generator = torch.Generator(device=device).manual_seed(
+                secrets.randbits(63) if seed is None else int(seed))
+            images = pipeline(
+                prompt_embeds=self.encode_prompt(prompts),
+                negative_prompt_embeds=self.encode_prompt(negatives),
+                num_inference_steps=num_inference_steps,
+                guidance_scale=guidance_scale, height=height, width=width,
+                num_images_per_prompt=num_images_per_prompt,
+                generator=generator, output_type='pil', **pipeline_kwargs).images
+        finally:
+            self.train(was_training)
+        return {'samples': images}
+
+    def _check_scheduler(self, cfg: str | dict | None) -> dict:
+        if cfg is None:
+            cfg = dict(type=self.noise_scheduler.load_config(
+                self.pretrained_model, subfolder='scheduler')['_class_name'])
+        elif isinstance(cfg, str):
+            cfg = dict(type=cfg)
+        else:
+            cfg = dict(cfg)
+        name = cfg.get('type')
+        allowed = sorted({c.__name__ for c in self.noise_scheduler.compatibles}
+                         | {type(self.noise_scheduler).__name__})
+        if name not in allowed:
+            raise ValueError(
+                f'Unknown scheduler {name!r} for this model; use one of: {", ".join(allowed)}.')
+        return cfg
+
+    def build_inference_scheduler(self, cfg: str | dict | None = None):
+        """A fresh sampler configured from the training noise schedule."""
+        cfg = self.inference_scheduler_cfg if cfg is None else self._check_scheduler(cfg)
+        cfg = dict(cfg)
+        cls = getattr(diffusers, cfg.pop('type'))
+        return cls.from_config(self.noise_scheduler.config, **cfg)
+
+    # ------------------------------------------------------------- embeddings
+    def get_embeddings(self, tokens: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """``{token: rows[n, dim]}`` (fp32 copies) for the given concepts."""
+        tokens = self.concepts if tokens is None else list(tokens)
+        return {t: self.token_embedding.concept_rows(t).detach().float().cpu().clone() for t in tokens}
+
+    def save_embeddings(self, path: str, tokens: Sequence[str] | None = None) -> str:
+        """Write learned rows as diffusers' ``{"<tok>": tensor[n, dim]}`` safetensors."""
+        embeddings = self.get_embeddings([self.placeholder_token] if tokens is None else tokens)
+        metadata = {'format': 'diffusers', 'base_model': str(self.pretrained_model),
+                    'num_vectors': ','.join(str(v.shape[0]) for v in embeddings.values())}
+        return str(write_embeddings(path, embeddings, metadata))
+
+    def load_embeddings(self, path_or_dict, token: str | None = None,
+                        replace: bool = False) -> list[str]:
+        """Load diffusers-format embeddings; returns the tokens loaded.
+
+        Rows for a token this model already owns (e.g. the config's own
+        placeholder) replace its rows when the shapes match. A token that
+        is new gets added, frozen. A base-vocabulary word is refused; a token
+        loaded earlier is refused unless ``replace=True``.
+
+        Args:
+            path_or_dict: A file, a folder with ``learned_embeds.*``, or a
+                ``{token: tensor}`` dict.
+            token: Load a single-concept file under this token instead.
+            replace: Allow replacing rows loaded earlier.
+        """
+        embeddings = (dict(path_or_dict) if isinstance(path_or_dict, dict)
+                      else read_embeddings(path_or_dict))
+        if token is not None:
+            if len(embeddings) != 1:
+                raise ValueError(f'`token={token!r}` needs a file with one concept; '
+                                 f'this one has {list(embeddings)}.')
+            embeddings = {token: next(iter(embeddings.values()))}
+        for name, rows in embeddings.items():
+            rows = rows[None] if rows.ndim == 1 else rows
+            dim = self.token_embedding.embedding_dim
+            if rows.ndim != 2 or rows.shape[1] != dim:
+                raise ValueError(
+                    f'Embedding {name!r} has shape {tuple(rows.shape)}, but this text encoder '
+                    f'uses dimension {dim} (768: SD 1.x, 1024: SD 2.x); it was made for '
+                    'another base model.')
+            if name in self.concepts:
+                self._replace_rows(name, rows, replace or name == self.placeholder_token)
+            else:
+                self._add_concept(name, rows, trainable=False)
+        return list(embeddings)
+
+    def _replace_rows(self, name: str, rows: torch.Tensor, allowed: bool) -> None:
+        if not allowed:
+            raise ValueError(f'Token {name!r} is already loaded; pass replace=True to overwrite it.')
+        current = self.token_embedding.concept_rows(name)
+        if current.shape != rows.shape:
+            raise ValueError(
+                f'{name!r} has {current.shape[0]} vector(s) in this model but '
+                f'{rows.shape[0]} in the file; set num_vectors={rows.shape[0]} in the config.')
+        with torch.no_grad():
+            current.copy_(rows.to(current))
+
+
+class _SampleNoise:
+    """Per-sample random draws (one generator each) or torch's global RNG."""
+
+    def __init__(self, seeds: Sequence[int] | None, batch_size: int, device: torch.device):
+        self.device = device
+        self.batch_size = batch_size
+        self.generators = None
+        if seeds is not None:
+            if len(seeds) != batch_size:
+                raise ValueError(f'{len(seeds)} noise seeds for a batch of {batch_size}.')
+            self.generators = [torch.Generator(device=device).manual_seed(int(s) % 2**63)
+                               for s in seeds]
+
+    def randn(self, shape: torch.Size) -> torch.Tensor:
+        if self.generators is None:
+            return torch.randn((self.batch_size, *shape), device=self.device)
+        return torch.stack([torch.randn(shape, generator=g, device=self.device)
+                            for g in self.generators])
+
+    def randint(self, high: int) -> torch.Tensor:
+        if self.generators is None:
+            return torch.randint(0, high, (self.batch_size,), device=self.device)
+        return torch.cat([torch.randint(0, high, (1,), generator=g, device=self.device)
+                          for g in self.generators])
+
+
+def _keep_trainable_state(module: TextualInversion, state_dict: dict, prefix: str,
+                          local_metadata: dict) -> None:
+    """Drop frozen pretrained weights from the state dict, in place.
+
+    They are reloaded from ``pretrained_model``; a checkpoint then holds the
+    concept rows only (KB instead of GB).
+    """
+    keep = prefix + 'token_embedding.'
+    for key in list(state_dict):
+        if key.startswith(keep) and not key.startswith(keep + 'base.'):
+            continue
+        if key[len(prefix):].split('.', 1)[0] in FROZEN_MODULES + ('token_embedding',):
+            del state_dict[key]
+
+
+def _ignore_missing_frozen_keys(module: TextualInversion, incompatible_keys) -> None:
+    frozen = tuple(f'{name}.' for name in FROZEN_MODULES) + ('token_embedding.base.',)
+    missing = [k for k in incompatible_keys.missing_keys if not k.startswith(frozen)]
+    incompatible_keys.missing_keys[:] = missing
