@@ -284,11 +284,20 @@ class TextualInversion(BaseModel):
         tokens = self.concepts if tokens is None else list(tokens)
         return {t: self.token_embedding.concept_rows(t).detach().float().cpu().clone() for t in tokens}
 
-    def save_embeddings(self, path: str, tokens: Sequence[str] | None = None) -> str:
-        """Write learned rows as diffusers' ``{"<tok>": tensor[n, dim]}`` safetensors."""
+    def save_embeddings(self, path: str, tokens: Sequence[str] | None = None,
+                        step: int | None = None) -> str:
+        """Write learned rows as diffusers' ``{"<tok>": tensor[n, dim]}`` safetensors.
+
+        Args:
+            path: Output file; written atomically.
+            tokens: Concepts to save; defaults to the trained placeholder.
+            step: Training step, recorded in the file's metadata.
+        """
         embeddings = self.get_embeddings([self.placeholder_token] if tokens is None else tokens)
         metadata = {'format': 'diffusers', 'base_model': str(self.pretrained_model),
                     'num_vectors': ','.join(str(v.shape[0]) for v in embeddings.values())}
+        if step is not None:
+            metadata['step'] = str(step)
         return str(write_embeddings(path, embeddings, metadata))
 
     def load_embeddings(self, path_or_dict, token: str | None = None,

@@ -1,0 +1,33 @@
+# The same recipe on the bundled tiny model (data/tiny-sd, random weights,
+# real CLIP tokenizer) at 64 px: a complete run takes about a minute on 2 CPU
+# cores. For tests and demos of the machinery, not for pretty pictures.
+_base_ = ['./textual_inversion.py']
+
+pretrained_model = 'data/tiny-sd'
+resolution = 64
+
+model = dict(
+    pretrained_model=pretrained_model,
+    dtype='fp32',  # CPU: half precision is slower, not faster
+    validation_cfg=dict(num_inference_steps=10, height=resolution, width=resolution, seed=0))
+
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    pin_memory=False,
+    dataset=dict(pipeline=[
+        dict(type='ResizeShorterSide', size=resolution),
+        dict(type='CenterCrop', size=resolution),
+        dict(type='RandomHorizontalFlip', prob=0.5),
+        dict(type='PackInputs'),
+    ]))
+
+train_cfg = dict(max_iters=200)
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=100))
+custom_hooks = [
+    dict(type='EmbeddingSaveHook', interval=100),
+    dict(type='ValidationSampleHook', interval=100),
+]

@@ -1,0 +1,43 @@
+"""Write the learned rows in diffusers' format while training runs."""
+from pathlib import Path
+
+from mmengine.dist import master_only
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mmti.registry import HOOKS
+
+
+@HOOKS.register_module()
+class EmbeddingSaveHook(Hook):
+    """Save ``learned_embeds-steps-N.safetensors`` every ``interval`` steps and
+    ``learned_embeds.safetensors`` when training ends, in the work dir.
+
+    These files are the product (a few KB each): they load into diffusers'
+    ``load_textual_inversion`` and into :meth:`TextualInversion.load_embeddings`.
+    Only rank 0 writes; every write is atomic.
+
+    Args:
+        interval: Steps between snapshots; 0 or less saves only the final file.
+        filename: Name of the final file.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, interval: int = 500, filename: str = 'learned_embeds.safetensors'):
+        self.interval = interval
+        self.filename = filename
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.interval > 0 and self.every_n_train_iters(runner, self.interval):
+            step = runner.iter + 1
+            self._save(runner, f'{Path(self.filename).stem}-steps-{step}.safetensors', step)
+
+    def after_train(self, runner) -> None:
+        self._save(runner, self.filename, runner.iter)
+
+    @master_only
+    def _save(self, runner, name: str, step: int) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        path = model.save_embeddings(str(Path(runner.work_dir) / name), step=step)
+        runner.logger.info(f'Saved learned embedding to {path}')

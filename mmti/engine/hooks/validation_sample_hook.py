@@ -1,0 +1,64 @@
+"""Render the validation prompts as a PNG grid now and then during training."""
+from pathlib import Path
+
+import numpy as np
+from mmengine.dist import master_only
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from PIL import Image
+
+from mmti.fileio import atomic_write
+from mmti.registry import HOOKS
+
+
+def make_grid(images: list[Image.Image], columns: int) -> Image.Image:
+    """Tile equally sized images row by row."""
+    columns = max(1, min(columns, len(images)))
+    rows = -(-len(images) // columns)
+    w, h = images[0].size
+    grid = Image.new('RGB', (columns * w, rows * h), 'white')
+    for i, img in enumerate(images):
+        grid.paste(img, ((i % columns) * w, (i // columns) * h))
+    return grid
+
+
+@HOOKS.register_module()
+class ValidationSampleHook(Hook):
+    """Every ``interval`` steps (and at the end), sample the model's
+    validation prompts into ``<work_dir>/samples/step_<N>.png`` (one row per
+    prompt) and send the grid to the visualizer.
+
+    Runs on rank 0 only; it uses a local random generator, so training noise
+    is not disturbed, and the other ranks simply wait at the next all-reduce.
+
+    Args:
+        interval: Steps between renders; 0 or less renders only at the end.
+        prompts: Overrides the model's ``validation_prompts``.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, interval: int = 500, prompts: list[str] | None = None):
+        self.interval = interval
+        self.prompts = prompts
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.interval > 0 and self.every_n_train_iters(runner, self.interval):
+            self._render(runner, runner.iter + 1)
+
+    def after_train(self, runner) -> None:
+        self._render(runner, runner.iter)
+
+    @master_only
+    def _render(self, runner, step: int) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        results = model.val_step({'prompts': self.prompts} if self.prompts else None)
+        if not results:
+            return
+        prompts = list(dict.fromkeys(r['prompt'] for r in results))
+        grid = make_grid([r['sample'] for r in results], columns=len(results) // len(prompts))
+        path = Path(runner.work_dir) / 'samples' / f'step_{step}.png'
+        with atomic_write(path) as tmp:
+            grid.save(tmp, format='PNG')
+        runner.visualizer.add_image('validation_samples', np.asarray(grid), step=step)
+        runner.logger.info(f'Saved validation samples for {prompts} to {path}')
