@@ -1,2 +1,4 @@
 """mmti: config-driven Textual Inversion for Stable Diffusion on mmengine."""
-__version__ = '0.1.0'
+from .version import __version__
+
+__all__ = ['__version__']

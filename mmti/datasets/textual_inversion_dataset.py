@@ -9,7 +9,8 @@ from mmengine.dataset import Compose
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from mmti.registry import DATASETS
+from mmti.registry import DATASETS, TRANSFORMS
+from . import transforms  # noqa: F401  (registers the transforms)
 from .templates import fill_template, load_templates
 
 IMAGE_EXTENSIONS = frozenset({'.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', '.tif', '.tiff'})
@@ -82,7 +83,8 @@ class TextualInversionDataset(Dataset):
         # 3-5 small images: decode once, and fail now on a bad file.
         self.images = [load_rgb(p) for p in self.image_paths]
         self.repeats = repeats
-        self.pipeline = Compose(list(pipeline))
+        # Built from our registry so mmti's transforms resolve without a default scope.
+        self.pipeline = Compose([TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline])
         self.seed = int(torch.initial_seed() if seed is None else seed) % 2**63
 
     @property

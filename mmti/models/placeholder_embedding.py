@@ -106,18 +106,6 @@ class PlaceholderEmbedding(nn.Module):
         new_index = (input_ids - self.first_new_id).clamp(0, new_table.shape[0] - 1)
         return torch.where(is_new.unsqueeze(-1), F.embedding(new_index, new_table), embeds)
 
-    def get_extra_state(self) -> dict:
-        # Recorded so a checkpoint says which concept each ``rows.i`` is.
-        return {'concepts': list(self.concepts)}
-
-    def set_extra_state(self, state: dict) -> None:
-        saved = state.get('concepts', [])
-        if saved[:len(self.concepts)] != self.concepts[:len(saved)]:
-            raise ValueError(
-                f'Checkpoint holds rows for {saved}, but this model has '
-                f'{self.concepts}; build the model from the config that '
-                'trained the checkpoint.')
-
     def extra_repr(self) -> str:
         return (f'first_new_id={self.first_new_id}, dim={self.embedding_dim}, '
                 f'concepts={self.concepts}')

@@ -157,7 +157,8 @@ class TextualInversion(BaseModel):
         with torch.no_grad():
             posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
             latents = posterior.mean + posterior.std * rng.randn(posterior.mean.shape[1:])
-            latents = latents.float() * self.vae.config.scaling_factor
+            latents = latents.to(torch.promote_types(latents.dtype, torch.float32))
+            latents = latents * self.vae.config.scaling_factor
         noise = rng.randn(latents.shape[1:])
         timesteps = rng.randint(self.noise_scheduler.config.num_train_timesteps)
         noisy_latents = self.noise_scheduler.add_noise(latents, noise, timesteps)
@@ -173,7 +174,9 @@ class TextualInversion(BaseModel):
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
         else:
             raise ValueError(f'Unsupported prediction_type {prediction_type!r}.')
-        return {'loss': F.mse_loss(prediction.float(), target.float())}
+        # At least fp32 however the frozen weights are stored (fp64 stays fp64).
+        loss_dtype = torch.promote_types(prediction.dtype, torch.float32)
+        return {'loss': F.mse_loss(prediction.to(loss_dtype), target.to(loss_dtype))}
 
     def forward(self, inputs: torch.Tensor, captions: Sequence[str] | None = None,
                 noise_seeds: Sequence[int] | None = None, mode: str = 'loss'):
