@@ -9,10 +9,9 @@ import os.path as osp
 import sys
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
-from mmti.engine import prepare_launch  # noqa: E402
+from mmti.engine import build_runner, prepare_launch  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,7 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = build_config(args)
     prepare_launch(cfg, args.launcher)
-    runner = Runner.from_cfg(cfg)
+    try:
+        runner = build_runner(cfg)
+    except (ValueError, OSError) as err:  # bad config or data: one line, no traceback
+        raise SystemExit(f'tools/train.py: error: {err}') from None
     runner.train()
 
 

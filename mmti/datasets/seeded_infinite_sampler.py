@@ -2,6 +2,7 @@
 import itertools
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from mmengine.dist import get_dist_info, sync_random_seed
 from torch.utils.data import Sampler
@@ -27,6 +28,8 @@ class SeededInfiniteSampler(Sampler):
 
     def __init__(self, dataset, shuffle: bool = True, seed: int | None = None):
         self.size = len(dataset)
+        if self.size == 0:
+            raise ValueError('SeededInfiniteSampler needs a non-empty dataset.')
         self.shuffle = shuffle
         self.seed = sync_random_seed() if seed is None else int(seed)
         self.rank, self.world_size = get_dist_info()
@@ -34,7 +37,10 @@ class SeededInfiniteSampler(Sampler):
     def global_stream(self) -> Iterator[int]:
         for epoch in itertools.count():
             if self.shuffle:
-                generator = torch.Generator().manual_seed(self.seed + epoch)
+                # Keyed by (seed, epoch), not seed + epoch: neighbouring seeds
+                # must not replay each other's epochs.
+                epoch_seed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
+                generator = torch.Generator().manual_seed(epoch_seed)
                 order = torch.randperm(self.size, generator=generator).tolist()
             else:
                 order = range(self.size)

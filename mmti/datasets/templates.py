@@ -24,11 +24,13 @@ def load_templates(learnable_property: str = 'object',
         templates: A template file or a list of templates; overrides
             ``learnable_property``.
     """
+    if learnable_property not in BUILTIN_TEMPLATES:
+        raise ValueError(f'learnable_property must be one of {sorted(BUILTIN_TEMPLATES)}, '
+                         f'got {learnable_property!r}.')
     if templates is None:
-        if learnable_property not in BUILTIN_TEMPLATES:
-            raise ValueError(f'learnable_property must be one of {sorted(BUILTIN_TEMPLATES)}, '
-                             f'got {learnable_property!r}.')
         found = read_template_file(BUILTIN_TEMPLATES[learnable_property])
+    elif isinstance(templates, str) and '{}' in templates and not Path(templates).is_file():
+        found = [templates]  # one template given inline
     elif isinstance(templates, (str, os.PathLike)):
         found = read_template_file(templates)
     else:

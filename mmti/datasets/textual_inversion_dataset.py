@@ -19,6 +19,9 @@ IMAGE_EXTENSIONS = frozenset({'.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', 
 def list_concept_images(data_root: str | os.PathLike) -> list[Path]:
     """Image files directly under ``data_root`` (by extension), sorted."""
     root = Path(data_root)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f'Concept folder {root} is a file, not a folder; set data_root '
+                                 'to the folder that holds the images.')
     if not root.is_dir():
         raise FileNotFoundError(
             f'Concept folder {root} does not exist; set data_root to a folder '
@@ -39,6 +42,11 @@ def load_rgb(path: Path) -> Image.Image:
         with Image.open(path) as img:
             img.load()
             upright = ImageOps.exif_transpose(img)
+            if upright.mode in ('RGBA', 'LA', 'PA') or 'transparency' in upright.info:
+                # Transparent pixels hide arbitrary colours; show them as white.
+                rgba = upright.convert('RGBA')
+                canvas = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
+                return Image.alpha_composite(canvas, rgba).convert('RGB')
             return upright.convert('RGB')
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f'Cannot read image {path}: {err}. Re-save it or remove it '
@@ -96,6 +104,8 @@ class TextualInversionDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         index = int(index)
+        if index < 0:
+            raise IndexError(f'Sample index must be >= 0, got {index}.')
         rng = np.random.default_rng([self.seed, index])
         image_index = index % len(self.images)
         template = self.templates[int(rng.integers(len(self.templates)))]

@@ -1,6 +1,7 @@
 from .distributed import prepare_launch
 from .hooks import CheckpointHook, EmbeddingSaveHook, ValidationSampleHook
 from .optim import TrainableParamsOptimWrapperConstructor
+from .runner_builder import build_runner, check_work_dir
 
 __all__ = ['CheckpointHook', 'EmbeddingSaveHook', 'TrainableParamsOptimWrapperConstructor',
-           'ValidationSampleHook', 'prepare_launch']
+           'ValidationSampleHook', 'build_runner', 'check_work_dir', 'prepare_launch']

@@ -90,9 +90,10 @@ class PlaceholderEmbedding(nn.Module):
 
     def remove_last_concepts(self, count: int) -> None:
         """Drop the ``count`` most recently added concepts (ids stay dense)."""
-        for _ in range(count):
-            del self.rows[len(self.rows) - 1]
-            self.concepts.pop()
+        keep = len(self.rows) - count
+        # ParameterList cannot delete; the kept Parameter objects are reused.
+        self.rows = nn.ParameterList(list(self.rows)[:keep])
+        del self.concepts[keep:]
 
     def trainable_rows(self) -> Iterator[nn.Parameter]:
         return (r for r in self.rows if r.requires_grad)

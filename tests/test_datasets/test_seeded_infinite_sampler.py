@@ -62,9 +62,6 @@ def test_different_seed_different_stream():
     assert sorted(a) == sorted(b)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'AWKWARD: epoch e is shuffled with manual_seed(seed + e), so seed s+1 replays seed s '
-    'shifted by one epoch; key the generator by (seed, epoch) instead.'))
 def test_neighbouring_seeds_do_not_share_epoch_orders():
     size = 10
     a = take(SeededInfiniteSampler(range(size), seed=0), 2 * size)
@@ -124,9 +121,6 @@ def test_build_from_registry():
     assert take(s, 8) == list(range(8))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'BUG: an empty dataset makes __iter__ loop forever without yielding '
-    '(itertools.count over empty epochs); __init__ should raise instead.'))
 def test_empty_dataset_is_rejected():
     with pytest.raises(ValueError):
         SeededInfiniteSampler([], seed=0)

@@ -44,8 +44,13 @@ def test_default_learnable_property_is_object():
 def test_explicit_list_overrides_learnable_property():
     given = ['a {} on a table', 'my {}']
     assert load_templates('style', given) == given
-    # learnable_property is not consulted when templates are given
-    assert load_templates('not-a-property', given) == given
+    # A typo in learnable_property is still caught when templates are given.
+    with pytest.raises(ValueError, match="learnable_property must be one of .*'not-a-property'"):
+        load_templates('not-a-property', given)
+
+
+def test_a_single_inline_template_string():
+    assert load_templates('object', 'a sketch of {}') == ['a sketch of {}']
 
 
 def test_explicit_tuple_and_non_str_items_become_strings():

@@ -100,7 +100,7 @@ def test_missing_folder_message_names_path(tmp_path):
 def test_file_instead_of_folder_is_rejected(tmp_path):
     f = tmp_path / 'image.png'
     Image.new('RGB', (8, 8)).save(f)
-    with pytest.raises(FileNotFoundError, match=re.escape(str(f))):
+    with pytest.raises(NotADirectoryError, match=re.escape(str(f)) + ' is a file, not a folder'):
         TextualInversionDataset(str(f), TOKEN)
 
 
