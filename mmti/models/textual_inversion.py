@@ -236,6 +236,9 @@ class TextualInversion(BaseModel):
         negatives = [negatives] * len(prompts) if isinstance(negatives, str) else list(negatives)
         if len(negatives) != len(prompts):
             raise ValueError(f'Got {len(prompts)} prompts but {len(negatives)} negative prompts.')
+        # diffusers resets *both* sides when either is None; fill each alone.
+        native_h, native_w = self.native_image_size()
+        height, width = height or native_h, width or native_w
         was_training = self.training
         self.eval()
         try:
@@ -257,6 +260,13 @@ class TextualInversion(BaseModel):
         finally:
             self.train(was_training)
         return {'samples': images}
+
+    def native_image_size(self) -> tuple[int, int]:
+        """(height, width) the UNet was built for, in pixels."""
+        size = self.unet.config.sample_size
+        h, w = (size, size) if isinstance(size, int) else size
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return h * factor, w * factor
 
     def _check_scheduler(self, cfg: str | dict | None) -> dict:
         if cfg is None:

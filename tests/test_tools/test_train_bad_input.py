@@ -1,0 +1,91 @@
+"""Bad config or data: tools/train.py stops with one clear message, writes nothing."""
+import pytest
+from PIL import Image
+from tool_runner import TINY_CONFIG, load_tool, run_tool
+
+
+def make_folder(tmp_path, kind: str) -> str:
+    folder = tmp_path / 'concept'
+    folder.mkdir()
+    if kind == 'no-images':
+        (folder / 'notes.txt').write_text('hello')
+        (folder / 'model.ckpt').write_bytes(b'x')
+    elif kind == 'unreadable':
+        Image.new('RGB', (32, 32), 'red').save(folder / 'good.png')
+        (folder / 'broken.jpg').write_bytes(b'not a jpeg at all')
+    return str(folder)
+
+
+CASES = {
+    'missing folder': (lambda t: [f'train_dataloader.dataset.data_root={t}/nowhere'],
+                       'Concept folder .*nowhere does not exist'),
+    'empty folder': (lambda t: [f'train_dataloader.dataset.data_root={make_folder(t, "empty")}'],
+                     r"has no images .*found: nothing"),
+    'no images': (lambda t: [f'train_dataloader.dataset.data_root={make_folder(t, "no-images")}'],
+                  r"has no images .*found: \['model.ckpt', 'notes.txt'\]"),
+    'unreadable image': (
+        lambda t: [f'train_dataloader.dataset.data_root={make_folder(t, "unreadable")}'],
+        r'Cannot read image .*broken.jpg'),
+    'template without {}': (lambda t: ['train_dataloader.dataset.templates=[a photo of it]'],
+                            r'without "\{\}"'),
+    'placeholder in vocabulary': (lambda t: ['model.placeholder_token=toy'],
+                                  'already in the tokenizer vocabulary'),
+    'multi-token initializer': (lambda t: ['model.initializer_token=cat-toy'],
+                                r"must be exactly one token, but the tokenizer splits it into 3"),
+    'num_vectors < 1': (lambda t: ['model.num_vectors=0'], 'num_vectors must be >= 1, got 0'),
+    'unknown scheduler': (lambda t: ['model.inference_scheduler=FancyScheduler'],
+                          "Unknown scheduler 'FancyScheduler'"),
+}
+
+
+@pytest.mark.parametrize('case', list(CASES))
+def test_bad_input_gives_one_clear_error_and_writes_nothing(case, tmp_path, capsys):
+    options, message = CASES[case]
+    work_dir = tmp_path / 'work'
+    train = load_tool('train')
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([TINY_CONFIG, '--work-dir', str(work_dir), '--cfg-options', *options(tmp_path)])
+    assert str(exit_info.value).startswith('tools/train.py: error: ')
+    assert exit_info.match(message)
+    assert not work_dir.exists()
+
+
+def test_existing_work_dir_files_are_untouched_on_bad_input(tmp_path):
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    (work_dir / 'learned_embeds.safetensors').write_bytes(b'previous result')
+    result = run_tool('tools/train.py', TINY_CONFIG, '--work-dir', str(work_dir), '--cfg-options',
+                      'model.initializer_token=cat-toy', check=False)
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith('tools/train.py: error: initializer_token')
+    assert 'Traceback' not in result.stderr
+    assert sorted(p.name for p in work_dir.iterdir()) == ['learned_embeds.safetensors']
+    assert (work_dir / 'learned_embeds.safetensors').read_bytes() == b'previous result'
+
+
+def test_non_writable_work_dir(tmp_path, monkeypatch):
+    import os
+
+    import mmti.engine.runner_builder as runner_builder
+    locked = tmp_path / 'locked'
+    locked.mkdir()
+    locked.chmod(0o500)
+    # Root ignores permission bits, so ask the same question os.access would
+    # answer for an ordinary user.
+    real_access = os.access
+    monkeypatch.setattr(runner_builder.os, 'access',
+                        lambda path, mode: False if str(path) == str(locked) else real_access(path, mode))
+    train = load_tool('train')
+    with pytest.raises(SystemExit, match=r'locked/run is not writable .*pass --work-dir'):
+        train.main([TINY_CONFIG, '--work-dir', str(locked / 'run')])
+    assert not (locked / 'run').exists()
+
+
+def test_work_dir_below_a_file(tmp_path):
+    blocker = tmp_path / 'results.txt'
+    blocker.write_text('keep me')
+    train = load_tool('train')
+    with pytest.raises(SystemExit, match='is a file, not a folder'):
+        train.main([TINY_CONFIG, '--work-dir', str(blocker / 'run')])
+    assert blocker.read_text() == 'keep me'
