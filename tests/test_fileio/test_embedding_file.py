@@ -1,0 +1,175 @@
+"""Embedding files: diffusers' {"<tok>": rows} layout, told by content, loaded without code."""
+import pathlib
+
+import pytest
+import safetensors.torch
+import torch
+from safetensors import safe_open
+
+from mmti.fileio import read_embeddings, write_embeddings
+
+
+def rows(n: int, dim: int = 32, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+
+
+class TouchOnLoad:
+    """Unpickling this calls ``Path.touch(marker)``: code run by merely loading a file."""
+
+    def __init__(self, marker: pathlib.Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (self.marker,)
+
+
+@pytest.mark.parametrize('num_vectors', [1, 3])
+def test_round_trip_is_bitwise(tmp_path, num_vectors):
+    embeddings = {'<cat-toy>': rows(num_vectors), '<other>': rows(2, seed=1)}
+    path = write_embeddings(tmp_path / 'learned_embeds.safetensors', embeddings,
+                            metadata={'step': '7'})
+    loaded = read_embeddings(path)
+    assert list(loaded) == ['<cat-toy>', '<other>']
+    for token, expected in embeddings.items():
+        assert loaded[token].dtype == torch.float32
+        assert loaded[token].shape == (expected.shape[0], 32)
+        assert torch.equal(loaded[token], expected)
+    # A real safetensors file that diffusers' loader can read, metadata included.
+    with safe_open(str(path), 'pt') as f:
+        assert f.metadata() == {'step': '7'}
+        assert sorted(f.keys()) == ['<cat-toy>', '<other>']
+
+
+def test_write_stores_float32_copies(tmp_path):
+    half = rows(2).half()
+    path = write_embeddings(tmp_path / 'e.safetensors', {'<x>': half})
+    loaded = read_embeddings(path)['<x>']
+    assert loaded.dtype == torch.float32
+    assert torch.equal(loaded, half.float())
+    assert safetensors.torch.load_file(path)['<x>'].dtype == torch.float32
+    assert not list(tmp_path.glob('.*'))  # the atomic write left no temp file
+
+
+def test_safetensors_named_bin_loads(tmp_path):
+    path = tmp_path / 'learned_embeds.bin'
+    safetensors.torch.save_file({'<x>': rows(2)}, str(path))
+    assert torch.equal(read_embeddings(path)['<x>'], rows(2))
+
+
+def test_torch_saved_dict_named_safetensors_loads(tmp_path):
+    path = tmp_path / 'learned_embeds.safetensors'
+    torch.save({'<x>': rows(2).half()}, path)
+    loaded = read_embeddings(path)['<x>']
+    assert loaded.dtype == torch.float32 and torch.equal(loaded, rows(2).half().float())
+
+
+def test_legacy_torch_format_loads(tmp_path):
+    path = tmp_path / 'old.pt'
+    torch.save({'<x>': rows(1)}, path, _use_new_zipfile_serialization=False)
+    assert torch.equal(read_embeddings(path)['<x>'], rows(1))
+
+
+def test_folder_loads_learned_embeds(tmp_path):
+    write_embeddings(tmp_path / 'learned_embeds.safetensors', {'<x>': rows(1)})
+    (tmp_path / 'other.safetensors').write_bytes(b'not read')
+    assert torch.equal(read_embeddings(tmp_path)['<x>'], rows(1))
+
+
+def test_folder_prefers_safetensors_over_bin(tmp_path):
+    torch.save({'<x>': rows(1, seed=1)}, tmp_path / 'learned_embeds.bin')
+    assert torch.equal(read_embeddings(tmp_path)['<x>'], rows(1, seed=1))
+    write_embeddings(tmp_path / 'learned_embeds.safetensors', {'<x>': rows(1, seed=2)})
+    assert torch.equal(read_embeddings(tmp_path)['<x>'], rows(1, seed=2))
+
+
+@pytest.mark.parametrize('save', ['torch', 'safetensors'])
+def test_bare_vector_becomes_one_row(tmp_path, save):
+    vector = rows(1)[0]
+    path = tmp_path / 'vector.bin'
+    if save == 'torch':
+        torch.save({'<x>': vector}, path)
+    else:
+        safetensors.torch.save_file({'<x>': vector}, str(path))
+    loaded = read_embeddings(path)['<x>']
+    assert loaded.shape == (1, 32) and torch.equal(loaded[0], vector)
+
+
+@pytest.mark.parametrize('shape', [(), (1, 2, 32)])
+def test_wrong_shape_is_named(tmp_path, shape):
+    path = tmp_path / 'bad.safetensors'
+    safetensors.torch.save_file({'<bad>': torch.zeros(shape)}, str(path))
+    with pytest.raises(ValueError, match=r"'<bad>'.*shape.*\[num_vectors, dim\]") as info:
+        read_embeddings(path)
+    assert str(path) in str(info.value) and str(tuple(shape)) in str(info.value)
+
+
+@pytest.mark.parametrize('save', ['torch', 'safetensors'])
+def test_empty_file_is_refused(tmp_path, save):
+    path = tmp_path / 'empty.bin'
+    if save == 'torch':
+        torch.save({}, path)
+    else:
+        safetensors.torch.save_file({}, str(path))
+    with pytest.raises(ValueError, match='holds no embeddings') as info:
+        read_embeddings(path)
+    assert str(path) in str(info.value)
+
+
+def test_non_dict_is_refused(tmp_path):
+    path = tmp_path / 'tensor.pt'
+    torch.save(rows(1), path)
+    with pytest.raises(ValueError, match='holds no embeddings'):
+        read_embeddings(path)
+
+
+@pytest.mark.parametrize('value, kind', [([1.0, 2.0], 'list'), ('text', 'str'), (3, 'int')])
+def test_non_tensor_value_is_named(tmp_path, value, kind):
+    path = tmp_path / 'odd.pt'
+    torch.save({'<ok>': rows(1), '<odd>': value}, path)
+    with pytest.raises(ValueError, match=rf"'<odd>' is a {kind}, not a tensor"):
+        read_embeddings(path)
+
+
+def test_missing_file_names_the_path(tmp_path):
+    path = tmp_path / 'nowhere' / 'learned_embeds.safetensors'
+    with pytest.raises(FileNotFoundError) as info:
+        read_embeddings(path)
+    assert str(path) in str(info.value)
+
+
+def test_folder_without_embeddings_names_the_folder(tmp_path):
+    (tmp_path / 'readme.txt').write_text('no embeddings here')
+    with pytest.raises(FileNotFoundError, match='learned_embeds.safetensors') as info:
+        read_embeddings(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+@pytest.mark.parametrize('name', ['learned_embeds.bin', 'evil.safetensors', 'evil.pt'])
+def test_code_running_pickle_is_refused_and_never_runs(tmp_path, name):
+    marker = tmp_path / 'MARKER'
+    path = tmp_path / name
+    torch.save({'<x>': TouchOnLoad(marker)}, path)
+    assert not marker.exists()
+    with pytest.raises(ValueError) as info:
+        read_embeddings(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert 'Refusing' in message and 'unsafe' in message and '.safetensors' in message
+    assert not marker.exists()
+
+
+def test_code_running_pickle_in_folder_is_refused(tmp_path):
+    marker = tmp_path / 'MARKER'
+    torch.save({'<x>': TouchOnLoad(marker)}, tmp_path / 'learned_embeds.bin')
+    with pytest.raises(ValueError, match='unsafe'):
+        read_embeddings(tmp_path)
+    assert not marker.exists()
+
+
+def test_the_evil_pickle_really_runs_code_without_the_guard(tmp_path):
+    """Guards the test above: the file does run code when loaded unsafely."""
+    marker = tmp_path / 'MARKER'
+    path = tmp_path / 'evil.bin'
+    torch.save({'<x>': TouchOnLoad(marker)}, path)
+    torch.load(path, weights_only=False)
+    assert marker.exists()
