@@ -66,6 +66,7 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=500, by_epoch=False, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'))
 custom_hooks = [
+    dict(type='NonFiniteLossHook'),  # stop at a NaN loss before anything is saved
     dict(type='EmbeddingSaveHook', interval=500),
     dict(type='ValidationSampleHook', interval=500),
 ]

@@ -28,6 +28,7 @@ default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(interval=100))
 custom_hooks = [
+    dict(type='NonFiniteLossHook'),
     dict(type='EmbeddingSaveHook', interval=100),
     dict(type='ValidationSampleHook', interval=100),
 ]

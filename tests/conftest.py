@@ -1,38 +1,22 @@
-"""Shared fixtures: everything offline, on the CPU, on the bundled tiny model."""
+"""Session setup: offline, CPU, two threads; fixtures for the bundled data."""
 import os
-from pathlib import Path
 
-os.environ['HF_HUB_OFFLINE'] = '1'  # before diffusers/transformers are imported
-os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+import pytest
+import torch
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TINY_SD = REPO_ROOT / 'data' / 'tiny-sd'
-CAT_TOY = REPO_ROOT / 'data' / 'cat_toy'
+from mmti_testing import CAT_TOY, TINY_SD, build_tiny_model
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(scope='session')
-def tiny_sd() -> Path:
+def tiny_sd():
     return TINY_SD
 
 
 @pytest.fixture(scope='session')
-def cat_toy() -> Path:
+def cat_toy():
     return CAT_TOY
-
-
-def build_tiny_model(**overrides):
-    """A TextualInversion on the bundled tiny SD folder."""
-    import mmti.models  # noqa: F401
-    from mmti.registry import MODELS
-    cfg = dict(type='TextualInversion', pretrained_model=str(TINY_SD),
-               placeholder_token='<cat-toy>', initializer_token='toy')
-    cfg.update(overrides)
-    return MODELS.build(cfg)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO_ROOT
+from mmti_testing import REPO_ROOT
 
 TINY_CONFIG = str(REPO_ROOT / 'configs' / 'textual_inversion_tiny.py')
 

@@ -33,6 +33,11 @@ class SeededInfiniteSampler(Sampler):
         self.shuffle = shuffle
         self.seed = sync_random_seed() if seed is None else int(seed)
         self.rank, self.world_size = get_dist_info()
+        self.start = 0
+
+    def seek(self, consumed: int) -> None:
+        """Start the next iteration after ``consumed`` samples of this process."""
+        self.start = int(consumed)
 
     def global_stream(self) -> Iterator[int]:
         for epoch in itertools.count():
@@ -48,7 +53,8 @@ class SeededInfiniteSampler(Sampler):
             yield from (base + i for i in order)
 
     def __iter__(self) -> Iterator[int]:
-        return itertools.islice(self.global_stream(), self.rank, None, self.world_size)
+        first = self.start * self.world_size + self.rank
+        return itertools.islice(self.global_stream(), first, None, self.world_size)
 
     def __len__(self) -> int:
         return self.size

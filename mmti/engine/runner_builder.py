@@ -10,7 +10,8 @@ from pathlib import Path
 
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from mmengine.runner import Runner
+import torch
+from mmengine.runner import Runner, find_latest_checkpoint
 
 from mmti.registry import DATASETS, MODELS
 
@@ -29,9 +30,33 @@ def check_work_dir(work_dir: str) -> None:
                               'pass --work-dir with a folder you can write to.')
 
 
+def resume_checkpoint(cfg: Config) -> str | None:
+    """The checkpoint ``--resume`` will load, checked to be whole and safe."""
+    if not cfg.get('resume'):
+        return None
+    path = cfg.get('load_from') or find_latest_checkpoint(cfg.work_dir)
+    if path is None:
+        return None  # nothing to resume from: mmengine starts afresh, as documented
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'Checkpoint {path} (from {cfg.work_dir}/last_checkpoint) does '
+                                'not exist; pass --resume PATH with an existing checkpoint.')
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # truncated zip, wrong format, unsafe pickle ...
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f'Cannot resume from {path}: the file is corrupt, truncated or not an '
+                         f'mmti checkpoint ({reason}). Delete it and pass --resume with an '
+                         'earlier iter_*.pth.') from None
+    if not isinstance(checkpoint, dict) or 'state_dict' not in checkpoint or 'meta' not in checkpoint:
+        raise ValueError(f'Cannot resume from {path}: it is not an mmengine checkpoint '
+                         '(no state_dict/meta).')
+    return path
+
+
 def build_runner(cfg: Config) -> Runner:
-    """``Runner.from_cfg`` with the model and data validated first."""
+    """``Runner.from_cfg`` with the model, the data and the resume file checked first."""
     check_work_dir(cfg.work_dir)
+    resume_checkpoint(cfg)
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmti')):
         DATASETS.build(cfg.train_dataloader.dataset)  # raises on a bad concept folder
         model = MODELS.build(cfg.model)

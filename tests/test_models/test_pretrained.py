@@ -2,7 +2,7 @@
 import shutil
 
 import torch
-from conftest import TINY_SD, build_tiny_model
+from mmti_testing import TINY_SD, build_tiny_model
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTextModel
 

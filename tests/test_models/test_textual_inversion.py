@@ -4,7 +4,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_SD, build_tiny_model
+from mmti_testing import TINY_SD, build_tiny_model
 from diffusers import StableDiffusionPipeline
 from mmengine.optim import build_optim_wrapper
 from safetensors.torch import load_file

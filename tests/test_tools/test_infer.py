@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import build_tiny_model
+from mmti_testing import build_tiny_model
 from PIL import Image
 from tool_runner import TINY_CONFIG, load_tool, run_tool
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 def train(work_dir, *options, resume=None, procs: int = 0):
     args = ['train_cfg.max_iters=6', 'default_hooks.checkpoint.interval=3',
-            'custom_hooks.0.interval=3', 'custom_hooks.1.interval=6',
+            'custom_hooks.1.interval=3', 'custom_hooks.2.interval=6',
             'model.validation_cfg.num_inference_steps=2', *options]
     resume_args = [] if resume is None else (['--resume'] if resume == 'auto' else ['--resume', resume])
     if procs:

@@ -1,6 +1,7 @@
 """Write the learned rows in diffusers' format while training runs."""
 from pathlib import Path
 
+import torch
 from mmengine.dist import master_only
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -39,5 +40,9 @@ class EmbeddingSaveHook(Hook):
     @master_only
     def _save(self, runner, name: str, step: int) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        rows = model.get_embeddings([model.placeholder_token])[model.placeholder_token]
+        if not torch.isfinite(rows).all():
+            raise FloatingPointError(f'Learned rows are not finite at step {step}; not saving '
+                                     f'{name} so the previous file stays intact.')
         path = model.save_embeddings(str(Path(runner.work_dir) / name), step=step)
         runner.logger.info(f'Saved learned embedding to {path}')
