@@ -11,7 +11,7 @@ import sys
 from mmengine.config import Config, DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
-from mmti.engine import build_runner, prepare_launch  # noqa: E402
+from mmti.engine import NonFiniteLossError, build_runner, prepare_launch  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,7 +59,10 @@ def main(argv: list[str] | None = None) -> None:
         runner = build_runner(cfg)
     except (ValueError, OSError) as err:  # bad config or data: one line, no traceback
         raise SystemExit(f'tools/train.py: error: {err}') from None
-    runner.train()
+    try:
+        runner.train()
+    except NonFiniteLossError as err:
+        raise SystemExit(f'tools/train.py: error: {err}') from None
 
 
 if __name__ == '__main__':

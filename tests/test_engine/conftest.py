@@ -6,11 +6,8 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
+from mmti_testing import CAT_TOY, REPO_ROOT, TINY_SD
 
-# Not `from conftest import ...`: inside this file that name is this file.
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TINY_SD = REPO_ROOT / 'data' / 'tiny-sd'
-CAT_TOY = REPO_ROOT / 'data' / 'cat_toy'
 TINY_CONFIG = REPO_ROOT / 'configs' / 'textual_inversion_tiny.py'
 _run_ids = itertools.count()
 
@@ -34,9 +31,17 @@ def tiny_config(work_dir, max_iters: int, checkpoint_interval: int, embedding_in
     cfg.default_hooks.checkpoint.interval = checkpoint_interval
     if max_keep_ckpts is not None:  # else the config's (3)
         cfg.default_hooks.checkpoint.max_keep_ckpts = max_keep_ckpts
-    cfg.custom_hooks = [dict(type='EmbeddingSaveHook', interval=embedding_interval)]
-    if validation_interval is not None:
-        cfg.custom_hooks.append(dict(type='ValidationSampleHook', interval=validation_interval))
+    intervals = dict(EmbeddingSaveHook=embedding_interval,
+                     ValidationSampleHook=validation_interval)
+    hooks = []
+    for hook in cfg.custom_hooks:  # the config's hooks, NonFiniteLossHook included
+        if hook.type in intervals:
+            if intervals[hook.type] is None:
+                continue
+            hook = dict(hook, interval=intervals[hook.type])
+        hooks.append(hook)
+    assert {h['type'] for h in hooks} >= {'EmbeddingSaveHook'}
+    cfg.custom_hooks = hooks
     return cfg
 
 
@@ -74,12 +79,12 @@ class Run:
 
 
 SHARED = dict(max_iters=5, checkpoint_interval=1, max_keep_ckpts=2, embedding_interval=2,
-              validation_interval=3, num_images_per_prompt=2)
+              validation_interval=0, num_images_per_prompt=2, batch_size=1)
 
 
 @pytest.fixture(scope='session')
 def shared_run(tmp_path_factory) -> Run:
-    """Five steps: a checkpoint every step (keep 2), embeddings every 2, samples every 3."""
+    """Five steps: a checkpoint every step (keep 2), embeddings every 2, samples at the end."""
     work_dir = tmp_path_factory.mktemp('shared_run')
     runner, recorder = build(tiny_config(work_dir, **SHARED))
     runner.train()

@@ -89,3 +89,39 @@ def test_work_dir_below_a_file(tmp_path):
     with pytest.raises(SystemExit, match='is a file, not a folder'):
         train.main([TINY_CONFIG, '--work-dir', str(blocker / 'run')])
     assert blocker.read_text() == 'keep me'
+
+
+def test_nan_loss_stops_with_the_iteration_and_keeps_good_files(tmp_path):
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    previous = work_dir / 'learned_embeds.safetensors'
+    previous.write_bytes(b'the result of an earlier run')
+    # An absurd learning rate blows the rows up after one step; step 2's loss is NaN.
+    result = run_tool('tools/train.py', TINY_CONFIG, '--work-dir', str(work_dir), '--cfg-options',
+                      'train_cfg.max_iters=6', 'optim_wrapper.optimizer.lr=1e37',
+                      'custom_hooks.1.interval=1', 'default_hooks.checkpoint.interval=1',
+                      check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        'tools/train.py: error: Loss is nan at iteration 2')
+    assert previous.read_bytes() == b'the result of an earlier run'
+    import torch
+    from safetensors.torch import load_file
+    good = load_file(work_dir / 'learned_embeds-steps-1.safetensors')['<cat-toy>']
+    assert torch.isfinite(good).all()
+    assert not (work_dir / 'learned_embeds-steps-2.safetensors').exists()
+    assert (work_dir / 'last_checkpoint').read_text().strip().endswith('iter_1.pth')
+
+
+def test_corrupt_checkpoint_on_resume_is_named(tmp_path):
+    work_dir = tmp_path / 'work'
+    run_tool('tools/train.py', TINY_CONFIG, '--work-dir', str(work_dir), '--cfg-options',
+             'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=1')
+    latest = work_dir / 'iter_2.pth'
+    latest.write_bytes(latest.read_bytes()[:500])  # e.g. a disk that filled up
+    before = sorted(p.name for p in work_dir.iterdir())
+    train = load_tool('train')
+    with pytest.raises(SystemExit, match=r'Cannot resume from .*iter_2.pth: the file is corrupt, '
+                                         r'truncated .*earlier iter_\*.pth'):
+        train.main([TINY_CONFIG, '--work-dir', str(work_dir), '--resume'])
+    assert sorted(p.name for p in work_dir.iterdir()) == before

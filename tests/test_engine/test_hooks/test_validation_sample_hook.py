@@ -1,0 +1,74 @@
+"""ValidationSampleHook in a real run: a prompt-by-image grid, rendered off the global RNG."""
+import random
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mmti.engine import ValidationSampleHook
+
+SIZE = 64  # the tiny config's resolution
+
+
+def cells(grid: Image.Image, rows: int, columns: int) -> list[list[np.ndarray]]:
+    pixels = np.asarray(grid)
+    return [[pixels[r * SIZE:(r + 1) * SIZE, c * SIZE:(c + 1) * SIZE] for c in range(columns)]
+            for r in range(rows)]
+
+
+def test_grid_has_a_row_per_prompt_and_a_column_per_image(shared_run):
+    prompts = shared_run.model.validation_prompts
+    per_prompt = shared_run.settings['num_images_per_prompt']
+    assert len(prompts) == 4 and per_prompt == 2
+    # interval 0: rendered once, when training ends.
+    assert sorted(p.name for p in (shared_run.work_dir / 'samples').iterdir()) == ['step_5.png']
+    grid = Image.open(shared_run.work_dir / 'samples' / 'step_5.png')
+    assert grid.format == 'PNG' and grid.mode == 'RGB'
+    assert grid.size == (per_prompt * SIZE, len(prompts) * SIZE)
+
+
+def test_grid_cells_are_the_samples_in_prompt_order(shared_run):
+    grid = Image.open(shared_run.work_dir / 'samples' / 'step_5.png')
+    # The same seed (validation_cfg.seed=0) and the same final rows: the same images.
+    results = shared_run.model.val_step()
+    assert [r['prompt'] for r in results] == [
+        p for p in shared_run.model.validation_prompts for _ in range(2)]
+    grid_cells = cells(grid, 4, 2)
+    for i, result in enumerate(results):
+        assert np.array_equal(grid_cells[i // 2][i % 2], np.asarray(result['sample']))
+    # Every cell differs from the others, so the layout check above means something.
+    flat = [c for row in grid_cells for c in row]
+    assert all(not np.array_equal(a, b) for i, a in enumerate(flat) for b in flat[i + 1:])
+
+
+def test_render_leaves_global_rng_untouched(shared_run, tmp_path, monkeypatch):
+    runner = shared_run.runner
+    monkeypatch.setattr(runner, '_work_dir', str(tmp_path))
+    hook = ValidationSampleHook(interval=0, prompts=['a <cat-toy> on a sofa'])
+    torch.manual_seed(1234)
+    np.random.seed(1234)
+    random.seed(1234)
+    torch_state, np_state, py_state = (torch.get_rng_state(), np.random.get_state(),
+                                       random.getstate())
+    hook._render(runner, 99)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    after = np.random.get_state()
+    assert after[0] == np_state[0] and np.array_equal(after[1], np_state[1])
+    assert after[2:] == np_state[2:]
+    assert random.getstate() == py_state
+    # The prompts override gave one row of two images.
+    grid = Image.open(tmp_path / 'samples' / 'step_99.png')
+    assert grid.size == (2 * SIZE, SIZE)
+    assert shared_run.model.training  # back in training mode after sampling
+
+
+def test_render_is_reproducible(shared_run, tmp_path, monkeypatch):
+    runner = shared_run.runner
+    hook = ValidationSampleHook(interval=0, prompts=['a <cat-toy> bag'])
+    grids = []
+    for name in ('a', 'b'):
+        monkeypatch.setattr(runner, '_work_dir', str(tmp_path / name))
+        torch.manual_seed(len(name) + ord(name))  # a different global state each time
+        hook._render(runner, 7)
+        grids.append(np.asarray(Image.open(tmp_path / name / 'samples' / 'step_7.png')))
+    assert np.array_equal(grids[0], grids[1])
