@@ -7,6 +7,7 @@ stranger must never be able to run code.
 """
 import os
 import pickle
+import re
 from pathlib import Path
 
 import safetensors.torch
@@ -23,19 +24,38 @@ def _is_safetensors(path: Path) -> bool:
     if len(head) < SAFETENSORS_MAGIC_LEN + 2:
         return False
     header_len = int.from_bytes(head[:SAFETENSORS_MAGIC_LEN], 'little')
-    return 0 < header_len < path.stat().st_size and head[SAFETENSORS_MAGIC_LEN:] == b'{"'
+    return 0 < header_len < path.stat().st_size and head[SAFETENSORS_MAGIC_LEN:][:1] == b'{'
+
+
+def _is_torch_file(path: Path) -> bool:
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    # torch.save writes a zip archive; before torch 1.6 a bare pickle (0x80 = PROTO).
+    return head.startswith(b'PK\x03\x04') or head[:1] == b'\x80'
 
 
 def _load_pickle_safely(path: Path) -> object:
+    if not _is_torch_file(path):
+        raise ValueError(f'{path} is neither a safetensors file nor a torch-saved file; it is '
+                         'not an embedding file this library can read.')
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        # A file object, not the path: torch hands paths ending in
+        # .safetensors to safetensors, whatever the content.
+        with open(path, 'rb') as f:
+            return torch.load(f, map_location='cpu', weights_only=True)
+    except RuntimeError as err:
+        raise ValueError(f'{path} is a damaged or truncated torch file ({_first_line(err)}).') from None
     except pickle.UnpicklingError as err:
         raise ValueError(
             f'Refusing to load {path}: it is a pickle that needs code beyond '
             'plain tensors to load, and running such code from a file is '
             'unsafe. If you trust its author, convert it to .safetensors in an '
-            f'isolated environment first. (torch said: {str(err).splitlines()[0]})'
-        ) from None
+            f'isolated environment first. (torch said: {_first_line(err)})') from None
+
+
+def _first_line(err: Exception) -> str:
+    text = re.sub(r'\x1b\[[0-9;]*m', '', str(err)).strip()  # torch adds terminal colours
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _as_rows(token: str, value: object, path: Path) -> torch.Tensor:

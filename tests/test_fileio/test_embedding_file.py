@@ -9,6 +9,7 @@ from safetensors import safe_open
 from mmti.fileio import read_embeddings, write_embeddings
 
 
+
 def rows(n: int, dim: int = 32, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
 
@@ -144,8 +145,19 @@ def test_folder_without_embeddings_names_the_folder(tmp_path):
     assert str(tmp_path) in str(info.value)
 
 
-@pytest.mark.parametrize('name', ['learned_embeds.bin', 'evil.safetensors', 'evil.pt'])
-def test_code_running_pickle_is_refused_and_never_runs(tmp_path, name):
+@pytest.mark.parametrize('name', ['learned_embeds.bin', 'evil.safetensors', 'evil.pt', 'evil'])
+def test_code_running_pickle_never_runs(tmp_path, name):
+    marker = tmp_path / 'MARKER'
+    path = tmp_path / name
+    torch.save({'<x>': TouchOnLoad(marker)}, path)
+    with pytest.raises(Exception):
+        read_embeddings(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('name', ['learned_embeds.bin', 'evil.pt', 'evil',
+                                  'evil.safetensors'])
+def test_code_running_pickle_is_refused_clearly(tmp_path, name):
     marker = tmp_path / 'MARKER'
     path = tmp_path / name
     torch.save({'<x>': TouchOnLoad(marker)}, path)

@@ -68,25 +68,32 @@ class CheckpointHook(MMEngineCheckpointHook):
         ckpt_filename = self.filename_tmpl.format(step)
         self.last_ckpt = osp.join(self.out_dir, ckpt_filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        if self.max_keep_ckpts > 0 and (not self.keep_ckpt_ids or self.keep_ckpt_ids[-1] != step):
-            self.keep_ckpt_ids.append(step)
         outdated = []
-        while self.max_keep_ckpts > 0 and len(self.keep_ckpt_ids) > self.max_keep_ckpts:
-            outdated.append(self.keep_ckpt_ids.popleft())
-        runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+        if self.max_keep_ckpts > 0:
+            # mmengine's deque has maxlen=max_keep_ckpts and would drop the oldest
+            # id silently on append; take it out ourselves so its file is removed.
+            if not self.keep_ckpt_ids or self.keep_ckpt_ids[-1] != step:
+                if len(self.keep_ckpt_ids) >= self.max_keep_ckpts:
+                    outdated.append(self.keep_ckpt_ids.popleft())
+                self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
 
         partial_name = f'.{ckpt_filename}.partial'
-        runner.save_checkpoint(
-            self.out_dir, partial_name, self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta, by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
-        if not is_main_process():
-            return
         partial = osp.join(self.out_dir, partial_name)
-        with open(partial, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(partial, self.last_ckpt)
+        try:
+            runner.save_checkpoint(
+                self.out_dir, partial_name, self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler,
+                meta=meta, by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+            if not is_main_process():
+                return
+            with open(partial, 'rb+') as f:
+                os.fsync(f.fileno())
+            os.replace(partial, self.last_ckpt)
+        finally:
+            if osp.exists(partial):
+                os.remove(partial)
         with atomic_write(osp.join(runner.work_dir, 'last_checkpoint')) as tmp:
             tmp.write_text(self.last_ckpt)
         for old_step in outdated:

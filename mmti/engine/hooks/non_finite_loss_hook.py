@@ -1,8 +1,9 @@
 """Stop at the first NaN/inf loss instead of training on garbage."""
 import math
 
-from mmti.registry import HOOKS
 from mmengine.hooks import Hook
+
+from mmti.registry import HOOKS
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -24,7 +25,7 @@ class NonFiniteLossHook(Hook):
         loss = (outputs or {}).get('loss')
         if loss is None:
             return
-        value = float(loss)
+        value = float(loss.detach()) if hasattr(loss, 'detach') else float(loss)
         if not math.isfinite(value):
             raise NonFiniteLossError(
                 f'Loss is {value} at iteration {runner.iter + 1}; training stopped and the '

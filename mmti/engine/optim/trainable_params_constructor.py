@@ -16,20 +16,30 @@ class TrainableParamsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """
 
     def __call__(self, model) -> OptimWrapper:
+        module = model.module if is_model_wrapper(model) else model
+        trainable = [p for p in module.parameters() if p.requires_grad]
+        if not trainable:
+            raise ValueError('The model has no trainable parameters.')
         if self.paramwise_cfg:
             return super().__call__(model)
-        if is_model_wrapper(model):
-            model = model.module
         wrapper_cfg = self.optim_wrapper_cfg.copy()
         wrapper_cfg.setdefault('type', 'OptimWrapper')
         optimizer_cfg = self.optimizer_cfg.copy()
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        if not trainable:
-            raise ValueError('The model has no trainable parameters.')
         optimizer_cfg['params'] = trainable
         optimizer = OPTIMIZERS.build(optimizer_cfg)
         return OPTIM_WRAPPERS.build(wrapper_cfg, default_args=dict(optimizer=optimizer))
 
     def add_params(self, params: list[dict], module, prefix: str = '', is_dcn_module=None) -> None:
         super().add_params(params, module, prefix, is_dcn_module)
-        params[:] = [group for group in params if group['params'][0].requires_grad]
+        if prefix:
+            return  # only the outermost call sees the whole list
+        # The placeholder table is reachable twice (model.token_embedding and
+        # inside the text encoder); keep each trainable parameter once.
+        seen = set()
+        kept = []
+        for group in params:
+            param = group['params'][0]
+            if param.requires_grad and id(param) not in seen:
+                seen.add(id(param))
+                kept.append(group)
+        params[:] = kept

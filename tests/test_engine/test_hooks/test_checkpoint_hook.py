@@ -73,10 +73,6 @@ def test_no_partial_or_temporary_files_remain(shared_run):
     assert sorted(p.name for p in shared_run.work_dir.glob('.*')) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'BUG mmti/engine/hooks/checkpoint_hook.py:69-73: keep_ckpt_ids is the deque(maxlen='
-    'max_keep_ckpts) made by mmengine before_train, so append() silently drops the oldest '
-    'id, len() never exceeds max_keep_ckpts and no old checkpoint is ever deleted'))
 def test_max_keep_ckpts_keeps_only_the_newest(shared_run):
     assert shared_run.settings['max_keep_ckpts'] == 2
     assert sorted(p.name for p in shared_run.work_dir.glob('iter_*.pth')) == ['iter_4.pth',
@@ -207,10 +203,6 @@ def test_bounded_history_buffer_round_trips():
     assert copy.data[0].tolist() == [3.0, 4.0, 5.0]
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
-    'BUG mmti/engine/hooks/checkpoint_hook.py:76: with max_keep_ckpts <= 0 (keep all, '
-    "mmengine's default) self.keep_ckpt_ids is never created and the first save raises "
-    'AttributeError'))
 def test_keep_all_checkpoints(build_tiny_runner, tmp_path):
     runner, _ = build_tiny_runner(tmp_path, max_iters=2, checkpoint_interval=1,
                                   embedding_interval=0, validation_interval=None,

@@ -1,4 +1,4 @@
-"""EmbeddingSaveHook in a real run: snapshots at multiples of the interval, final rows at the end."""
+"""EmbeddingSaveHook in a real run: snapshots at multiples of the interval, final rows last."""
 import torch
 from mmti_testing import build_tiny_model
 from safetensors import safe_open

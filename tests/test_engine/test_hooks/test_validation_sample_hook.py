@@ -27,6 +27,12 @@ def test_grid_has_a_row_per_prompt_and_a_column_per_image(shared_run):
     assert grid.size == (per_prompt * SIZE, len(prompts) * SIZE)
 
 
+def test_grid_goes_to_the_visualizer(shared_run):
+    (sent,) = shared_run.work_dir.glob('*/vis_data/vis_image/validation_samples_5.png')
+    grid = shared_run.work_dir / 'samples' / 'step_5.png'
+    assert np.array_equal(np.asarray(Image.open(sent).convert('RGB')), np.asarray(Image.open(grid)))
+
+
 def test_grid_cells_are_the_samples_in_prompt_order(shared_run):
     grid = Image.open(shared_run.work_dir / 'samples' / 'step_5.png')
     # The same seed (validation_cfg.seed=0) and the same final rows: the same images.

@@ -1,0 +1,127 @@
+"""Every config in configs/ loads, names only registered types, and builds on the tiny model."""
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmti_testing import REPO_ROOT, TINY_SD
+
+from mmti.registry import (DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, MODELS,
+                           OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS,
+                           PARAM_SCHEDULERS, TRANSFORMS, VISBACKENDS, VISUALIZERS)
+
+CONFIG_DIR = REPO_ROOT / 'configs'
+CONFIGS = sorted(CONFIG_DIR.glob('*.py'))
+
+
+def load(path) -> Config:
+    return Config.fromfile(str(path))
+
+
+def pipeline_sizes(cfg: Config) -> dict[str, int]:
+    return {t['type']: t['size'] for t in cfg.train_dataloader.dataset.pipeline if 'size' in t}
+
+
+def test_configs_are_found():
+    assert {'textual_inversion.py', 'textual_inversion_tiny.py',
+            'textual_inversion_style.py'} <= {p.name for p in CONFIGS}
+
+
+@pytest.fixture(params=CONFIGS, ids=lambda p: p.stem)
+def cfg(request, monkeypatch) -> Config:
+    monkeypatch.chdir(REPO_ROOT)  # data_root is relative to the repository
+    return load(request.param)
+
+
+def test_config_names_registered_types(cfg):
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        assert cfg.default_scope == 'mmti'
+        for hook in [*cfg.default_hooks.values(), *cfg.custom_hooks]:
+            assert HOOKS.get(hook['type']) is not None, hook
+        assert LOOPS.get(cfg.train_cfg.type).__module__.startswith('mmti.')
+        assert MODELS.get(cfg.model.type) is not None
+        assert DATASETS.get(cfg.train_dataloader.dataset.type) is not None
+        assert DATA_SAMPLERS.get(cfg.train_dataloader.sampler.type) is not None
+        for transform in cfg.train_dataloader.dataset.pipeline:
+            assert TRANSFORMS.get(transform['type']) is not None, transform
+        assert OPTIM_WRAPPERS.get(cfg.optim_wrapper.type) is not None
+        assert OPTIM_WRAPPER_CONSTRUCTORS.get(cfg.optim_wrapper.constructor) is not None
+        assert OPTIMIZERS.get(cfg.optim_wrapper.optimizer.type) is not None
+        schedulers = cfg.param_scheduler if isinstance(cfg.param_scheduler, list) else [
+            cfg.param_scheduler]
+        for scheduler in schedulers:
+            assert PARAM_SCHEDULERS.get(scheduler['type']) is not None
+        assert VISUALIZERS.get(cfg.visualizer.type) is not None
+        for backend in cfg.visualizer.vis_backends:
+            assert VISBACKENDS.get(backend['type']) is not None
+
+
+def test_config_is_consistent(cfg):
+    placeholder = cfg.model.placeholder_token
+    assert cfg.train_dataloader.dataset.placeholder_token == placeholder
+    assert cfg.model.validation_prompts
+    assert all(placeholder in prompt for prompt in cfg.model.validation_prompts)
+    # No weight decay: it would pull the learned rows towards zero.
+    assert cfg.optim_wrapper.optimizer.weight_decay == 0.0
+    sizes = pipeline_sizes(cfg)
+    assert sizes['ResizeShorterSide'] == sizes['CenterCrop']
+
+
+def test_model_and_dataset_build_on_the_tiny_components(cfg):
+    placeholder = cfg.model.placeholder_token
+    cfg.model.pretrained_model = str(TINY_SD)  # the config's dtype is kept: fp16 builds too
+    with DefaultScope.overwrite_default_scope('mmti'):
+        model = MODELS.build(cfg.model)
+        dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    assert model.concepts == [placeholder]
+    assert placeholder in model.tokenizer.get_vocab()
+    placeholder_id = model.tokenizer.convert_tokens_to_ids(placeholder)
+    assert placeholder_id == model.token_embedding.first_new_id
+    assert model.tokenize([cfg.model.validation_prompts[0]])[0].tolist().count(placeholder_id) == 1
+    # The rows start as the initializer word's embedding.
+    (init_id,) = model.tokenizer.encode(cfg.model.initializer_token, add_special_tokens=False)
+    rows = model.token_embedding.concept_rows(placeholder)
+    assert rows.shape[0] == cfg.model.get('num_vectors', 1) and rows.requires_grad
+    assert torch.equal(rows[0], model.token_embedding.base.weight[init_id].float())
+    dtype = {'fp32': torch.float32, 'fp16': torch.float16}[cfg.model.dtype]
+    assert model.unet.dtype == dtype and model.text_encoder.dtype == dtype
+    assert rows.dtype == torch.float32  # the learned rows stay fp32
+
+    size = pipeline_sizes(cfg)['CenterCrop']
+    sample = dataset[0]
+    assert sample['inputs'].shape == (3, size, size)
+    assert placeholder in sample['captions']
+
+
+def test_full_config_is_the_papers_recipe():
+    cfg = load(CONFIG_DIR / 'textual_inversion.py')
+    assert cfg.model.pretrained_model == 'stable-diffusion-v1-5/stable-diffusion-v1-5'
+    assert cfg.model.placeholder_token == '<cat-toy>'
+    assert cfg.model.initializer_token == 'toy'
+    assert cfg.model.num_vectors == 1
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW'
+    assert cfg.optim_wrapper.optimizer.lr == 5e-4
+    assert cfg.train_dataloader.batch_size == 1
+    assert cfg.train_cfg.max_iters == 3000
+    assert pipeline_sizes(cfg) == {'ResizeShorterSide': 512, 'CenterCrop': 512}
+    assert cfg.train_dataloader.dataset.data_root == 'data/cat_toy'
+    assert cfg.train_dataloader.dataset.learnable_property == 'object'
+
+
+def test_tiny_config_points_at_the_bundled_model_and_64px():
+    cfg = load(CONFIG_DIR / 'textual_inversion_tiny.py')
+    assert cfg.model.pretrained_model == 'data/tiny-sd'
+    assert (REPO_ROOT / cfg.model.pretrained_model).resolve() == TINY_SD.resolve()
+    assert pipeline_sizes(cfg) == {'ResizeShorterSide': 64, 'CenterCrop': 64}
+    assert cfg.model.validation_cfg.height == 64 and cfg.model.validation_cfg.width == 64
+    assert cfg.model.dtype == 'fp32'
+    assert cfg.train_dataloader.num_workers == 0
+    # Everything else is inherited from the full recipe.
+    assert cfg.model.placeholder_token == '<cat-toy>' and cfg.optim_wrapper.optimizer.lr == 5e-4
+
+
+def test_style_config_learns_a_style():
+    cfg = load(CONFIG_DIR / 'textual_inversion_style.py')
+    assert cfg.train_dataloader.dataset.learnable_property == 'style'
+    assert cfg.model.placeholder_token == '<my-style>'
+    assert cfg.model.initializer_token == 'painting'
+    assert cfg.model.pretrained_model == 'stable-diffusion-v1-5/stable-diffusion-v1-5'
