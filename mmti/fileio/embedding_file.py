@@ -1,30 +1,70 @@
-"""Learned-embedding files: the diffusers layout, loaded without pickles.
+"""Learned-embedding files in every common layout, read without running code.
 
-A file maps each placeholder token to its rows, ``{"<tok>": tensor[n, dim]}``
-(diffusers' ``learned_embeds.safetensors``). ``.bin``/``.pt`` files are read
-with ``torch.load(weights_only=True)`` only: an embedding downloaded from a
-stranger must never be able to run code.
+Layouts (told apart by content, not by file extension):
+
+=============  ===========================================================
+``diffusers``  ``{"<tok>": tensor[n, dim]}`` (or a bare ``[dim]``), as
+               ``learned_embeds.safetensors`` or ``.bin``; several tokens
+               may share a file.
+``a1111``      AUTOMATIC1111 ``.pt``: ``{"string_to_token": {"*": 265},
+               "string_to_param": {"*": tensor[n, dim]}, "name", "step",
+               "sd_checkpoint", "sd_checkpoint_name"}``.
+``safetensors``  A1111/kohya ``{"emb_params": tensor[n, dim]}``.
+``sdxl``       ``{"clip_l": [n, 768], "clip_g": [n, 1280]}``, the one-file
+               SDXL layout A1111/Forge/ComfyUI read.
+=============  ===========================================================
+
+Pickle-based files are opened with ``torch.load(weights_only=True)`` only; a
+file that needs anything else is refused, never loaded "unsafely".
 """
 import os
 import pickle
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import safetensors
 import safetensors.torch
 import torch
 
 from .atomic_write import atomic_write
 
-SAFETENSORS_MAGIC_LEN = 8  # a u64 header length opens every safetensors file
+FORMATS = ('diffusers', 'a1111', 'safetensors', 'sdxl')
+A1111_STAR_TOKEN_ID = 265  # CLIP's id of "*", which A1111 files name their rows by
+DIM_NAMES = {768: 'SD 1.x (or SDXL clip_l)', 1024: 'SD 2.x', 1280: 'SDXL clip_g'}
+FOLDER_FILES = ('learned_embeds.safetensors', 'learned_embeds.bin')
 
 
+def describe_dim(dim: int) -> str:
+    """'768 (SD 1.x ...)' for the error messages users get on a mismatch."""
+    return f'{dim} ({DIM_NAMES[dim]})' if dim in DIM_NAMES else str(dim)
+
+
+@dataclass
+class EmbeddingFile:
+    """The contents of one embedding file, whatever its layout.
+
+    Attributes:
+        embeddings: ``{token: rows[n, dim]}`` for the (first) text encoder.
+        embeddings_2: ``{token: rows[n, 1280]}`` for SDXL's second encoder.
+        format: One of :data:`FORMATS`.
+        step: Training step, when the file records it.
+    """
+
+    embeddings: dict[str, torch.Tensor]
+    embeddings_2: dict[str, torch.Tensor] = field(default_factory=dict)
+    format: str = 'diffusers'
+    step: int | None = None
+
+
+# ------------------------------------------------------------------- reading
 def _is_safetensors(path: Path) -> bool:
     with open(path, 'rb') as f:
-        head = f.read(SAFETENSORS_MAGIC_LEN + 2)
-    if len(head) < SAFETENSORS_MAGIC_LEN + 2:
+        head = f.read(9)
+    if len(head) < 9:
         return False
-    header_len = int.from_bytes(head[:SAFETENSORS_MAGIC_LEN], 'little')
-    return 0 < header_len < path.stat().st_size and head[SAFETENSORS_MAGIC_LEN:][:1] == b'{'
+    header_len = int.from_bytes(head[:8], 'little')  # safetensors opens with a u64 length
+    return 0 < header_len < path.stat().st_size and head[8:9] == b'{'
 
 
 def _is_torch_file(path: Path) -> bool:
@@ -32,6 +72,11 @@ def _is_torch_file(path: Path) -> bool:
         head = f.read(4)
     # torch.save writes a zip archive; before torch 1.6 a bare pickle (0x80 = PROTO).
     return head.startswith(b'PK\x03\x04') or head[:1] == b'\x80'
+
+
+def _first_line(err: Exception) -> str:
+    text = re.sub(r'\x1b\[[0-9;]*m', '', str(err)).strip()  # torch adds terminal colours
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _load_pickle_safely(path: Path) -> object:
@@ -43,63 +88,176 @@ def _load_pickle_safely(path: Path) -> object:
         # .safetensors to safetensors, whatever the content.
         with open(path, 'rb') as f:
             return torch.load(f, map_location='cpu', weights_only=True)
-    except RuntimeError as err:
-        raise ValueError(f'{path} is a damaged or truncated torch file ({_first_line(err)}).') from None
     except pickle.UnpicklingError as err:
         raise ValueError(
-            f'Refusing to load {path}: it is a pickle that needs code beyond '
-            'plain tensors to load, and running such code from a file is '
-            'unsafe. If you trust its author, convert it to .safetensors in an '
-            f'isolated environment first. (torch said: {_first_line(err)})') from None
+            f'Refusing to load {path}: it is a pickle that needs code beyond plain tensors to '
+            'load, and running such code from a file is unsafe. If you trust its author, '
+            'convert it to .safetensors in an isolated environment first. '
+            f'(torch said: {_first_line(err)})') from None
+    except RuntimeError as err:
+        raise ValueError(f'{path} is a damaged or truncated torch file ({_first_line(err)}).') from None
 
 
-def _first_line(err: Exception) -> str:
-    text = re.sub(r'\x1b\[[0-9;]*m', '', str(err)).strip()  # torch adds terminal colours
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-def _as_rows(token: str, value: object, path: Path) -> torch.Tensor:
+def _rows(name: str, value: object, path: Path) -> torch.Tensor:
+    if isinstance(value, torch.nn.Parameter):
+        value = value.data
     if not isinstance(value, torch.Tensor):
-        raise ValueError(f'{path}: entry {token!r} is a {type(value).__name__}, not a tensor.')
+        raise ValueError(f'{path}: entry {name!r} is a {type(value).__name__}, not a tensor.')
     if value.ndim == 1:  # a single vector, as some tools write it
         value = value[None]
-    if value.ndim != 2:
-        raise ValueError(
-            f'{path}: entry {token!r} has shape {tuple(value.shape)}; expected '
-            '[num_vectors, dim].')
-    return value
+    if value.ndim != 2 or value.shape[0] == 0:
+        raise ValueError(f'{path}: entry {name!r} has shape {tuple(value.shape)}; expected '
+                         '[num_vectors, dim].')
+    return value.detach().float().contiguous()
 
 
-def read_embeddings(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read ``{token: rows[n, dim]}`` from a diffusers-style embedding file.
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
-    The format is told by content, not extension; pickles load tensors only.
+
+def _resolve_folder(path: Path) -> Path:
+    found = [path / name for name in FOLDER_FILES if (path / name).is_file()]
+    if not found:
+        raise FileNotFoundError(f'{path} is a folder without {" or ".join(FOLDER_FILES)}.')
+    return found[0]
+
+
+def read_embedding_file(path: str | os.PathLike, token: str | None = None) -> EmbeddingFile:
+    """Read any supported embedding file (or a folder in diffusers layout).
+
+    Args:
+        path: The file, or a folder holding ``learned_embeds.safetensors``.
+        token: Name for the concept in layouts that store rows without one
+            (A1111, ``emb_params``, SDXL). Defaults to the name the file
+            records, else the file name without extension.
     """
     path = Path(path)
     if path.is_dir():
-        candidates = [path / n for n in ('learned_embeds.safetensors', 'learned_embeds.bin')]
-        found = [c for c in candidates if c.is_file()]
-        if not found:
-            raise FileNotFoundError(
-                f'{path} is a folder without learned_embeds.safetensors or '
-                'learned_embeds.bin.')
-        path = found[0]
+        path = _resolve_folder(path)
     if not path.is_file():
         raise FileNotFoundError(f'Embedding file {path} does not exist.')
+    metadata: dict[str, str] = {}
     if _is_safetensors(path):
-        data = safetensors.torch.load_file(path)
+        with safetensors.safe_open(str(path), framework='pt') as f:
+            metadata = dict(f.metadata() or {})
+        data = safetensors.torch.load_file(str(path))
     else:
         data = _load_pickle_safely(path)
     if not isinstance(data, dict) or not data:
-        raise ValueError(f'{path} holds no embeddings (expected {{"<token>": tensor[n, dim]}}).')
-    return {str(k): _as_rows(str(k), v, path).float() for k, v in data.items()}
+        raise ValueError(f'{path} holds no embeddings (expected e.g. {{"<token>": tensor[n, dim]}}).')
+    step = _int_or_none(metadata.get('step'))
+    default_name = token or metadata.get('token') or metadata.get('name') or path.stem
+
+    if 'string_to_param' in data:
+        params = data['string_to_param']
+        if not isinstance(params, dict) or len(params) != 1:
+            raise ValueError(f'{path}: an A1111 file needs exactly one entry in string_to_param.')
+        name = token or (data.get('name') if isinstance(data.get('name'), str) else None) or path.stem
+        rows = _rows(name, next(iter(params.values())), path)
+        return EmbeddingFile({name: rows}, format='a1111', step=_int_or_none(data.get('step')))
+    if 'clip_l' in data or 'clip_g' in data:
+        if not ('clip_l' in data and 'clip_g' in data):
+            raise ValueError(f'{path}: an SDXL file needs both clip_l and clip_g rows.')
+        rows_l, rows_g = _rows('clip_l', data['clip_l'], path), _rows('clip_g', data['clip_g'], path)
+        if rows_l.shape[0] != rows_g.shape[0]:
+            raise ValueError(f'{path}: clip_l has {rows_l.shape[0]} vectors but clip_g '
+                             f'{rows_g.shape[0]}; they must match.')
+        return EmbeddingFile({default_name: rows_l}, {default_name: rows_g}, 'sdxl', step)
+    if 'emb_params' in data:
+        return EmbeddingFile({default_name: _rows('emb_params', data['emb_params'], path)},
+                             format='safetensors', step=step)
+    embeddings = {str(k): _rows(str(k), v, path) for k, v in data.items()}
+    if token is not None:
+        if len(embeddings) != 1:
+            raise ValueError(f'{path} holds {list(embeddings)}; a new token name can only be '
+                             'given for a file with one concept.')
+        embeddings = {token: next(iter(embeddings.values()))}
+    return EmbeddingFile(embeddings, format='diffusers', step=step)
+
+
+def read_embeddings(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """``{token: rows[n, dim]}`` of a single-text-encoder embedding file."""
+    return read_embedding_file(path).embeddings
+
+
+# ------------------------------------------------------------------- writing
+def _metadata(fmt: str, token: str, rows: torch.Tensor, step: int | None,
+              extra: dict[str, str] | None) -> dict[str, str]:
+    meta = {'format': fmt, 'token': token, 'num_vectors': str(rows.shape[0]),
+            'dim': str(rows.shape[1])}
+    if step is not None:
+        meta['step'] = str(step)
+    meta.update({k: str(v) for k, v in (extra or {}).items()})
+    return meta
+
+
+def _single(embeddings: dict[str, torch.Tensor], fmt: str) -> tuple[str, torch.Tensor]:
+    if len(embeddings) != 1:
+        raise ValueError(f'The {fmt} format holds one concept per file; got {list(embeddings)}. '
+                         'Write one file per token.')
+    return next(iter(embeddings.items()))
+
+
+def write_embedding_file(path: str | os.PathLike,
+                         embeddings: dict[str, torch.Tensor],
+                         format: str = 'diffusers',
+                         embeddings_2: dict[str, torch.Tensor] | None = None,
+                         step: int | None = None,
+                         metadata: dict[str, str] | None = None) -> Path:
+    """Write embeddings in one of :data:`FORMATS`, atomically.
+
+    The token, number of vectors and step are recorded where the layout has
+    room for them (safetensors metadata; A1111's ``name``/``step`` fields).
+    A ``diffusers`` file whose name ends in ``.bin`` is written with
+    ``torch.save`` (tensors only), anything else as safetensors.
+    """
+    if format not in FORMATS:
+        raise ValueError(f'Unknown embedding format {format!r}; use one of {", ".join(FORMATS)}.')
+    path = Path(path)
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in embeddings.items()}
+    if not tensors:
+        raise ValueError('No embeddings to write.')
+    with atomic_write(path) as tmp:
+        if format == 'diffusers':
+            token, rows = next(iter(tensors.items()))
+            if path.suffix == '.bin':
+                torch.save(tensors, tmp)
+            else:
+                meta = _metadata('diffusers', ','.join(tensors), rows, step, metadata)
+                meta['num_vectors'] = ','.join(str(v.shape[0]) for v in tensors.values())
+                safetensors.torch.save_file(tensors, str(tmp), metadata=meta)
+        elif format == 'a1111':
+            token, rows = _single(tensors, 'a1111')
+            torch.save({'string_to_token': {'*': A1111_STAR_TOKEN_ID},
+                        'string_to_param': {'*': rows},
+                        'name': token,
+                        'step': int(step or 0),
+                        'sd_checkpoint': None,
+                        'sd_checkpoint_name': str((metadata or {}).get('base_model', ''))}, tmp)
+        elif format == 'safetensors':
+            token, rows = _single(tensors, 'safetensors')
+            safetensors.torch.save_file({'emb_params': rows}, str(tmp),
+                                        metadata=_metadata('safetensors', token, rows, step, metadata))
+        else:  # sdxl
+            token, rows = _single(tensors, 'sdxl')
+            second = {k: v.detach().float().cpu().contiguous() for k, v in (embeddings_2 or {}).items()}
+            if token not in second:
+                raise ValueError(f'The sdxl format needs clip_g rows for {token!r} as well '
+                                 '(embeddings_2); this embedding has only one text encoder.')
+            if second[token].shape[0] != rows.shape[0]:
+                raise ValueError(f'clip_l has {rows.shape[0]} vectors but clip_g '
+                                 f'{second[token].shape[0]}; they must match.')
+            safetensors.torch.save_file({'clip_l': rows, 'clip_g': second[token]}, str(tmp),
+                                        metadata=_metadata('sdxl', token, rows, step, metadata))
+    return path
 
 
 def write_embeddings(path: str | os.PathLike, embeddings: dict[str, torch.Tensor],
                      metadata: dict[str, str] | None = None) -> Path:
-    """Write ``{token: rows}`` as safetensors, atomically."""
-    path = Path(path)
-    tensors = {k: v.detach().float().cpu().contiguous() for k, v in embeddings.items()}
-    with atomic_write(path) as tmp:
-        safetensors.torch.save_file(tensors, str(tmp), metadata=metadata)
-    return path
+    """Write ``{token: rows}`` in diffusers' layout (kept for simple callers)."""
+    meta = dict(metadata or {})
+    step = _int_or_none(meta.pop('step', None))
+    return write_embedding_file(path, embeddings, 'diffusers', step=step, metadata=meta)

@@ -88,12 +88,13 @@ class PlaceholderEmbedding(nn.Module):
             start += rows.shape[0]
         raise KeyError(name)
 
-    def remove_last_concepts(self, count: int) -> None:
-        """Drop the ``count`` most recently added concepts (ids stay dense)."""
-        keep = len(self.rows) - count
+    def remove_concept(self, name: str) -> None:
+        """Drop one concept; the ids of later concepts move down to close the gap."""
+        index = self.concepts.index(name)
+        kept = [r for i, r in enumerate(self.rows) if i != index]
         # ParameterList cannot delete; the kept Parameter objects are reused.
-        self.rows = nn.ParameterList(list(self.rows)[:keep])
-        del self.concepts[keep:]
+        self.rows = nn.ParameterList(kept)
+        del self.concepts[index]
 
     def trainable_rows(self) -> Iterator[nn.Parameter]:
         return (r for r in self.rows if r.requires_grad)

@@ -49,7 +49,7 @@ def add_placeholder_tokens(tokenizer, names: list[str]) -> list[int]:
     for name, token_id in zip(names, ids):
         seen = tokenizer.encode(f'a {name} b', add_special_tokens=False)
         if token_id not in seen:
-            remove_added_tokens(tokenizer, len(names))
+            remove_added_tokens(tokenizer, names)
             raise ValueError(
                 f'The tokenizer does not keep placeholder {name!r} whole in a '
                 'prompt (it normalises text, e.g. lowercases it). Use a '
@@ -57,22 +57,33 @@ def add_placeholder_tokens(tokenizer, names: list[str]) -> list[int]:
     return ids
 
 
-def remove_added_tokens(tokenizer, count: int) -> None:
-    """Forget the ``count`` most recently added tokens (highest ids)."""
-    if count <= 0:
-        return
-    keep = len(tokenizer) - count
+def remove_added_tokens(tokenizer, names: list[str]) -> None:
+    """Forget the added tokens ``names``; later added tokens move down to close the gap.
+
+    The result tokenizes exactly as if ``names`` had never been added.
+    """
     backend = getattr(tokenizer, '_tokenizer', None)
     if backend is None:
         raise NotImplementedError('Removing tokens needs a transformers fast tokenizer.')
+    gone = set(names)
     # transformers has no public "remove token"; the backend's serialised form
-    # lists added tokens with their ids, so dropping ours and reloading it
-    # restores exactly the earlier tokenizer.
+    # lists added tokens with their ids, so we drop ours, renumber the ones
+    # added after them, and reload it.
     state = json.loads(backend.to_str())
-    state['added_tokens'] = [t for t in state['added_tokens'] if t['id'] < keep]
+    removed_ids = sorted(t['id'] for t in state['added_tokens'] if t['content'] in gone)
+    if len(removed_ids) != len(gone):
+        raise ValueError(f'Not all of {sorted(gone)} are added tokens of this tokenizer.')
+    kept = []
+    for entry in state['added_tokens']:
+        if entry['content'] in gone:
+            continue
+        entry['id'] -= sum(1 for i in removed_ids if i < entry['id'])
+        kept.append(entry)
+    state['added_tokens'] = kept
+    expected = len(tokenizer) - len(gone)
     tokenizer._tokenizer = type(backend).from_str(json.dumps(state))
-    if len(tokenizer) != keep:
-        raise RuntimeError(f'Could not shrink the tokenizer to {keep} tokens.')
+    if len(tokenizer) != expected:
+        raise RuntimeError(f'Could not shrink the tokenizer to {expected} tokens.')
 
 
 class PromptExpander:

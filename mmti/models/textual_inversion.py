@@ -16,7 +16,7 @@ from diffusers import StableDiffusionPipeline
 from mmengine.model import BaseModel
 from PIL import Image
 
-from mmti.fileio import read_embeddings, write_embeddings
+from mmti.fileio import describe_dim, read_embedding_file, write_embedding_file
 from mmti.registry import MODELS
 from .data_preprocessor import TextualInversionDataPreprocessor
 from .placeholder_embedding import PlaceholderEmbedding
@@ -38,6 +38,11 @@ class TextualInversion(BaseModel):
         initializer_token (str): One existing token whose embedding starts
             every placeholder row, e.g. ``'toy'``.
         num_vectors (int): Rows (tokens) the concept gets. Defaults to 1.
+        initial_embedding (str | None): An embedding file (any supported
+            layout) to start the rows from instead of ``initializer_token``:
+            continue an earlier run, or start from another concept.
+        initial_embedding_token (str | None): Which concept of that file,
+            when it holds several.
         tokenizer, text_encoder, vae, unet, noise_scheduler (dict | None):
             Component configs; ``from_pretrained`` of ``pretrained_model``
             with the standard subfolder when omitted.
@@ -56,8 +61,10 @@ class TextualInversion(BaseModel):
     def __init__(self,
                  pretrained_model: str,
                  placeholder_token: str,
-                 initializer_token: str,
+                 initializer_token: str | None = None,
                  num_vectors: int = 1,
+                 initial_embedding: str | None = None,
+                 initial_embedding_token: str | None = None,
                  tokenizer: dict | None = None,
                  text_encoder: dict | None = None,
                  vae: dict | None = None,
@@ -98,8 +105,14 @@ class TextualInversion(BaseModel):
         self.text_encoder.set_input_embeddings(self.token_embedding)
         self.expand_prompt = PromptExpander()
         self.placeholder_token = placeholder_token
-        init_id = single_token_id(self.tokenizer, initializer_token)
-        init_rows = self.token_embedding.base.weight[init_id].detach().repeat(num_vectors, 1)
+        if initial_embedding is not None:
+            init_rows = self._initial_rows(initial_embedding, initial_embedding_token, num_vectors)
+        elif initializer_token is not None:
+            init_id = single_token_id(self.tokenizer, initializer_token)
+            init_rows = self.token_embedding.base.weight[init_id].detach().repeat(num_vectors, 1)
+        else:
+            raise ValueError('Set initializer_token (one word such as "toy") or initial_embedding '
+                             '(an embedding file to start from).')
         self._add_concept(placeholder_token, init_rows, trainable=True)
 
         self.validation_prompts = list(validation_prompts)
@@ -123,10 +136,25 @@ class TextualInversion(BaseModel):
                 '1024: SD 2.x, 768+1280: SDXL). Use an embedding made for this base model.')
         ids = add_placeholder_tokens(self.tokenizer, names)
         if ids[0] != self.token_embedding.num_embeddings:
-            remove_added_tokens(self.tokenizer, len(names))
+            remove_added_tokens(self.tokenizer, names)
             raise RuntimeError('Tokenizer and placeholder table are out of step.')
         self.token_embedding.add_concept(token, rows, trainable=trainable)
         self.expand_prompt.add(token, names)
+
+    def _initial_rows(self, path: str, token: str | None, num_vectors: int) -> torch.Tensor:
+        embeddings = self._read_source(path, None)
+        if token is None:
+            token = (self.placeholder_token if self.placeholder_token in embeddings
+                     else next(iter(embeddings)) if len(embeddings) == 1 else None)
+        if token not in embeddings:
+            raise ValueError(f'initial_embedding {path} holds {list(embeddings)}; set '
+                             'initial_embedding_token to the one to start from.')
+        rows = embeddings[token]
+        if rows.shape[0] != num_vectors:
+            raise ValueError(f'initial_embedding {path} has {rows.shape[0]} vector(s) for '
+                             f'{token!r} but num_vectors={num_vectors}; set '
+                             f'num_vectors={rows.shape[0]}.')
+        return rows
 
     def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
         """Token ids ``[B, max_length]`` with placeholders expanded."""
@@ -295,59 +323,98 @@ class TextualInversion(BaseModel):
     def get_embeddings(self, tokens: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """``{token: rows[n, dim]}`` (fp32 copies) for the given concepts."""
         tokens = self.concepts if tokens is None else list(tokens)
+        unknown = [t for t in tokens if t not in self.concepts]
+        if unknown:
+            raise KeyError(f'No embedding for {unknown}; this model has {self.concepts}.')
         return {t: self.token_embedding.concept_rows(t).detach().float().cpu().clone() for t in tokens}
 
     def save_embeddings(self, path: str, tokens: Sequence[str] | None = None,
-                        step: int | None = None) -> str:
-        """Write learned rows as diffusers' ``{"<tok>": tensor[n, dim]}`` safetensors.
+                        step: int | None = None, format: str = 'diffusers') -> str:
+        """Write learned rows to a file other tools load.
 
         Args:
             path: Output file; written atomically.
             tokens: Concepts to save; defaults to the trained placeholder.
-            step: Training step, recorded in the file's metadata.
+            step: Training step, recorded in the file.
+            format: 'diffusers' (``{"<tok>": tensor[n, dim]}``, the default),
+                'a1111' (``.pt``) or 'safetensors' (``{"emb_params": ...}``).
         """
         embeddings = self.get_embeddings([self.placeholder_token] if tokens is None else tokens)
-        metadata = {'format': 'diffusers', 'base_model': str(self.pretrained_model),
-                    'num_vectors': ','.join(str(v.shape[0]) for v in embeddings.values())}
-        if step is not None:
-            metadata['step'] = str(step)
-        return str(write_embeddings(path, embeddings, metadata))
+        return str(write_embedding_file(path, embeddings, format, step=step,
+                                        metadata={'base_model': str(self.pretrained_model)}))
 
-    def load_embeddings(self, path_or_dict, token: str | None = None,
+    def load_embeddings(self, source, token: str | None = None,
                         replace: bool = False) -> list[str]:
-        """Load diffusers-format embeddings; returns the tokens loaded.
+        """Load embeddings from files, folders or dicts; returns the tokens loaded.
 
-        Rows for a token this model already owns (e.g. the config's own
-        placeholder) replace its rows when the shapes match. A token that
-        is new gets added, frozen. A base-vocabulary word is refused; a token
-        loaded earlier is refused unless ``replace=True``.
+        Any layout of :mod:`mmti.fileio.embedding_file` is accepted (detected
+        by content). Rows for a token this model already owns (e.g. the
+        config's own placeholder) replace its rows when the shapes match; a
+        new token is added, frozen. A token loaded earlier is refused unless
+        ``replace=True``; a base-vocabulary word is always refused.
 
         Args:
-            path_or_dict: A file, a folder with ``learned_embeds.*``, or a
-                ``{token: tensor}`` dict.
-            token: Load a single-concept file under this token instead.
+            source: A file, a folder with ``learned_embeds.*``, a
+                ``{token: tensor}`` dict, or a list of these.
+            token: Name for a single-concept source (overrides the file's).
             replace: Allow replacing rows loaded earlier.
         """
-        embeddings = (dict(path_or_dict) if isinstance(path_or_dict, dict)
-                      else read_embeddings(path_or_dict))
-        if token is not None:
-            if len(embeddings) != 1:
-                raise ValueError(f'`token={token!r}` needs a file with one concept; '
-                                 f'this one has {list(embeddings)}.')
-            embeddings = {token: next(iter(embeddings.values()))}
-        for name, rows in embeddings.items():
-            rows = rows[None] if rows.ndim == 1 else rows
-            dim = self.token_embedding.embedding_dim
-            if rows.ndim != 2 or rows.shape[1] != dim:
+        sources = list(source) if isinstance(source, (list, tuple)) else [source]
+        if token is not None and len(sources) != 1:
+            raise ValueError('`token` renames a single source; give one file or dict.')
+        loaded = []
+        for item in sources:
+            for name, rows in self._read_source(item, token).items():
+                if name in self.concepts:
+                    self._replace_rows(name, rows, replace or name == self.placeholder_token)
+                else:
+                    self._add_concept(name, rows, trainable=False)
+                loaded.append(name)
+        return loaded
+
+    def _read_source(self, item, token: str | None) -> dict[str, torch.Tensor]:
+        if isinstance(item, dict):
+            embeddings = {str(k): v[None] if v.ndim == 1 else v for k, v in item.items()}
+            if token is not None:
+                if len(embeddings) != 1:
+                    raise ValueError(f'`token={token!r}` needs one concept; got {list(embeddings)}.')
+                embeddings = {token: next(iter(embeddings.values()))}
+            origin = 'the given dict'
+        else:
+            contents = read_embedding_file(item, token=token)
+            if contents.embeddings_2:
                 raise ValueError(
-                    f'Embedding {name!r} has shape {tuple(rows.shape)}, but this text encoder '
-                    f'uses dimension {dim} (768: SD 1.x, 1024: SD 2.x); it was made for '
-                    'another base model.')
-            if name in self.concepts:
-                self._replace_rows(name, rows, replace or name == self.placeholder_token)
-            else:
-                self._add_concept(name, rows, trainable=False)
-        return list(embeddings)
+                    f'{item} is an SDXL embedding (clip_l {describe_dim(768)} + clip_g '
+                    f'{describe_dim(1280)}); this model has one text encoder of dimension '
+                    f'{describe_dim(self.token_embedding.embedding_dim)}. Use it with an SDXL model.')
+            embeddings, origin = contents.embeddings, str(item)
+        dim = self.token_embedding.embedding_dim
+        for name, rows in embeddings.items():
+            if rows.ndim != 2 or rows.shape[1] != dim:
+                found = describe_dim(rows.shape[-1]) if rows.ndim else str(tuple(rows.shape))
+                raise ValueError(
+                    f'Embedding {name!r} from {origin} has shape {tuple(rows.shape)}: dimension '
+                    f'{found}, but this text encoder uses dimension {describe_dim(dim)}; it was '
+                    'made for another base model.')
+        return embeddings
+
+    def unload_embeddings(self, tokens: Sequence[str] | None = None) -> list[str]:
+        """Remove concepts; with no argument, every one (the trained one too).
+
+        The tokenizer and the token table return to exactly their earlier
+        size and values: ids of the remaining concepts close up, as if the
+        removed ones had never been added.
+        """
+        tokens = self.concepts if tokens is None else list(tokens)
+        unknown = [t for t in tokens if t not in self.concepts]
+        if unknown:
+            raise ValueError(f'Cannot unload {unknown}: not loaded (loaded: {self.concepts}).')
+        for name in tokens:
+            names = vector_token_names(name, self.token_embedding.concept_rows(name).shape[0])
+            remove_added_tokens(self.tokenizer, names)
+            self.token_embedding.remove_concept(name)
+            self.expand_prompt.remove(name, names)
+        return tokens
 
     def _replace_rows(self, name: str, rows: torch.Tensor, allowed: bool) -> None:
         if not allowed:

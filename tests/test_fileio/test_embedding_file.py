@@ -37,7 +37,9 @@ def test_round_trip_is_bitwise(tmp_path, num_vectors):
         assert torch.equal(loaded[token], expected)
     # A real safetensors file that diffusers' loader can read, metadata included.
     with safe_open(str(path), 'pt') as f:
-        assert f.metadata() == {'step': '7'}
+        meta = f.metadata()
+        assert meta['step'] == '7' and meta['format'] == 'diffusers'
+        assert meta['token'] == '<cat-toy>,<other>' and meta['num_vectors'] == f'{num_vectors},2'
         assert sorted(f.keys()) == ['<cat-toy>', '<other>']
 
 

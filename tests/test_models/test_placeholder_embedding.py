@@ -50,7 +50,11 @@ def test_full_table_and_removal():
     table.add_concept('<a>', torch.ones(3, 4), trainable=True)
     assert torch.equal(table.full_table()[:10], original)
     assert table.full_table().shape == (13, 4)
-    table.remove_last_concepts(1)
+    table.add_concept('<b>', torch.full((1, 4), 2.0), trainable=False)
+    table.remove_concept('<a>')
+    assert table.concepts == ['<b>'] and table.concept_id_range('<b>') == range(10, 11)
+    assert torch.equal(table(torch.tensor([[10]]))[0, 0], torch.full((4,), 2.0))
+    table.remove_concept('<b>')
     assert torch.equal(table.full_table(), original) and table.concepts == []
 
 
