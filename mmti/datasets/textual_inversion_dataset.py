@@ -94,6 +94,10 @@ class TextualInversionDataset(Dataset):
         # Built from our registry so mmti's transforms resolve without a default scope.
         self.pipeline = Compose([TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline])
         self.seed = int(torch.initial_seed() if seed is None else seed) % 2**63
+        # Latents can be cached when every transform's output is fixed by the
+        # choices it records (crop position, flip); a random crop is not.
+        self.latent_cacheable = all(getattr(t, 'cache_safe', False)
+                                    for t in self.pipeline.transforms)
 
     @property
     def metainfo(self) -> dict:
@@ -115,6 +119,8 @@ class TextualInversionDataset(Dataset):
             'caption': fill_template(template, self.placeholder_token),
             'noise_seed': int(rng.integers(2**63)),
             'sample_idx': index,
+            'image_index': image_index,
+            'latent_cacheable': self.latent_cacheable,
             'rng': rng,
         }
         return self.pipeline(results)

@@ -21,4 +21,6 @@ class TextualInversionDataPreprocessor(BaseDataPreprocessor):
                'captions': list(data['captions'])}
         if data.get('noise_seeds') is not None:
             out['noise_seeds'] = [int(s) for s in data['noise_seeds']]
+        if data.get('latent_keys') is not None:
+            out['latent_keys'] = list(data['latent_keys'])
         return out

@@ -51,6 +51,13 @@ class TextualInversion(BaseModel):
             None uses the one the pretrained folder names.
         dtype (str): Precision of the frozen weights, 'fp32', 'fp16' or
             'bf16'. Trainable rows and the loss stay fp32.
+        latent_cache (bool): Encode each distinct training image variant
+            (image, crop, flip) with the VAE once and reuse its latent
+            distribution; used when the dataset marks its samples cacheable
+            (no random crop). Same distribution, no repeated VAE work.
+        gradient_checkpointing (bool): Recompute UNet activations in the
+            backward pass: less memory, about a third more compute.
+        compile_unet (bool): ``torch.compile`` the UNet (first steps slow).
         validation_prompts (Sequence[str]): Rendered by :meth:`val_step`.
         validation_cfg (dict | None): Keyword arguments of :meth:`infer` for
             validation renders (seed, steps, size ...).
@@ -72,6 +79,9 @@ class TextualInversion(BaseModel):
                  noise_scheduler: dict | None = None,
                  inference_scheduler: str | dict | None = None,
                  dtype: str = 'fp32',
+                 latent_cache: bool = True,
+                 gradient_checkpointing: bool = False,
+                 compile_unet: bool = False,
                  validation_prompts: Sequence[str] = (),
                  validation_cfg: dict | None = None,
                  data_preprocessor: dict | None = None,
@@ -98,6 +108,12 @@ class TextualInversion(BaseModel):
         self.inference_scheduler_cfg = self._check_scheduler(inference_scheduler)
         for name in FROZEN_MODULES:
             getattr(self, name).requires_grad_(False).eval()
+        if gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+        if compile_unet:
+            self.unet.compile()  # in place: the module (and its state dict) keep their names
+        self.latent_cache = {} if latent_cache else None
+        self._token_cache: dict[str, torch.Tensor] = {}
 
         # The placeholder rows live beside the frozen table, not inside it.
         self.token_embedding = PlaceholderEmbedding(
@@ -134,6 +150,7 @@ class TextualInversion(BaseModel):
                 f'Embedding for {token!r} has dimension {rows.shape[1]}, but this text '
                 f'encoder uses {self.token_embedding.embedding_dim} (768: SD 1.x, '
                 '1024: SD 2.x, 768+1280: SDXL). Use an embedding made for this base model.')
+        self._token_cache.clear()  # ids of prompts may change
         ids = add_placeholder_tokens(self.tokenizer, names)
         if ids[0] != self.token_embedding.num_embeddings:
             remove_added_tokens(self.tokenizer, names)
@@ -157,12 +174,22 @@ class TextualInversion(BaseModel):
         return rows
 
     def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
-        """Token ids ``[B, max_length]`` with placeholders expanded."""
-        return self.tokenizer([self.expand_prompt(p) for p in prompts],
-                              padding='max_length',
-                              max_length=self.tokenizer.model_max_length,
-                              truncation=True,
-                              return_tensors='pt').input_ids
+        """Token ids ``[B, max_length]`` with placeholders expanded.
+
+        Training captions come from a few dozen templates, so each distinct
+        prompt is tokenised once and remembered (until concepts change).
+        """
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._token_cache]
+        if missing:
+            ids = self.tokenizer([self.expand_prompt(p) for p in missing],
+                                 padding='max_length',
+                                 max_length=self.tokenizer.model_max_length,
+                                 truncation=True,
+                                 return_tensors='pt').input_ids
+            if len(self._token_cache) > 4096:  # bound it for open-ended prompt streams
+                self._token_cache.clear()
+            self._token_cache.update(zip(missing, ids))
+        return torch.stack([self._token_cache[p] for p in prompts])
 
     def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
         """Text-encoder hidden states ``[B, max_length, dim]`` for the UNet."""
@@ -171,7 +198,8 @@ class TextualInversion(BaseModel):
 
     # --------------------------------------------------------------- training
     def loss(self, images: torch.Tensor, captions: Sequence[str],
-             noise_seeds: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+             noise_seeds: Sequence[int] | None = None,
+             latent_keys: Sequence[str | None] | None = None) -> dict[str, torch.Tensor]:
         """The denoising loss of Textual Inversion for one batch.
 
         Args:
@@ -180,11 +208,13 @@ class TextualInversion(BaseModel):
             noise_seeds: One seed per sample for its latent sample, timestep
                 and noise; the result then does not depend on batch layout,
                 process count or resume point. None draws from torch's RNG.
+            latent_keys: One key per image naming its variant (image, crop,
+                flip), from a cacheable dataset; enables the latent cache.
         """
         rng = _SampleNoise(noise_seeds, images.shape[0], images.device)
         with torch.no_grad():
-            posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
-            latents = posterior.mean + posterior.std * rng.randn(posterior.mean.shape[1:])
+            mean, std = self.encode_posterior(images, latent_keys)
+            latents = mean + std * rng.randn(mean.shape[1:])
             latents = latents.to(torch.promote_types(latents.dtype, torch.float32))
             latents = latents * self.vae.config.scaling_factor
         noise = rng.randn(latents.shape[1:])
@@ -206,10 +236,29 @@ class TextualInversion(BaseModel):
         loss_dtype = torch.promote_types(prediction.dtype, torch.float32)
         return {'loss': F.mse_loss(prediction.to(loss_dtype), target.to(loss_dtype))}
 
+    def encode_posterior(self, images: torch.Tensor,
+                         keys: Sequence[str | None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std of the VAE's latent distribution for each image.
+
+        With the latent cache on and keys given, each variant is encoded once,
+        on its own (so its value never depends on which batch it first came
+        in, which keeps resumed runs bitwise identical), then reused.
+        """
+        if self.latent_cache is None or keys is None or any(k is None for k in keys):
+            posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
+            return posterior.mean, posterior.std
+        for i, key in enumerate(keys):
+            if key not in self.latent_cache:
+                posterior = self.vae.encode(images[i:i + 1].to(self.vae.dtype)).latent_dist
+                self.latent_cache[key] = (posterior.mean[0], posterior.std[0])
+        cached = [self.latent_cache[k] for k in keys]
+        return torch.stack([m for m, _ in cached]), torch.stack([s for _, s in cached])
+
     def forward(self, inputs: torch.Tensor, captions: Sequence[str] | None = None,
-                noise_seeds: Sequence[int] | None = None, mode: str = 'loss'):
+                noise_seeds: Sequence[int] | None = None,
+                latent_keys: Sequence[str | None] | None = None, mode: str = 'loss'):
         if mode == 'loss':
-            return self.loss(inputs, captions, noise_seeds)
+            return self.loss(inputs, captions, noise_seeds, latent_keys)
         if mode in ('predict', 'tensor'):
             return self.infer(list(captions))
         raise ValueError(f'Unknown mode {mode!r}.')
@@ -409,6 +458,7 @@ class TextualInversion(BaseModel):
         unknown = [t for t in tokens if t not in self.concepts]
         if unknown:
             raise ValueError(f'Cannot unload {unknown}: not loaded (loaded: {self.concepts}).')
+        self._token_cache.clear()
         for name in tokens:
             names = vector_token_names(name, self.token_embedding.concept_rows(name).shape[0])
             remove_added_tokens(self.tokenizer, names)

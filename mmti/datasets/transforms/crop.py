@@ -18,6 +18,8 @@ def _crop(results: dict, size: int, left: int, top: int) -> dict:
 class CenterCrop:
     """Cut the central ``size x size`` square."""
 
+    cache_safe = True
+
     def __init__(self, size: int):
         self.size = int(size)
 
@@ -30,6 +32,8 @@ class CenterCrop:
 @TRANSFORMS.register_module()
 class RandomCrop:
     """Cut a ``size x size`` square at a random position."""
+
+    cache_safe = False  # every position is a new variant: caching latents would not pay
 
     def __init__(self, size: int):
         self.size = int(size)

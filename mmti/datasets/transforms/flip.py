@@ -8,6 +8,8 @@ from .randomness import sample_rng
 class RandomHorizontalFlip:
     """Mirror the image left-right with probability ``prob``."""
 
+    cache_safe = True  # the flip is recorded, so a cache can key by it
+
     def __init__(self, prob: float = 0.5):
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f'prob must be in [0, 1], got {prob}.')

@@ -8,11 +8,20 @@ from mmti.registry import TRANSFORMS
 class PackInputs:
     """Image to a ``[3, H, W]`` float tensor in [-1, 1], plus caption and seed.
 
-    [-1, 1] is the range Stable Diffusion's VAE was trained on.
+    [-1, 1] is the range Stable Diffusion's VAE was trained on. When the
+    dataset says the pipeline is deterministic up to recorded choices, a
+    ``latent_keys`` string names the variant for the model's latent cache.
     """
+
+    cache_safe = True
 
     def __call__(self, results: dict) -> dict:
         pixels = np.asarray(results['img'].convert('RGB'), dtype=np.float32)
         tensor = torch.from_numpy(pixels).permute(2, 0, 1).contiguous() / 127.5 - 1.0
+        key = None
+        if results.get('latent_cacheable'):
+            # Everything that decides the pixels: which image, where cut, mirrored.
+            key = (f"{results.get('image_index')}|{results.get('crop_top_left')}|"
+                   f"{results.get('flipped', False)}|{tuple(tensor.shape)}")
         return {'inputs': tensor, 'captions': results['caption'],
-                'noise_seeds': results.get('noise_seed')}
+                'noise_seeds': results.get('noise_seed'), 'latent_keys': key}

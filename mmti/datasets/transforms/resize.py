@@ -13,6 +13,8 @@ class ResizeShorterSide:
     Unlike a plain resize to ``size x size``, the concept is not stretched.
     """
 
+    cache_safe = True  # the result depends only on recorded inputs
+
     def __init__(self, size: int, interpolation: str = 'bicubic'):
         if interpolation not in _FILTERS:
             raise ValueError(f'interpolation must be one of {sorted(_FILTERS)}, got {interpolation!r}.')
