@@ -125,3 +125,15 @@ def test_corrupt_checkpoint_on_resume_is_named(tmp_path):
                                          r'truncated .*earlier iter_\*.pth'):
         train.main([TINY_CONFIG, '--work-dir', str(work_dir), '--resume'])
     assert sorted(p.name for p in work_dir.iterdir()) == before
+
+
+def test_nan_found_between_sync_points_still_names_its_iteration(tmp_path):
+    """The NaN check reads the device only where files are written or logs printed."""
+    work_dir = tmp_path / 'work'
+    result = run_tool('tools/train.py', TINY_CONFIG, '--work-dir', str(work_dir), '--cfg-options',
+                      'train_cfg.max_iters=12', 'optim_wrapper.optimizer.lr=1e37',
+                      'custom_hooks.1.interval=5', 'default_hooks.checkpoint.interval=5',
+                      'default_hooks.logger.interval=5', check=False)
+    assert result.returncode != 0
+    assert 'Loss is nan at iteration 2;' in result.stderr
+    assert not list(work_dir.glob('learned_embeds*')) and not list(work_dir.glob('iter_*.pth'))
