@@ -205,7 +205,7 @@ class TextualInversion(BaseModel):
 
     def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
         """Text-encoder hidden states ``[B, max_length, dim]`` for the UNet."""
-        ids = self.tokenize(prompts).to(self.text_encoder.device)
+        ids = self.tokenize(prompts).to(self.token_embedding.base.weight.device)
         return self.text_encoder(ids)[0]
 
     # --------------------------------------------------------------- training
@@ -234,8 +234,9 @@ class TextualInversion(BaseModel):
         noisy_latents = self.noise_scheduler.add_noise(latents, noise, timesteps)
 
         text_states = self.encode_prompt(captions)
-        prediction = self.unet(noisy_latents.to(self.unet.dtype), timesteps,
-                               text_states.to(self.unet.dtype)).sample
+        unet_dtype = _weights_dtype(self.unet)
+        prediction = self.unet(noisy_latents.to(unet_dtype), timesteps,
+                               text_states.to(unet_dtype)).sample
 
         prediction_type = self.noise_scheduler.config.prediction_type
         if prediction_type == 'epsilon':
@@ -257,11 +258,11 @@ class TextualInversion(BaseModel):
         in, which keeps resumed runs bitwise identical), then reused.
         """
         if self.latent_cache is None or keys is None or any(k is None for k in keys):
-            posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
+            posterior = self.vae.encode(images.to(_weights_dtype(self.vae))).latent_dist
             return posterior.mean, posterior.std
         for i, key in enumerate(keys):
             if key not in self.latent_cache:
-                posterior = self.vae.encode(images[i:i + 1].to(self.vae.dtype)).latent_dist
+                posterior = self.vae.encode(images[i:i + 1].to(_weights_dtype(self.vae))).latent_dist
                 self.latent_cache[key] = (posterior.mean[0], posterior.std[0])
         cached = [self.latent_cache[k] for k in keys]
         return torch.stack([m for m, _ in cached]), torch.stack([s for _, s in cached])
@@ -488,6 +489,12 @@ class TextualInversion(BaseModel):
                 f'{rows.shape[0]} in the file; set num_vectors={rows.shape[0]} in the config.')
         with torch.no_grad():
             current.copy_(rows.to(current))
+
+
+def _weights_dtype(module: torch.nn.Module) -> torch.dtype:
+    # diffusers' ``.dtype`` walks every submodule (~1 ms on SD); the first
+    # parameter says the same for these uniformly cast models.
+    return next(module.parameters()).dtype
 
 
 class _SampleNoise:

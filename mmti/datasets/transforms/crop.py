@@ -1,4 +1,5 @@
 from mmti.registry import TRANSFORMS
+from .memo import InputMemo
 from .randomness import sample_rng
 
 
@@ -22,11 +23,19 @@ class CenterCrop:
 
     def __init__(self, size: int):
         self.size = int(size)
+        self._memo = InputMemo()
 
     def __call__(self, results: dict) -> dict:
-        _check_fits(results['img'], self.size)
-        w, h = results['img'].size
-        return _crop(results, self.size, (w - self.size) // 2, (h - self.size) // 2)
+        source = results['img']
+        _check_fits(source, self.size)
+        w, h = source.size
+        left, top = (w - self.size) // 2, (h - self.size) // 2
+        cropped = self._memo.get(source)
+        if cropped is None:
+            cropped = self._memo.put(source, source.crop((left, top, left + self.size, top + self.size)))
+        results['img'] = cropped
+        results['crop_top_left'] = (top, left)
+        return results
 
 
 @TRANSFORMS.register_module()

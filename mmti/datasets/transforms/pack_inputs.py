@@ -2,6 +2,7 @@ import numpy as np
 import torch
 
 from mmti.registry import TRANSFORMS
+from .memo import InputMemo
 
 
 @TRANSFORMS.register_module()
@@ -15,9 +16,18 @@ class PackInputs:
 
     cache_safe = True
 
+    def __init__(self):
+        self._memo = InputMemo()
+
     def __call__(self, results: dict) -> dict:
-        pixels = np.asarray(results['img'].convert('RGB'), dtype=np.float32)
-        tensor = torch.from_numpy(pixels).permute(2, 0, 1).contiguous() / 127.5 - 1.0
+        img = results['img']
+        tensor = self._memo.get(img)
+        if tensor is None:
+            pixels = np.asarray(img.convert('RGB'), dtype=np.float32)
+            tensor = torch.from_numpy(pixels).permute(2, 0, 1).contiguous() / 127.5 - 1.0
+            # Shared between samples; consumers must not modify it in place (the
+            # data preprocessor stacks a copy).
+            tensor = self._memo.put(img, tensor)
         key = None
         if results.get('latent_cacheable'):
             # Everything that decides the pixels: which image, where cut, mirrored.

@@ -1,6 +1,7 @@
 from PIL import Image
 
 from mmti.registry import TRANSFORMS
+from .memo import InputMemo
 
 _FILTERS = {'nearest': Image.Resampling.NEAREST, 'bilinear': Image.Resampling.BILINEAR,
             'bicubic': Image.Resampling.BICUBIC, 'lanczos': Image.Resampling.LANCZOS}
@@ -20,14 +21,17 @@ class ResizeShorterSide:
             raise ValueError(f'interpolation must be one of {sorted(_FILTERS)}, got {interpolation!r}.')
         self.size = int(size)
         self.interpolation = interpolation
+        self._memo = InputMemo()
 
     def __call__(self, results: dict) -> dict:
-        img = results['img']
-        w, h = img.size
-        scale = self.size / min(w, h)
-        new_size = (max(self.size, round(w * scale)), max(self.size, round(h * scale)))
-        if new_size != (w, h):
-            img = img.resize(new_size, _FILTERS[self.interpolation])
+        source = results['img']
+        w, h = source.size
+        img = self._memo.get(source)
+        if img is None:
+            scale = self.size / min(w, h)
+            new_size = (max(self.size, round(w * scale)), max(self.size, round(h * scale)))
+            img = source.resize(new_size, _FILTERS[self.interpolation]) if new_size != (w, h) else source
+            self._memo.put(source, img)
         results['img'] = img
         results['original_size'] = (h, w)
         return results

@@ -1,0 +1,220 @@
+"""Time mmti's real training step, stage by stage, against its compute floor.
+
+    python tools/benchmark.py configs/textual_inversion_tiny.py --steps 30 --warmup 5
+    python tools/benchmark.py configs/textual_inversion.py --batch-sizes 1,2,4,8 --json
+
+The model, data pipeline and optimizer are built exactly as tools/train.py
+builds them (same config, same runner); the step timed is the model's own
+``train_step``. The compute floor is the unavoidable part of that step on the
+same model and batch: text encoder and UNet, forward and backward, with the
+latents, noise and timesteps computed beforehand.
+"""
+import argparse
+import json
+import os.path as osp
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config, DictAction
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+from mmti.engine import build_runner  # noqa: E402
+
+STAGES = ('data', 'vae', 'text_encoder', 'unet_forward', 'backward', 'optimizer')
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Benchmark the Textual Inversion training step')
+    parser.add_argument('config')
+    parser.add_argument('--steps', type=int, default=30, help='timed steps')
+    parser.add_argument('--warmup', type=int, default=5, help='untimed steps first')
+    parser.add_argument('--batch-sizes', default=None,
+                        help='comma-separated per-process batch sizes (default: the config\'s)')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--json', action='store_true', help='print JSON instead of a table')
+    return parser.parse_args(argv)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class StageTimer:
+    """Wall time per stage, with a device sync at each boundary (breakdown only)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.totals = dict.fromkeys(STAGES, 0.0)
+
+    @contextmanager
+    def stage(self, name: str):
+        synchronize(self.device)
+        start = time.perf_counter()
+        yield
+        synchronize(self.device)
+        self.totals[name] += time.perf_counter() - start
+
+    def wrap(self, owner, attr: str, name: str):
+        original = getattr(owner, attr)
+
+        def timed(*args, **kwargs):
+            with self.stage(name):
+                return original(*args, **kwargs)
+
+        setattr(owner, attr, timed)
+        return lambda: setattr(owner, attr, original) if attr in vars(owner) else None
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == 'cuda':
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def stage_breakdown(model, optim_wrapper, batches, steps: int, device) -> dict[str, float]:
+    timer = StageTimer(device)
+    restore = [timer.wrap(model, 'encode_posterior', 'vae'),
+               timer.wrap(model, 'encode_prompt', 'text_encoder'),
+               timer.wrap(model.unet, 'forward', 'unet_forward'),
+               timer.wrap(optim_wrapper, 'backward', 'backward'),
+               timer.wrap(optim_wrapper, 'step', 'optimizer'),
+               timer.wrap(optim_wrapper, 'zero_grad', 'optimizer')]
+    try:
+        for _ in range(steps):
+            with timer.stage('data'):
+                batch = next(batches)
+            model.train_step(batch, optim_wrapper)
+    finally:
+        for undo in restore:
+            undo()
+    return {name: 1000 * total / steps for name, total in timer.totals.items()}
+
+
+class ComputeFloor:
+    """Text encoder + UNet, forward and backward, with everything else precomputed."""
+
+    def __init__(self, model, batch: dict):
+        self.model = model
+        data = model.data_preprocessor(batch, True)
+        self.captions = data['captions']
+        with torch.no_grad():
+            mean, std = model.encode_posterior(data['inputs'], data.get('latent_keys'))
+            latents = (mean + std * torch.randn_like(std)).float() * model.vae.config.scaling_factor
+            self.noise = torch.randn_like(latents)
+            self.timesteps = torch.randint(0, model.noise_scheduler.config.num_train_timesteps,
+                                           (latents.shape[0],), device=latents.device)
+            self.noisy = model.noise_scheduler.add_noise(latents, self.noise, self.timesteps)
+            self.noisy = self.noisy.to(next(model.unet.parameters()).dtype)
+        model.tokenize(self.captions)  # tokenisation is cached in the real step too
+        self.rows = model.token_embedding.concept_rows(model.placeholder_token)
+
+    def __call__(self) -> None:
+        states = self.model.encode_prompt(self.captions).to(self.noisy.dtype)
+        prediction = self.model.unet(self.noisy, self.timesteps, states).sample
+        F.mse_loss(prediction.float(), self.noise).backward()
+        self.rows.grad = None
+
+
+def timed(fn, device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def time_interleaved(model, optim_wrapper, batches, floor: ComputeFloor, steps: int,
+                     warmup: int, device) -> tuple[list[float], list[float]]:
+    """Alternate real steps and floor steps, so drift in machine speed hits both alike."""
+    step_times, floor_times = [], []
+    for i in range(warmup + steps):
+        step = timed(lambda: model.train_step(next(batches), optim_wrapper), device)
+        floor_time = timed(floor, device)
+        if i >= warmup:
+            step_times.append(step)
+            floor_times.append(floor_time)
+    return step_times, floor_times
+
+
+def benchmark(cfg: Config, batch_size: int, steps: int, warmup: int) -> dict:
+    cfg = cfg.copy()
+    cfg.train_dataloader.batch_size = batch_size
+    runner = build_runner(cfg)
+    model = runner.model
+    device = next(p.device for p in model.parameters())
+    dataloader = runner.build_dataloader(cfg.train_dataloader, seed=runner.seed)
+    optim_wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
+    model.train()
+    batches = iter(dataloader)
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+
+    floor = ComputeFloor(model, next(batches))
+    step_times, floor_times = time_interleaved(model, optim_wrapper, batches, floor, steps,
+                                               warmup, device)
+    memory = peak_memory_mb(device)
+    stages = stage_breakdown(model, optim_wrapper, batches, max(3, steps // 3), device)
+    median = statistics.median(step_times)
+    floor_median = statistics.median(floor_times)
+    return {
+        'config': cfg.filename, 'device': str(device), 'batch_size': batch_size,
+        'threads': torch.get_num_threads(), 'steps': steps, 'warmup': warmup,
+        'median_ms': 1000 * median, 'p90_ms': 1000 * percentile(step_times, 0.9),
+        'steps_per_s': 1 / median, 'images_per_s': batch_size / median,
+        'peak_memory_mb': memory,
+        'peak_memory_kind': 'max_memory_allocated' if device.type == 'cuda' else 'max RSS',
+        'stages_ms': stages,
+        'floor_median_ms': 1000 * floor_median,
+        'ratio_to_floor': median / floor_median,
+    }
+
+
+def format_table(rows: list[dict]) -> str:
+    head = ('| batch | median ms | p90 ms | steps/s | images/s | peak MB | floor ms | step/floor | '
+            + ' | '.join(STAGES) + ' |')
+    lines = [head, '|' + '---|' * (8 + len(STAGES))]
+    for r in rows:
+        stages = ' | '.join(f"{r['stages_ms'][s]:.1f}" for s in STAGES)
+        lines.append(f"| {r['batch_size']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | "
+                     f"{r['steps_per_s']:.2f} | {r['images_per_s']:.1f} | {r['peak_memory_mb']:.0f} | "
+                     f"{r['floor_median_ms']:.1f} | {r['ratio_to_floor']:.2f} | {stages} |")
+    first = rows[0]
+    lines.append(f"\n{first['config']} on {first['device']} ({first['threads']} threads), "
+                 f"{first['steps']} timed steps after {first['warmup']} warm-up; peak memory is "
+                 f"{first['peak_memory_kind']}; stage times (ms/step) include a device sync at "
+                 'each boundary.')
+    return '\n'.join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = 'none'
+    cfg.work_dir = tempfile.mkdtemp(prefix='mmti-benchmark-')
+    cfg.log_level = 'WARNING'
+    sizes = ([int(s) for s in args.batch_sizes.split(',')] if args.batch_sizes
+             else [cfg.train_dataloader.batch_size])
+    rows = [benchmark(cfg, size, args.steps, args.warmup) for size in sizes]
+    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    return rows
+
+
+if __name__ == '__main__':
+    main()
