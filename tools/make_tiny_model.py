@@ -371,8 +371,58 @@ def make_sd15(out_dir: Path) -> dict[str, int]:
     return {name: count_params(model) for name, model in models.items()}
 
 
+# --------------------------------------------------------------------------
+# Full-size SD 1.5 architecture, random weights (for GPU benchmarks only)
+# --------------------------------------------------------------------------
+
+SD15_FULL_TEXT_ENCODER = dict(SD15_TEXT_ENCODER, hidden_size=768, intermediate_size=3072,
+                              num_hidden_layers=12, num_attention_heads=12, projection_dim=768)
+SD15_FULL_UNET = dict(
+    sample_size=64,  # 512 px
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    cross_attention_dim=768,
+    attention_head_dim=8,
+    norm_num_groups=32,
+)
+SD15_FULL_VAE = dict(SD15_VAE, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+                     sample_size=512)
+
+
+def make_sd15_full_random(out_dir: Path) -> dict[str, int]:
+    """SD 1.5's exact architecture and sizes with random fp16 weights.
+
+    No real checkpoint can be downloaded where mmti is built and benchmarked;
+    step time and memory depend on the architecture, not on the weights, so
+    this folder stands in for ``stable-diffusion-v1-5`` in speed tests. The
+    tokenizer is copied from ``data/tiny-sd`` (same real CLIP BPE).
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    models = {
+        "text_encoder": build_seeded("text_encoder",
+                                     lambda: CLIPTextModel(CLIPTextConfig(**SD15_FULL_TEXT_ENCODER))),
+        "unet": build_seeded("unet", lambda: UNet2DConditionModel(**SD15_FULL_UNET)),
+        "vae": build_seeded("vae", lambda: AutoencoderKL(**SD15_FULL_VAE)),
+    }
+    for name, model in models.items():
+        model.half().save_pretrained(out_dir / name, safe_serialization=True)
+    make_sd15_scheduler().save_pretrained(out_dir / "scheduler")
+    shutil.copytree(DEFAULT_MODEL_DIR / "tokenizer", out_dir / "tokenizer")
+    write_sd15_model_index(out_dir)
+    return {name: count_params(model) for name, model in models.items()}
+
+
 # Model families this script can build; SD 2.x / SDXL builders go here.
-MODEL_FAMILIES: dict[str, Callable[[Path], dict[str, int]]] = {"sd15": make_sd15}
+MODEL_FAMILIES: dict[str, Callable[[Path], dict[str, int]]] = {
+    "sd15": make_sd15,
+    "sd15-full-random": make_sd15_full_random,
+}
 
 
 # --------------------------------------------------------------------------

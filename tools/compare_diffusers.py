@@ -1,0 +1,158 @@
+"""Time mmti's training CLI against diffusers' examples/textual_inversion script.
+
+    python tools/compare_diffusers.py --diffusers-script /path/to/textual_inversion.py \
+        --config configs/textual_inversion_tiny.py --batch-size 4 --steps 20 80 --threads 2
+
+Both run as separate processes on the same model folder, images, resolution,
+batch size, learning rate and thread count. Each runs twice (the two
+``--steps``); the difference in wall time divided by the difference in steps
+is the steady per-step cost, free of start-up. Peak RSS comes from the
+kernel's accounting of each child process.
+
+diffusers' script imports torchvision only for ``RandomHorizontalFlip`` on a
+PIL image; torchvision cannot be installed beside the CPU torch here, so a
+temporary copy of the script gets a PIL flip instead (nothing of diffusers is
+stored in this repository). Pass the script from a diffusers checkout; it
+logs to TensorBoard, so ``pip install tensorboard`` first.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mmengine.config import Config, DictAction
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # configs import mmti
+TORCHVISION_IMPORT = 'from torchvision import transforms'
+PIL_FLIP_SHIM = '''
+class transforms:  # mmti's stand-in for torchvision's RandomHorizontalFlip on PIL images
+    class RandomHorizontalFlip:
+        def __init__(self, p=0.5):
+            self.p = p
+
+        def __call__(self, image):
+            return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if random.random() < self.p else image
+'''
+
+
+def patched_copy(script: Path, folder: Path) -> Path:
+    text = script.read_text()
+    if TORCHVISION_IMPORT not in text:
+        raise SystemExit(f'{script} does not import torchvision as expected; cannot patch it.')
+    lines = text.replace(TORCHVISION_IMPORT, '').splitlines(keepends=True)
+    # The shim needs PIL.Image and random, imported at the top of the script.
+    last_import = max(i for i, line in enumerate(lines) if line.startswith(('import ', 'from ')))
+    lines.insert(last_import + 1, PIL_FLIP_SHIM)
+    target = folder / 'textual_inversion_patched.py'
+    target.write_text(''.join(lines))
+    return target
+
+
+def run_measured(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) of this child alone, and its output tail."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f'{cmd[:3]} failed ({proc.returncode}):\n{output[-3000:]}')
+    return seconds, usage.ru_maxrss / 1024, output[-2000:]
+
+
+def diffusers_cmd(script: Path, cfg: Config, batch: int, steps: int, out: Path) -> list[str]:
+    dataset = cfg.train_dataloader.dataset
+    return [sys.executable, str(script),
+            '--pretrained_model_name_or_path', str(cfg.model.pretrained_model),
+            '--train_data_dir', str(dataset.data_root),
+            '--placeholder_token', cfg.model.placeholder_token,
+            '--initializer_token', cfg.model.initializer_token,
+            '--num_vectors', str(cfg.model.get('num_vectors', 1)),
+            '--learnable_property', dataset.get('learnable_property', 'object'),
+            '--resolution', str(_resolution(cfg)), '--center_crop',
+            '--train_batch_size', str(batch), '--max_train_steps', str(steps),
+            '--learning_rate', str(cfg.optim_wrapper.optimizer.lr), '--lr_scheduler', 'constant',
+            '--lr_warmup_steps', '0', '--seed', '0', '--dataloader_num_workers', '0',
+            '--save_steps', str(10**9), '--checkpointing_steps', str(10**9),
+            '--no_safe_serialization', '--output_dir', str(out), '--report_to', 'tensorboard']
+
+
+def mmti_cmd(config: str, batch: int, steps: int, out: Path, options: list[str]) -> list[str]:
+    return [sys.executable, str(ROOT / 'tools' / 'train.py'), config, '--work-dir', str(out),
+            '--cfg-options', f'train_dataloader.batch_size={batch}', f'train_cfg.max_iters={steps}',
+            'default_hooks.checkpoint.interval=1000000000', 'custom_hooks=[]',
+            'default_hooks.logger.interval=1000000000', *options]
+
+
+def _resolution(cfg: Config) -> int:
+    for step in cfg.train_dataloader.dataset.pipeline:
+        if step['type'] in ('CenterCrop', 'RandomCrop'):
+            return int(step['size'])
+    raise SystemExit('No crop size in the config pipeline.')
+
+
+def measure(name: str, make_cmd, steps: tuple[int, int], env: dict, work: Path) -> dict:
+    runs = []
+    for n in steps:
+        out = work / f'{name}_{n}'
+        seconds, rss, _ = run_measured(make_cmd(n, out), env, ROOT)
+        runs.append((n, seconds, rss))
+    (n1, t1, r1), (n2, t2, r2) = runs
+    per_step = (t2 - t1) / (n2 - n1)
+    return {'tool': name, 'ms_per_step': 1000 * per_step, 'steps_per_s': 1 / per_step,
+            'peak_rss_mb': max(r1, r2), 'wall_s': {n1: t1, n2: t2}}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--diffusers-script', required=True, type=Path)
+    parser.add_argument('--config', default='configs/textual_inversion_tiny.py')
+    parser.add_argument('--batch-size', type=int, default=4)
+    parser.add_argument('--steps', type=int, nargs=2, default=(20, 80))
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='mmti config overrides (applied to both tools\' settings)')
+    parser.add_argument('--diffusers-args', nargs=argparse.REMAINDER, default=[],
+                        help='extra arguments for the diffusers script, e.g. --mixed_precision fp16')
+    parser.add_argument('--json', action='store_true')
+    args = parser.parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    for option in args.cfg_options:  # the same key=value syntax as tools/train.py
+        key, value = option.split('=', 1)
+        cfg.merge_from_dict({key: DictAction._parse_iterable(value)})
+    env = dict(os.environ, HF_HUB_OFFLINE='1', OMP_NUM_THREADS=str(args.threads),
+               MKL_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM='false')
+    work = Path(tempfile.mkdtemp(prefix='mmti-vs-diffusers-'))
+    try:
+        script = patched_copy(args.diffusers_script, work)
+        rows = [
+            measure('diffusers', lambda n, out: diffusers_cmd(script, cfg, args.batch_size, n, out)
+                    + list(args.diffusers_args), args.steps, env, work),
+            measure('mmti', lambda n, out: mmti_cmd(args.config, args.batch_size, n, out,
+                                                    list(args.cfg_options)),
+                    args.steps, env, work),
+        ]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    speedup = rows[0]['ms_per_step'] / rows[1]['ms_per_step']
+    if args.json:
+        print(json.dumps({'rows': rows, 'mmti_speedup': speedup}, indent=2))
+    else:
+        print('| tool | ms/step | steps/s | peak RSS MB |\n|---|---|---|---|')
+        for r in rows:
+            print(f"| {r['tool']} | {r['ms_per_step']:.1f} | {r['steps_per_s']:.1f} | {r['peak_rss_mb']:.0f} |")
+        print(f'\nmmti throughput = {speedup:.2f}x diffusers; batch {args.batch_size}, '
+              f'{_resolution(cfg)} px, {args.threads} threads, steps {args.steps[0]} vs {args.steps[1]}.')
+    return rows
+
+
+if __name__ == '__main__':
+    main()
