@@ -394,7 +394,7 @@ SD15_FULL_VAE = dict(SD15_VAE, block_out_channels=(128, 256, 512, 512), layers_p
 
 
 def make_sd15_full_random(out_dir: Path) -> dict[str, int]:
-    """SD 1.5's exact architecture and sizes with random fp16 weights.
+    """SD 1.5's exact architecture and sizes with random weights.
 
     No real checkpoint can be downloaded where mmti is built and benchmarked;
     step time and memory depend on the architecture, not on the weights, so
@@ -411,7 +411,10 @@ def make_sd15_full_random(out_dir: Path) -> dict[str, int]:
         "vae": build_seeded("vae", lambda: AutoencoderKL(**SD15_FULL_VAE)),
     }
     for name, model in models.items():
-        model.half().save_pretrained(out_dir / name, safe_serialization=True)
+        # fp16 files keep the folder at 2 GB; the text encoder stays fp32, as on
+        # the hub, because trainers that load it without a dtype train its table.
+        model = model if name == "text_encoder" else model.half()
+        model.save_pretrained(out_dir / name, safe_serialization=True)
     make_sd15_scheduler().save_pretrained(out_dir / "scheduler")
     shutil.copytree(DEFAULT_MODEL_DIR / "tokenizer", out_dir / "tokenizer")
     write_sd15_model_index(out_dir)
