@@ -152,6 +152,8 @@ def time_interleaved(model, optim_wrapper, batches, floor: ComputeFloor, steps: 
 def benchmark(cfg: Config, batch_size: int, steps: int, warmup: int) -> dict:
     cfg = cfg.copy()
     cfg.train_dataloader.batch_size = batch_size
+    # mmengine shares loggers/visualizers by experiment name; one per run.
+    cfg.experiment_name = f'benchmark_bs{batch_size}_{time.time_ns()}'
     runner = build_runner(cfg)
     model = runner.model
     device = next(p.device for p in model.parameters())

@@ -1,0 +1,35 @@
+"""tools/benchmark.py: a few real steps on the tiny model, a table with sane numbers."""
+
+from tool_runner import TINY_CONFIG, load_tool, run_tool
+
+FIELDS = {'median_ms', 'p90_ms', 'steps_per_s', 'images_per_s', 'peak_memory_mb', 'stages_ms',
+          'floor_median_ms', 'ratio_to_floor', 'batch_size', 'device'}
+
+
+def test_benchmark_json_fields_are_present_and_sane():
+    rows = load_tool('benchmark').main([TINY_CONFIG, '--steps', '4', '--warmup', '1', '--json',
+                                        '--batch-sizes', '1,2', '--threads', '2'])
+    assert [r['batch_size'] for r in rows] == [1, 2]
+    for row in rows:
+        assert FIELDS <= set(row)
+        assert 0 < row['median_ms'] <= row['p90_ms'] < 10_000
+        assert abs(row['steps_per_s'] * row['median_ms'] - 1000) < 1e-6
+        assert abs(row['images_per_s'] - row['batch_size'] * row['steps_per_s']) < 1e-6
+        assert row['peak_memory_mb'] > 50  # max RSS of a process holding torch and a model
+        assert set(row['stages_ms']) == {'data', 'vae', 'text_encoder', 'unet_forward',
+                                         'backward', 'optimizer'}
+        assert all(v >= 0 for v in row['stages_ms'].values())
+        # The UNet and the backward pass are real work on every step.
+        assert row['stages_ms']['unet_forward'] > 0 and row['stages_ms']['backward'] > 0
+        # The floor is part of the step, so the step cannot be much faster than it.
+        assert 0 < row['floor_median_ms'] and row['ratio_to_floor'] > 0.5
+    assert rows[0]['device'] == 'cpu'
+
+
+def test_benchmark_cli_prints_the_table():
+    result = run_tool('tools/benchmark.py', TINY_CONFIG, '--steps', '3', '--warmup', '1',
+                      '--threads', '1')
+    header = next(line for line in result.stdout.splitlines() if line.startswith('| batch'))
+    assert 'median ms' in header and 'step/floor' in header and 'unet_forward' in header
+    row = next(line for line in result.stdout.splitlines() if line.startswith('| 4 |'))
+    assert len(row.split('|')) == len(header.split('|'))
