@@ -23,4 +23,9 @@ class TextualInversionDataPreprocessor(BaseDataPreprocessor):
             out['noise_seeds'] = [int(s) for s in data['noise_seeds']]
         if data.get('latent_keys') is not None:
             out['latent_keys'] = list(data['latent_keys'])
+        if data.get('time_ids') is not None:
+            time_ids = data['time_ids']
+            if isinstance(time_ids, (list, tuple)):
+                time_ids = torch.stack(list(time_ids))
+            out['time_ids'] = time_ids.to(self.device, non_blocking=True)
         return out

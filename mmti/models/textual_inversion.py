@@ -211,7 +211,8 @@ class TextualInversion(BaseModel):
     # --------------------------------------------------------------- training
     def loss(self, images: torch.Tensor, captions: Sequence[str],
              noise_seeds: Sequence[int] | None = None,
-             latent_keys: Sequence[str | None] | None = None) -> dict[str, torch.Tensor]:
+             latent_keys: Sequence[str | None] | None = None,
+             time_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The denoising loss of Textual Inversion for one batch.
 
         Args:
@@ -222,6 +223,8 @@ class TextualInversion(BaseModel):
                 process count or resume point. None draws from torch's RNG.
             latent_keys: One key per image naming its variant (image, crop,
                 flip), from a cacheable dataset; enables the latent cache.
+            time_ids: ``[B, 6]`` original size, crop corner and target size
+                per image (SDXL's micro-conditioning; unused by SD 1.x/2.x).
         """
         rng = _SampleNoise(noise_seeds, images.shape[0], images.device)
         with torch.no_grad():
@@ -233,10 +236,10 @@ class TextualInversion(BaseModel):
         timesteps = rng.randint(self.noise_scheduler.config.num_train_timesteps)
         noisy_latents = self.noise_scheduler.add_noise(latents, noise, timesteps)
 
-        text_states = self.encode_prompt(captions)
+        text_states, unet_kwargs = self.condition(captions, time_ids)
         unet_dtype = _weights_dtype(self.unet)
         prediction = self.unet(noisy_latents.to(unet_dtype), timesteps,
-                               text_states.to(unet_dtype)).sample
+                               text_states.to(unet_dtype), **unet_kwargs).sample
 
         prediction_type = self.noise_scheduler.config.prediction_type
         if prediction_type == 'epsilon':
@@ -248,6 +251,11 @@ class TextualInversion(BaseModel):
         # At least fp32 however the frozen weights are stored (fp64 stays fp64).
         loss_dtype = torch.promote_types(prediction.dtype, torch.float32)
         return {'loss': F.mse_loss(prediction.to(loss_dtype), target.to(loss_dtype))}
+
+    def condition(self, captions: Sequence[str],
+                  time_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """What the UNet is conditioned on: text states and extra UNet kwargs."""
+        return self.encode_prompt(captions), {}
 
     def encode_posterior(self, images: torch.Tensor,
                          keys: Sequence[str | None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -269,9 +277,10 @@ class TextualInversion(BaseModel):
 
     def forward(self, inputs: torch.Tensor, captions: Sequence[str] | None = None,
                 noise_seeds: Sequence[int] | None = None,
-                latent_keys: Sequence[str | None] | None = None, mode: str = 'loss'):
+                latent_keys: Sequence[str | None] | None = None,
+                time_ids: torch.Tensor | None = None, mode: str = 'loss'):
         if mode == 'loss':
-            return self.loss(inputs, captions, noise_seeds, latent_keys)
+            return self.loss(inputs, captions, noise_seeds, latent_keys, time_ids)
         if mode in ('predict', 'tensor'):
             return self.infer(list(captions))
         raise ValueError(f'Unknown mode {mode!r}.')

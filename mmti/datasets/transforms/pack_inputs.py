@@ -33,5 +33,11 @@ class PackInputs:
             # Everything that decides the pixels: which image, where cut, mirrored.
             key = (f"{results.get('image_index')}|{results.get('crop_top_left')}|"
                    f"{results.get('flipped', False)}|{tuple(tensor.shape)}")
+        # SDXL's micro-conditioning: size before resizing, crop corner, size after.
+        height, width = tensor.shape[1:]
+        time_ids = torch.tensor([*results.get('original_size', (height, width)),
+                                 *results.get('crop_top_left', (0, 0)), height, width],
+                                dtype=torch.float32)
         return {'inputs': tensor, 'captions': results['caption'],
-                'noise_seeds': results.get('noise_seed'), 'latent_keys': key}
+                'noise_seeds': results.get('noise_seed'), 'latent_keys': key,
+                'time_ids': time_ids}

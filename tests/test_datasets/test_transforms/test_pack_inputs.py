@@ -14,7 +14,7 @@ def _pack(img, **extra):
 
 def test_shape_dtype_and_keys(solid_image):
     out = _pack(solid_image((5, 3)))   # W=5, H=3
-    assert set(out) == {'inputs', 'captions', 'noise_seeds', 'latent_keys'}
+    assert set(out) == {'inputs', 'captions', 'noise_seeds', 'latent_keys', 'time_ids'}
     t = out['inputs']
     assert isinstance(t, torch.Tensor)
     assert t.dtype == torch.float32
