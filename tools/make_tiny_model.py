@@ -7,6 +7,11 @@ This script writes:
 
 * ``data/tiny-sd/``: SD 1.5's architecture shrunk to a few MB, random weights,
   with the real CLIP BPE tokenizer so that prompts tokenize exactly as in SD.
+* ``data/tiny-sd2/`` (``--family sd2``) and ``data/tiny-sdxl/``
+  (``--family sdxl``): the same for SD 2.x (v-prediction, OpenCLIP-style text
+  encoder) and SDXL (two text encoders, micro-conditioning). Their tokenizers
+  are copied from ``data/tiny-sd/tokenizer`` and differ only in the padding
+  token, so they do not need the openai-clip package.
 * ``data/cat_toy/``: five procedurally drawn pictures of one toy cat, the
   concept used by the Textual Inversion demo.
 
@@ -16,6 +21,8 @@ weight files and images (for the same library versions).
 Usage::
 
     python tools/make_tiny_model.py [--out data/tiny-sd] [--force]
+    python tools/make_tiny_model.py --family sd2 --out data/tiny-sd2 --model-only
+    python tools/make_tiny_model.py --family sdxl --out data/tiny-sdxl --model-only
 """
 
 from __future__ import annotations
@@ -44,8 +51,14 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 if TYPE_CHECKING:
-    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        EulerDiscreteScheduler,
+        PNDMScheduler,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = REPO_ROOT / "data" / "tiny-sd"
@@ -53,7 +66,7 @@ DEFAULT_IMAGES_DIR = REPO_ROOT / "data" / "cat_toy"
 
 # One seed per component, so changing one component's shape never changes the
 # weights of the others.
-SEEDS = {"unet": 0, "vae": 1, "text_encoder": 2}
+SEEDS = {"unet": 0, "vae": 1, "text_encoder": 2, "text_encoder_2": 3}
 
 # --------------------------------------------------------------------------
 # CLIP BPE tokenizer
@@ -63,6 +76,9 @@ CLIP_BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
 CLIP_MAX_LENGTH = 77
 CLIP_BOS = "<|startoftext|>"
 CLIP_EOS = "<|endoftext|>"
+# SD 2.x's tokenizer and SDXL's second one (both OpenCLIP) pad with "!", id 0,
+# instead of repeating the end token.
+OPENCLIP_PAD = "!"
 # CLIP's vocabulary is 49152 BPE symbols, of which 256 are bytes and two are
 # the special tokens; the remainder are the first merges of the BPE file, and
 # the byte symbols also exist in an end-of-word ("</w>") variant.
@@ -164,6 +180,27 @@ def write_json(path: Path, data: dict, *, indent: int | None = 2) -> None:
     path.write_text(text + "\n", encoding="utf-8")
 
 
+def write_clip_tokenizer_configs(out_dir: Path, pad_token: str = CLIP_EOS) -> None:
+    """Write ``special_tokens_map.json`` and ``tokenizer_config.json``.
+
+    Args:
+        out_dir: Tokenizer folder.
+        pad_token: The padding token: CLIP's end token for OpenAI CLIP
+            encoders (SD 1.5, SDXL's first), ``"!"`` for OpenCLIP ones.
+    """
+    special = {"bos_token": CLIP_BOS, "eos_token": CLIP_EOS, "unk_token": CLIP_EOS, "pad_token": pad_token}
+    write_json(out_dir / "special_tokens_map.json", special)
+    write_json(
+        out_dir / "tokenizer_config.json",
+        {
+            "tokenizer_class": "CLIPTokenizer",
+            "model_max_length": CLIP_MAX_LENGTH,
+            "do_lower_case": True,
+            **special,
+        },
+    )
+
+
 def write_clip_tokenizer(out_dir: Path) -> None:
     """Write the real CLIP tokenizer in the layout of SD 1.5's ``tokenizer/``.
 
@@ -179,17 +216,30 @@ def write_clip_tokenizer(out_dir: Path) -> None:
     # Compact JSON: the vocabulary is 49k entries and nobody reads it by hand.
     write_json(out_dir / "vocab.json", build_clip_vocab(merges), indent=None)
     (out_dir / "merges.txt").write_text("\n".join([MERGES_HEADER, *merges]) + "\n", encoding="utf-8")
-    special = {"bos_token": CLIP_BOS, "eos_token": CLIP_EOS, "unk_token": CLIP_EOS, "pad_token": CLIP_EOS}
-    write_json(out_dir / "special_tokens_map.json", special)
-    write_json(
-        out_dir / "tokenizer_config.json",
-        {
-            "tokenizer_class": "CLIPTokenizer",
-            "model_max_length": CLIP_MAX_LENGTH,
-            "do_lower_case": True,
-            **special,
-        },
-    )
+    write_clip_tokenizer_configs(out_dir)
+
+
+def copy_clip_tokenizer(out_dir: Path, pad_token: str) -> None:
+    """Copy the CLIP BPE files of ``data/tiny-sd`` and set the padding token.
+
+    SD 2.x and SDXL use the very same BPE vocabulary and merges as SD 1.5; only
+    the special-token settings differ. Copying the committed files keeps these
+    families independent of the openai-clip package.
+
+    Args:
+        out_dir: Folder to create the files in.
+        pad_token: See :func:`write_clip_tokenizer_configs`.
+
+    Raises:
+        FileNotFoundError: If ``data/tiny-sd/tokenizer`` lacks a BPE file.
+    """
+    source = DEFAULT_MODEL_DIR / "tokenizer"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("vocab.json", "merges.txt"):
+        if not (source / name).is_file():
+            raise FileNotFoundError(f"{source / name} is missing; build data/tiny-sd first (--family sd15)")
+        shutil.copyfile(source / name, out_dir / name)
+    write_clip_tokenizer_configs(out_dir, pad_token)
 
 
 # --------------------------------------------------------------------------
@@ -421,10 +471,325 @@ def make_sd15_full_random(out_dir: Path) -> dict[str, int]:
     return {name: count_params(model) for name, model in models.items()}
 
 
-# Model families this script can build; SD 2.x / SDXL builders go here.
+# --------------------------------------------------------------------------
+# Stable Diffusion 2.x
+# --------------------------------------------------------------------------
+
+# OpenCLIP ViT-H/14 shrunk: plain GELU, and "!" (id 0) as padding.
+SD2_TEXT_ENCODER = dict(SD15_TEXT_ENCODER, hidden_act="gelu", pad_token_id=0)
+
+SD2_UNET = dict(
+    SD15_UNET,
+    # Heads per block (2 and 4 heads of 16 channels): SD 2.x lists one value
+    # per block, where SD 1.5 has a single number.
+    attention_head_dim=(2, 4),
+    use_linear_projection=True,
+    upcast_attention=False,
+)
+
+SD2_VAE = SD15_VAE
+
+# SD 2.1's scheduler: DDIM with v-prediction.
+SD2_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    prediction_type="v_prediction",
+    timestep_spacing="leading",
+)
+
+
+def make_sd2_text_encoder() -> CLIPTextModel:
+    """Build the shrunk OpenCLIP text encoder of SD 2.x."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return build_seeded("text_encoder", lambda: CLIPTextModel(CLIPTextConfig(**SD2_TEXT_ENCODER)))
+
+
+def make_sd2_unet() -> UNet2DConditionModel:
+    """Build the shrunk SD 2.x UNet."""
+    from diffusers import UNet2DConditionModel
+
+    return build_seeded("unet", lambda: UNet2DConditionModel(**SD2_UNET))
+
+
+def make_sd2_vae() -> AutoencoderKL:
+    """Build the shrunk SD 2.x VAE (the same as SD 1.5's)."""
+    from diffusers import AutoencoderKL
+
+    return build_seeded("vae", lambda: AutoencoderKL(**SD2_VAE))
+
+
+def make_sd2_scheduler() -> DDIMScheduler:
+    """Build SD 2.1's DDIM scheduler with its original configuration."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler(**SD2_SCHEDULER)
+    # SD 2.1's scheduler config also carries skip_prk_steps=True. DDIM ignores
+    # it, but users who swap in PNDM need it (PNDM's default is False).
+    scheduler.register_to_config(skip_prk_steps=True)
+    return scheduler
+
+
+def write_sd2_model_index(out_dir: Path) -> None:
+    """Write ``model_index.json`` for an SD 2.x StableDiffusionPipeline folder.
+
+    Args:
+        out_dir: The pipeline folder.
+    """
+    import diffusers
+
+    write_json(
+        out_dir / "model_index.json",
+        {
+            "_class_name": "StableDiffusionPipeline",
+            "_diffusers_version": diffusers.__version__,
+            "feature_extractor": [None, None],
+            "image_encoder": [None, None],
+            "requires_safety_checker": False,
+            "safety_checker": [None, None],
+            "scheduler": ["diffusers", "DDIMScheduler"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
+        },
+    )
+
+
+SD2_README = """\
+# tiny-sd2 (Stable Diffusion 2.x)
+
+A tiny Stable Diffusion 2.x pipeline in diffusers format for tests and CPU smoke runs: SD 2.1's
+architecture shrunk to a few MB, with random weights, so it produces noise, not pictures. What
+sets it apart from `tiny-sd` (SD 1.5): an OpenCLIP-style text encoder (`gelu`, padding with `!`,
+id 0), a UNet with per-block head counts and linear projections in its transformers, and a DDIM
+scheduler with `v_prediction`. It samples at 64 px (8x8 latents); SD 2.1 works at 768 px.
+
+It was made by `python tools/make_tiny_model.py --family sd2 --out data/tiny-sd2 --model-only`,
+which is deterministic. The tokenizer's `vocab.json` and `merges.txt` are copied from
+`data/tiny-sd/tokenizer`: the real CLIP BPE tokenizer, converted from `bpe_simple_vocab_16e6.txt.gz`
+of openai/CLIP (MIT licence, Copyright (c) 2021 OpenAI).
+"""
+
+
+def make_sd2(out_dir: Path) -> dict[str, int]:
+    """Write a tiny SD 2.x pipeline folder.
+
+    Args:
+        out_dir: Empty folder to fill.
+
+    Returns:
+        Parameter count per model component.
+    """
+    models = {
+        "text_encoder": make_sd2_text_encoder(),
+        "unet": make_sd2_unet(),
+        "vae": make_sd2_vae(),
+    }
+    for name, model in models.items():
+        model.save_pretrained(out_dir / name, safe_serialization=True)
+    make_sd2_scheduler().save_pretrained(out_dir / "scheduler")
+    copy_clip_tokenizer(out_dir / "tokenizer", pad_token=OPENCLIP_PAD)
+    write_sd2_model_index(out_dir)
+    (out_dir / "README.md").write_text(SD2_README, encoding="utf-8")
+    return {name: count_params(model) for name, model in models.items()}
+
+
+# --------------------------------------------------------------------------
+# Stable Diffusion XL
+# --------------------------------------------------------------------------
+
+# OpenAI CLIP ViT-L/14 shrunk, as in SD 1.5 (quick_gelu, pads with the end
+# token). The UNet reads its penultimate hidden states.
+SDXL_TEXT_ENCODER = SD15_TEXT_ENCODER
+
+# OpenCLIP ViT-bigG/14 shrunk: wider than the first encoder, plain GELU, "!"
+# padding, and a projection whose pooled output conditions the UNet.
+SDXL_TEXT_ENCODER_2 = dict(
+    SD15_TEXT_ENCODER,
+    hidden_size=64,
+    intermediate_size=37 * 2,
+    hidden_act="gelu",
+    projection_dim=32,
+    pad_token_id=0,
+)
+
+# Micro-conditioning: original size, crop corner and target size, 2 numbers
+# each, every one embedded in addition_time_embed_dim channels.
+SDXL_NUM_TIME_IDS = 6
+SDXL_ADDITION_TIME_EMBED_DIM = 8
+
+SDXL_UNET = dict(
+    sample_size=8,  # 64 px
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(32, 64),
+    layers_per_block=1,
+    # SDXL has no attention at the highest resolution.
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    # Deeper transformers at lower resolutions, like SDXL's (1, 2, 10); the
+    # mid block takes the last value.
+    transformer_layers_per_block=(1, 2),
+    attention_head_dim=(2, 4),
+    use_linear_projection=True,
+    # Both encoders' penultimate hidden states, concatenated.
+    cross_attention_dim=SDXL_TEXT_ENCODER["hidden_size"] + SDXL_TEXT_ENCODER_2["hidden_size"],
+    addition_embed_type="text_time",
+    addition_time_embed_dim=SDXL_ADDITION_TIME_EMBED_DIM,
+    # Time-id embeddings plus the second encoder's pooled, projected output.
+    projection_class_embeddings_input_dim=(
+        SDXL_NUM_TIME_IDS * SDXL_ADDITION_TIME_EMBED_DIM + SDXL_TEXT_ENCODER_2["projection_dim"]
+    ),
+    norm_num_groups=32,
+)
+
+# SDXL's VAE has the same layout with a different latent scale. force_upcast
+# stays True (diffusers' default and SDXL's setting): the VAE decodes in fp32.
+SDXL_VAE = dict(SD15_VAE, scaling_factor=0.13025, force_upcast=True)
+
+SDXL_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    prediction_type="epsilon",
+    interpolation_type="linear",
+    use_karras_sigmas=False,
+    timestep_spacing="leading",
+    steps_offset=1,
+)
+
+
+def make_sdxl_text_encoder() -> CLIPTextModel:
+    """Build the shrunk first (CLIP ViT-L) text encoder of SDXL."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return build_seeded("text_encoder", lambda: CLIPTextModel(CLIPTextConfig(**SDXL_TEXT_ENCODER)))
+
+
+def make_sdxl_text_encoder_2() -> CLIPTextModelWithProjection:
+    """Build the shrunk second (OpenCLIP ViT-bigG) text encoder of SDXL."""
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    return build_seeded(
+        "text_encoder_2", lambda: CLIPTextModelWithProjection(CLIPTextConfig(**SDXL_TEXT_ENCODER_2))
+    )
+
+
+def make_sdxl_unet() -> UNet2DConditionModel:
+    """Build the shrunk SDXL UNet."""
+    from diffusers import UNet2DConditionModel
+
+    return build_seeded("unet", lambda: UNet2DConditionModel(**SDXL_UNET))
+
+
+def make_sdxl_vae() -> AutoencoderKL:
+    """Build the shrunk SDXL VAE."""
+    from diffusers import AutoencoderKL
+
+    return build_seeded("vae", lambda: AutoencoderKL(**SDXL_VAE))
+
+
+def make_sdxl_scheduler() -> EulerDiscreteScheduler:
+    """Build SDXL's Euler scheduler with its original configuration."""
+    from diffusers import EulerDiscreteScheduler
+
+    scheduler = EulerDiscreteScheduler(**SDXL_SCHEDULER)
+    # Keys of SDXL's scheduler config that Euler ignores but other schedulers
+    # read when users swap them in (DDIM, PNDM).
+    scheduler.register_to_config(clip_sample=False, sample_max_value=1.0, set_alpha_to_one=False, skip_prk_steps=True)
+    return scheduler
+
+
+def write_sdxl_model_index(out_dir: Path) -> None:
+    """Write ``model_index.json`` for a StableDiffusionXLPipeline folder.
+
+    The feature extractor and image encoder are declared absent (null).
+    ``add_watermarker`` is false: a tiny model's output needs no watermark,
+    and the pipeline would otherwise turn it on whenever invisible-watermark
+    happens to be installed.
+
+    Args:
+        out_dir: The pipeline folder.
+    """
+    import diffusers
+
+    write_json(
+        out_dir / "model_index.json",
+        {
+            "_class_name": "StableDiffusionXLPipeline",
+            "_diffusers_version": diffusers.__version__,
+            "add_watermarker": False,
+            "feature_extractor": [None, None],
+            "force_zeros_for_empty_prompt": True,
+            "image_encoder": [None, None],
+            "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "tokenizer_2": ["transformers", "CLIPTokenizer"],
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
+        },
+    )
+
+
+SDXL_README = """\
+# tiny-sdxl (Stable Diffusion XL)
+
+A tiny Stable Diffusion XL pipeline in diffusers format for tests and CPU smoke runs: SDXL's
+architecture shrunk to a few MB, with random weights, so it produces noise, not pictures. Like
+SDXL it has two text encoders, a CLIP ViT-L-style `text_encoder` (hidden size 32, `quick_gelu`,
+pads with `<|endoftext|>`) and an OpenCLIP bigG-style `text_encoder_2` with projection (hidden
+size 64, `gelu`, pads with `!`), whose penultimate hidden states are concatenated (96 channels)
+for cross-attention; the UNet also takes the size/crop time ids and `text_encoder_2`'s pooled
+projection (`addition_embed_type="text_time"`). The VAE uses SDXL's latent scale 0.13025 and the
+scheduler is SDXL's Euler configuration. It samples at 64 px (8x8 latents); SDXL works at 1024 px.
+
+It was made by `python tools/make_tiny_model.py --family sdxl --out data/tiny-sdxl --model-only`,
+which is deterministic. Both tokenizers' `vocab.json` and `merges.txt` are copied from
+`data/tiny-sd/tokenizer`: the real CLIP BPE tokenizer, converted from `bpe_simple_vocab_16e6.txt.gz`
+of openai/CLIP (MIT licence, Copyright (c) 2021 OpenAI).
+"""
+
+
+def make_sdxl(out_dir: Path) -> dict[str, int]:
+    """Write a tiny SDXL pipeline folder.
+
+    Args:
+        out_dir: Empty folder to fill.
+
+    Returns:
+        Parameter count per model component.
+    """
+    models = {
+        "text_encoder": make_sdxl_text_encoder(),
+        "text_encoder_2": make_sdxl_text_encoder_2(),
+        "unet": make_sdxl_unet(),
+        "vae": make_sdxl_vae(),
+    }
+    for name, model in models.items():
+        model.save_pretrained(out_dir / name, safe_serialization=True)
+    make_sdxl_scheduler().save_pretrained(out_dir / "scheduler")
+    copy_clip_tokenizer(out_dir / "tokenizer", pad_token=CLIP_EOS)
+    copy_clip_tokenizer(out_dir / "tokenizer_2", pad_token=OPENCLIP_PAD)
+    write_sdxl_model_index(out_dir)
+    (out_dir / "README.md").write_text(SDXL_README, encoding="utf-8")
+    return {name: count_params(model) for name, model in models.items()}
+
+
+# Model families this script can build.
 MODEL_FAMILIES: dict[str, Callable[[Path], dict[str, int]]] = {
     "sd15": make_sd15,
     "sd15-full-random": make_sd15_full_random,
+    "sd2": make_sd2,
+    "sdxl": make_sdxl,
 }
 
 

@@ -69,6 +69,8 @@ class TextualInversion(BaseModel):
             ``TextualInversionDataPreprocessor``.
     """
 
+    FROZEN = FROZEN_MODULES  # pretrained parts: never trained, never checkpointed
+
     def __init__(self,
                  pretrained_model: str,
                  placeholder_token: str,
@@ -128,8 +130,7 @@ class TextualInversion(BaseModel):
         if initial_embedding is not None:
             init_rows = self._initial_rows(initial_embedding, initial_embedding_token, num_vectors)
         elif initializer_token is not None:
-            init_id = single_token_id(self.tokenizer, initializer_token)
-            init_rows = self.token_embedding.base.weight[init_id].detach().repeat(num_vectors, 1)
+            init_rows = self._initial_word_rows(initializer_token, num_vectors)
         else:
             raise ValueError('Set initializer_token (one word such as "toy") or initial_embedding '
                              '(an embedding file to start from).')
@@ -170,6 +171,10 @@ class TextualInversion(BaseModel):
         self.token_embedding.add_concept(token, rows, trainable=trainable)
         self.expand_prompt.add(token, names)
 
+    def _initial_word_rows(self, initializer_token: str, num_vectors: int) -> torch.Tensor:
+        init_id = single_token_id(self.tokenizer, initializer_token)
+        return self.token_embedding.base.weight[init_id].detach().repeat(num_vectors, 1)
+
     def _initial_rows(self, path: str, token: str | None, num_vectors: int) -> torch.Tensor:
         embeddings = self._read_source(path, None)
         if token is None:
@@ -179,10 +184,11 @@ class TextualInversion(BaseModel):
             raise ValueError(f'initial_embedding {path} holds {list(embeddings)}; set '
                              'initial_embedding_token to the one to start from.')
         rows = embeddings[token]
-        if rows.shape[0] != num_vectors:
-            raise ValueError(f'initial_embedding {path} has {rows.shape[0]} vector(s) for '
+        found = (rows[0] if isinstance(rows, tuple) else rows).shape[0]
+        if found != num_vectors:
+            raise ValueError(f'initial_embedding {path} has {found} vector(s) for '
                              f'{token!r} but num_vectors={num_vectors}; set '
-                             f'num_vectors={rows.shape[0]}.')
+                             f'num_vectors={found}.')
         return rows
 
     def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -289,8 +295,9 @@ class TextualInversion(BaseModel):
         super().train(mode)
         # Frozen parts always run as at inference (no dropout), so training
         # sees the same network users will sample from.
-        for name in FROZEN_MODULES:
-            getattr(self, name).eval()
+        for name in self.FROZEN:
+            if name in self._modules:
+                getattr(self, name).eval()
         return self
 
     # ---------------------------------------------------------------- sampling
@@ -539,15 +546,16 @@ def _keep_trainable_state(module: TextualInversion, state_dict: dict, prefix: st
     They are reloaded from ``pretrained_model``; a checkpoint then holds the
     concept rows only (KB instead of GB).
     """
-    keep = prefix + 'token_embedding.'
     for key in list(state_dict):
-        if key.startswith(keep) and not key.startswith(keep + 'base.'):
-            continue
-        if key[len(prefix):].split('.', 1)[0] in FROZEN_MODULES + ('token_embedding',):
+        head, _, rest = key[len(prefix):].partition('.')
+        if head.startswith('token_embedding') and rest.startswith('rows.'):
+            continue  # the learned (and loaded) concept rows
+        if head in module.FROZEN or head.startswith('token_embedding'):
             del state_dict[key]
 
 
 def _ignore_missing_frozen_keys(module: TextualInversion, incompatible_keys) -> None:
-    frozen = tuple(f'{name}.' for name in FROZEN_MODULES) + ('token_embedding.base.',)
-    missing = [k for k in incompatible_keys.missing_keys if not k.startswith(frozen)]
+    frozen = tuple(f'{name}.' for name in module.FROZEN)
+    missing = [k for k in incompatible_keys.missing_keys
+               if not k.startswith(frozen) and '.base.' not in k]
     incompatible_keys.missing_keys[:] = missing
