@@ -487,7 +487,7 @@ SD2_UNET = dict(
     upcast_attention=False,
 )
 
-SD2_VAE = SD15_VAE
+SD2_VAE = dict(SD15_VAE)
 
 # SD 2.1's scheduler: DDIM with v-prediction.
 SD2_SCHEDULER = dict(
@@ -565,7 +565,7 @@ SD2_README = """\
 # tiny-sd2 (Stable Diffusion 2.x)
 
 A tiny Stable Diffusion 2.x pipeline in diffusers format for tests and CPU smoke runs: SD 2.1's
-architecture shrunk to a few MB, with random weights, so it produces noise, not pictures. What
+architecture shrunk to about 15 MB, with random weights, so it produces noise, not pictures. What
 sets it apart from `tiny-sd` (SD 1.5): an OpenCLIP-style text encoder (`gelu`, padding with `!`,
 id 0), a UNet with per-block head counts and linear projections in its transformers, and a DDIM
 scheduler with `v_prediction`. It samples at 64 px (8x8 latents); SD 2.1 works at 768 px.
@@ -606,10 +606,12 @@ def make_sd2(out_dir: Path) -> dict[str, int]:
 
 # OpenAI CLIP ViT-L/14 shrunk, as in SD 1.5 (quick_gelu, pads with the end
 # token). The UNet reads its penultimate hidden states.
-SDXL_TEXT_ENCODER = SD15_TEXT_ENCODER
+SDXL_TEXT_ENCODER = dict(SD15_TEXT_ENCODER)
 
 # OpenCLIP ViT-bigG/14 shrunk: wider than the first encoder, plain GELU, "!"
-# padding, and a projection whose pooled output conditions the UNet.
+# padding, and a projection whose pooled output conditions the UNet. With
+# eos_token_id=49407 transformers pools at the first end token; SDXL's hub
+# config says 2, which selects its legacy rule (pool at the largest id).
 SDXL_TEXT_ENCODER_2 = dict(
     SD15_TEXT_ENCODER,
     hidden_size=64,
@@ -703,7 +705,9 @@ def make_sdxl_scheduler() -> EulerDiscreteScheduler:
     scheduler = EulerDiscreteScheduler(**SDXL_SCHEDULER)
     # Keys of SDXL's scheduler config that Euler ignores but other schedulers
     # read when users swap them in (DDIM, PNDM).
-    scheduler.register_to_config(clip_sample=False, sample_max_value=1.0, set_alpha_to_one=False, skip_prk_steps=True)
+    scheduler.register_to_config(
+        clip_sample=False, sample_max_value=1.0, set_alpha_to_one=False, skip_prk_steps=True
+    )
     return scheduler
 
 
@@ -744,13 +748,19 @@ SDXL_README = """\
 # tiny-sdxl (Stable Diffusion XL)
 
 A tiny Stable Diffusion XL pipeline in diffusers format for tests and CPU smoke runs: SDXL's
-architecture shrunk to a few MB, with random weights, so it produces noise, not pictures. Like
-SDXL it has two text encoders, a CLIP ViT-L-style `text_encoder` (hidden size 32, `quick_gelu`,
-pads with `<|endoftext|>`) and an OpenCLIP bigG-style `text_encoder_2` with projection (hidden
-size 64, `gelu`, pads with `!`), whose penultimate hidden states are concatenated (96 channels)
-for cross-attention; the UNet also takes the size/crop time ids and `text_encoder_2`'s pooled
-projection (`addition_embed_type="text_time"`). The VAE uses SDXL's latent scale 0.13025 and the
-scheduler is SDXL's Euler configuration. It samples at 64 px (8x8 latents); SDXL works at 1024 px.
+architecture shrunk to about 30 MB (mostly the two 49408-row token tables), with random weights,
+so it produces noise, not pictures. Like SDXL it has two text encoders: a CLIP ViT-L-style
+`text_encoder` (hidden size 32, `quick_gelu`, pads with `<|endoftext|>`) and an OpenCLIP
+bigG-style `text_encoder_2` with projection (hidden size 64, `gelu`, pads with `!`). Their
+penultimate hidden states are concatenated (96 channels) for cross-attention; the UNet also takes
+the size/crop time ids and `text_encoder_2`'s pooled projection (`addition_embed_type="text_time"`).
+The VAE uses SDXL's latent scale 0.13025 and the scheduler is SDXL's Euler configuration. It
+samples at 64 px (8x8 latents); SDXL works at 1024 px.
+
+One deliberate difference: both encoder configs say `eos_token_id: 49407`, so transformers pools
+at the first end token. SDXL's published configs say `eos_token_id: 2`, for which transformers
+keeps the old rule and pools at the largest token id, that is at an added placeholder token
+(ids from 49408) whenever the prompt has one.
 
 It was made by `python tools/make_tiny_model.py --family sdxl --out data/tiny-sdxl --model-only`,
 which is deterministic. Both tokenizers' `vocab.json` and `merges.txt` are copied from
