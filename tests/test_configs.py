@@ -68,7 +68,10 @@ def test_config_is_consistent(cfg):
 
 def test_model_and_dataset_build_on_the_tiny_components(cfg):
     placeholder = cfg.model.placeholder_token
-    cfg.model.pretrained_model = str(TINY_SD)  # the config's dtype is kept: fp16 builds too
+    # The bundled tiny folder of the same family; the config's dtype is kept.
+    family = ('tiny-sdxl' if cfg.model.type == 'TextualInversionXL'
+              else 'tiny-sd2' if 'stable-diffusion-2' in cfg.model.pretrained_model else 'tiny-sd')
+    cfg.model.pretrained_model = str(TINY_SD.parent / family)
     with DefaultScope.overwrite_default_scope('mmti'):
         model = MODELS.build(cfg.model)
         dataset = DATASETS.build(cfg.train_dataloader.dataset)
@@ -82,7 +85,7 @@ def test_model_and_dataset_build_on_the_tiny_components(cfg):
     rows = model.token_embedding.concept_rows(placeholder)
     assert rows.shape[0] == cfg.model.get('num_vectors', 1) and rows.requires_grad
     assert torch.equal(rows[0], model.token_embedding.base.weight[init_id].float())
-    dtype = {'fp32': torch.float32, 'fp16': torch.float16}[cfg.model.dtype]
+    dtype = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}[cfg.model.dtype]
     assert model.unet.dtype == dtype and model.text_encoder.dtype == dtype
     assert rows.dtype == torch.float32  # the learned rows stay fp32
 

@@ -318,3 +318,14 @@ def test_vector_count_mismatch_names_the_fix():
     model = build_tiny_model()
     with pytest.raises(ValueError, match='set num_vectors=3 in the config'):
         model.load_embeddings({'<cat-toy>': torch.zeros(3, 32)})
+
+
+def test_sd2_style_v_prediction_model_learns():
+    """Tiny SD 2.x: v-prediction scheduler, gelu text encoder, '!' padding."""
+    model = build_tiny_model(pretrained_model=str(TINY_SD.parent / 'tiny-sd2'))
+    assert model.noise_scheduler.config.prediction_type == 'v_prediction'
+    assert model.tokenize(['a <cat-toy>'])[0, -1].item() == 0  # padded with "!"
+    wrapper = optim_wrapper(model, lr=5e-3)
+    data = fixed_batch()
+    losses = [model.train_step(data, wrapper)['loss'].item() for _ in range(30)]
+    assert losses[-1] < losses[0] and np.mean(losses[-5:]) < np.mean(losses[:5])

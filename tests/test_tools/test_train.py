@@ -72,3 +72,18 @@ def test_dist_train_two_cpu_processes_match_one_process(tmp_path):
     b = load_file(two / 'learned_embeds.safetensors')['<cat-toy>']
     assert not torch.equal(a, load_file(one / 'learned_embeds-steps-3.safetensors')['<cat-toy>'])
     assert torch.allclose(a, b, atol=1e-6, rtol=0)
+
+
+def test_dist_train_runs_the_tiny_sdxl_config_on_two_cpu_processes(tmp_path):
+    config = TINY_CONFIG.replace('textual_inversion_tiny.py', 'textual_inversion_sdxl_tiny.py')
+    work_dir = tmp_path / 'sdxl'
+    run_tool('bash', 'tools/dist_train.sh', config, '2', '--work-dir', str(work_dir),
+             '--cfg-options', 'train_cfg.max_iters=3', 'train_dataloader.batch_size=2',
+             'custom_hooks.1.interval=3', 'custom_hooks.2.interval=0',
+             'model.validation_cfg.num_inference_steps=2')
+    saved = load_file(work_dir / 'learned_embeds.safetensors')
+    assert sorted(saved) == ['clip_g', 'clip_l']
+    assert saved['clip_l'].shape == (1, 32) and saved['clip_g'].shape == (1, 64)
+    checkpoint = torch.load(work_dir / 'iter_3.pth', map_location='cpu', weights_only=True)
+    assert list(checkpoint['state_dict']) == ['token_embedding.rows.0', 'token_embedding_2.rows.0']
+    assert (work_dir / 'samples' / 'step_3.png').is_file()
