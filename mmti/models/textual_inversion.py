@@ -119,7 +119,7 @@ class TextualInversion(BaseModel):
         if compile_unet:
             self._compile_unet('inductor' if compile_unet is True else compile_unet)
         self.latent_cache = {} if latent_cache else None
-        self._token_cache: dict[str, torch.Tensor] = {}
+        self._token_cache: dict[tuple[int, str], torch.Tensor] = {}
 
         # The placeholder rows live beside the frozen table, not inside it.
         self.token_embedding = PlaceholderEmbedding(
@@ -191,23 +191,26 @@ class TextualInversion(BaseModel):
                              f'num_vectors={found}.')
         return rows
 
-    def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
+    def tokenize(self, prompts: Sequence[str], tokenizer=None) -> torch.Tensor:
         """Token ids ``[B, max_length]`` with placeholders expanded.
 
         Training captions come from a few dozen templates, so each distinct
-        prompt is tokenised once and remembered (until concepts change).
+        prompt is tokenised once per tokenizer and remembered (until concepts
+        change).
         """
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._token_cache]
+        tokenizer = tokenizer or self.tokenizer
+        keys = [(id(tokenizer), p) for p in prompts]
+        missing = [p for p in dict.fromkeys(prompts) if (id(tokenizer), p) not in self._token_cache]
         if missing:
-            ids = self.tokenizer([self.expand_prompt(p) for p in missing],
-                                 padding='max_length',
-                                 max_length=self.tokenizer.model_max_length,
-                                 truncation=True,
-                                 return_tensors='pt').input_ids
+            ids = tokenizer([self.expand_prompt(p) for p in missing],
+                            padding='max_length',
+                            max_length=tokenizer.model_max_length,
+                            truncation=True,
+                            return_tensors='pt').input_ids
             if len(self._token_cache) > 4096:  # bound it for open-ended prompt streams
                 self._token_cache.clear()
-            self._token_cache.update(zip(missing, ids))
-        return torch.stack([self._token_cache[p] for p in prompts])
+            self._token_cache.update(((id(tokenizer), p), row) for p, row in zip(missing, ids))
+        return torch.stack([self._token_cache[k] for k in keys])
 
     def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
         """Text-encoder hidden states ``[B, max_length, dim]`` for the UNet."""
@@ -490,10 +493,15 @@ class TextualInversion(BaseModel):
         self._token_cache.clear()
         for name in tokens:
             names = vector_token_names(name, self.token_embedding.concept_rows(name).shape[0])
-            remove_added_tokens(self.tokenizer, names)
-            self.token_embedding.remove_concept(name)
+            for tokenizer, table in self._encoders():
+                remove_added_tokens(tokenizer, names)
+                table.remove_concept(name)
             self.expand_prompt.remove(name, names)
         return tokens
+
+    def _encoders(self) -> list:
+        """(tokenizer, placeholder table) of every text encoder."""
+        return [(self.tokenizer, self.token_embedding)]
 
     def _replace_rows(self, name: str, rows: torch.Tensor, allowed: bool) -> None:
         if not allowed:

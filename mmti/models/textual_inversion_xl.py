@@ -101,12 +101,6 @@ class TextualInversionXL(TextualInversion):
             rows.append(table.base.weight[init_id].detach().repeat(num_vectors, 1))
         return rows
 
-    def tokenize(self, prompts: Sequence[str], tokenizer=None) -> torch.Tensor:
-        tokenizer = tokenizer or self.tokenizer
-        expanded = [self.expand_prompt(p) for p in prompts]
-        return tokenizer(expanded, padding='max_length', max_length=tokenizer.model_max_length,
-                         truncation=True, return_tensors='pt').input_ids
-
     def encode_prompt_xl(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """``([B, 77, d1 + d2], [B, proj])``: penultimate states of both encoders
         and the pooled, projected output of the second."""
@@ -244,17 +238,3 @@ class TextualInversionXL(TextualInversion):
                     self._add_concept(name, [rows_l, rows_g], trainable=False)
                 loaded.append(name)
         return loaded
-
-    def unload_embeddings(self, tokens: Sequence[str] | None = None) -> list[str]:
-        tokens = self.concepts if tokens is None else list(tokens)
-        unknown = [t for t in tokens if t not in self.concepts]
-        if unknown:
-            raise ValueError(f'Cannot unload {unknown}: not loaded (loaded: {self.concepts}).')
-        self._token_cache.clear()
-        for name in tokens:
-            names = vector_token_names(name, self.token_embedding.concept_rows(name).shape[0])
-            for tokenizer, table in self._encoders():
-                remove_added_tokens(tokenizer, names)
-                table.remove_concept(name)
-            self.expand_prompt.remove(name, names)
-        return tokens
