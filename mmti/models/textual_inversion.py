@@ -9,7 +9,6 @@ import secrets
 from collections.abc import Sequence
 
 import diffusers
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline

@@ -66,7 +66,7 @@ def test_dist_train_two_cpu_processes_match_one_process(tmp_path):
     one = tmp_path / 'one'
     train(one, 'train_cfg.max_iters=4', 'train_dataloader.batch_size=4')
     two = tmp_path / 'two'
-    result = train(two, 'train_cfg.max_iters=4', 'train_dataloader.batch_size=2', procs=2)
+    train(two, 'train_cfg.max_iters=4', 'train_dataloader.batch_size=2', procs=2)
     assert (two / 'learned_embeds.safetensors').is_file()
     a = load_file(one / 'learned_embeds.safetensors')['<cat-toy>']
     b = load_file(two / 'learned_embeds.safetensors')['<cat-toy>']

@@ -1,7 +1,6 @@
 """CenterCrop and RandomCrop: exact windows, bounds, seeded randomness."""
 import numpy as np
 import pytest
-from PIL import Image
 
 from mmti.datasets.transforms import CenterCrop, RandomCrop
 from mmti.registry import TRANSFORMS

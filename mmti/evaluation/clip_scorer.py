@@ -1,0 +1,120 @@
+"""Unit-norm CLIP image and text features from a local CLIP folder.
+
+Preprocessing is CLIP's own recipe written with PIL and numpy (no
+torchvision, no ``CLIPProcessor``): resize the shorter side to the vision
+tower's input size (bicubic), centre crop, scale to [0, 1], normalise.
+"""
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
+    w, h = image.size
+    if min(w, h) == size:
+        return image
+    if w <= h:
+        new_w, new_h = size, max(size, int(round(h * size / w)))
+    else:
+        new_w, new_h = max(size, int(round(w * size / h))), size
+    return image.resize((new_w, new_h), Image.BICUBIC)
+
+
+def _center_crop(image: Image.Image, size: int) -> Image.Image:
+    w, h = image.size
+    left = int(round((w - size) / 2.0))
+    top = int(round((h - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
+
+
+def preprocess_images(images: Sequence[Image.Image], size: int) -> torch.Tensor:
+    """PIL images -> float tensor [N, 3, size, size], CLIP-normalised."""
+    mean = np.asarray(CLIP_MEAN, dtype=np.float32)
+    std = np.asarray(CLIP_STD, dtype=np.float32)
+    arrays = []
+    for image in images:
+        image = _center_crop(_resize_shorter_side(image.convert('RGB'), size), size)
+        array = np.asarray(image, dtype=np.float32) / 255.0  # [H, W, 3]
+        arrays.append(((array - mean) / std).transpose(2, 0, 1))
+    if not arrays:
+        return torch.empty(0, 3, size, size)
+    return torch.from_numpy(np.stack(arrays))
+
+
+class ClipScorer:
+    """A CLIP model (``transformers.CLIPModel`` + ``CLIPTokenizer``) from a folder.
+
+    Args:
+        model_dir: Local folder with the CLIP config, weights and tokenizer
+            files (what ``save_pretrained`` writes), e.g. a copy of
+            ``openai/clip-vit-base-patch32``. Nothing is downloaded.
+        device: Where the model runs.
+        batch_size: Images or texts per forward pass.
+    """
+
+    def __init__(self, model_dir: str, device: str | torch.device = 'cpu', batch_size: int = 32):
+        from transformers import CLIPModel, CLIPTokenizer
+        path = Path(model_dir)
+        if not path.is_dir():
+            raise FileNotFoundError(f'CLIP folder {model_dir} does not exist.')
+        if not (path / 'config.json').is_file():
+            raise FileNotFoundError(
+                f'CLIP folder {model_dir} has no config.json; expected a local copy of a CLIP '
+                'model (e.g. openai/clip-vit-base-patch32) saved with save_pretrained.')
+        if batch_size < 1:
+            raise ValueError(f'batch_size must be at least 1, got {batch_size}.')
+        self.model_dir = str(model_dir)
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.model = CLIPModel.from_pretrained(str(path), local_files_only=True)
+        self.model.to(self.device).eval().requires_grad_(False)
+        self.tokenizer = CLIPTokenizer.from_pretrained(str(path), local_files_only=True)
+        self.image_size = int(self.model.config.vision_config.image_size)
+        self.max_length = min(int(self.tokenizer.model_max_length),
+                              int(self.model.config.text_config.max_position_embeddings))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.visual_projection.weight.dtype
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return preprocess_images(images, self.image_size)
+
+    @torch.no_grad()
+    def image_features(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """L2-normalised image embeddings, float32 [N, D] on the CPU."""
+        images = list(images)
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            pixels = self.preprocess(images[start:start + self.batch_size])
+            pixels = pixels.to(self.device, self.dtype)
+            pooled = self.model.vision_model(pixel_values=pixels).pooler_output
+            out.append(self.model.visual_projection(pooled).float().cpu())
+        return self._normalise(out)
+
+    @torch.no_grad()
+    def text_features(self, texts: Sequence[str]) -> torch.Tensor:
+        """L2-normalised text embeddings, float32 [N, D] on the CPU."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            tokens = self.tokenizer(texts[start:start + self.batch_size], padding=True,
+                                    truncation=True, max_length=self.max_length,
+                                    return_tensors='pt')
+            pooled = self.model.text_model(
+                input_ids=tokens['input_ids'].to(self.device),
+                attention_mask=tokens['attention_mask'].to(self.device)).pooler_output
+            out.append(self.model.text_projection(pooled).float().cpu())
+        return self._normalise(out)
+
+    def _normalise(self, chunks: list[torch.Tensor]) -> torch.Tensor:
+        if not chunks:
+            return torch.empty(0, self.model.config.projection_dim)
+        features = torch.cat(chunks)
+        return features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
