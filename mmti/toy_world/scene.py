@@ -1,4 +1,5 @@
 """One scene of the toy world: its attributes, its picture and its caption."""
+import math
 from dataclasses import dataclass
 
 from PIL import Image, ImageChops, ImageDraw
@@ -10,7 +11,7 @@ from .vocabulary import BACKGROUNDS, COLOURS, PATTERNS, POSITION_PHRASES, SHAPES
 _CENTRES = {'left': (0.3, 0.5), 'right': (0.7, 0.5), 'top': (0.5, 0.3),
             'bottom': (0.5, 0.7), 'center': (0.5, 0.5)}
 # Half the shape's extent, as a fraction of the image side.
-_RADII = {'small': 0.14, 'large': 0.27}
+_RADII = {'small': 0.16, 'large': 0.27}
 # Pattern period relative to the shape's radius, so a pattern looks the same
 # at both sizes (a fixed period would leave a small shape one stripe).
 _PERIOD = 0.55
@@ -53,12 +54,12 @@ def caption(scene: Scene) -> str:
 
 
 def _star(cx: float, cy: float, r: float) -> list[tuple[float, float]]:
-    import math
     points = []
     for k in range(10):
-        # Start at the top point; inner radius 0.45 gives a clearly star-like outline.
+        # Start at the top point; inner radius 0.5 is clearly a star yet leaves
+        # room for a pattern. Points reach past r: a star's area is small.
         angle = -math.pi / 2 + k * math.pi / 5
-        radius = r if k % 2 == 0 else 0.45 * r
+        radius = 1.1 * r if k % 2 == 0 else 0.55 * r
         points.append((cx + radius * math.cos(angle), cy + radius * math.sin(angle)))
     return points
 
@@ -95,7 +96,7 @@ def _pattern_mask(pattern: str, side: int, cx: float, cy: float, r: float) -> Im
             top = cy + (k - 0.25) * period
             draw.rectangle((0, top, side, top + period / 2), fill=255)
     elif pattern == 'dotted':
-        dot = 0.28 * period
+        dot = 0.3 * period
         for i in range(-steps, steps + 1):
             for j in range(-steps, steps + 1):
                 x, y = cx + i * period, cy + j * period

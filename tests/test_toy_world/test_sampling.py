@@ -1,0 +1,88 @@
+"""Toy-world sampling: determinism, coverage, held-out concepts never in pretraining."""
+import itertools
+
+import pytest
+
+from mmti.toy_world import (BACKGROUNDS, COLOURS, HELD_OUT_CONCEPTS, PATTERNS, POSITIONS, SHAPES,
+                            SIZES, Scene, concept_scenes, is_held_out, matches, scene_for_index)
+
+EXCLUDE = tuple(HELD_OUT_CONCEPTS.values())
+VALUES = {'shape': SHAPES, 'colour': tuple(COLOURS), 'size': SIZES, 'position': POSITIONS,
+          'background': tuple(BACKGROUNDS), 'pattern': PATTERNS}
+
+
+@pytest.fixture(scope='module')
+def pretraining_scenes():
+    return [scene_for_index(0, i, EXCLUDE) for i in range(5000)]
+
+
+def test_deterministic_per_seed_and_index():
+    assert scene_for_index(3, 17) == scene_for_index(3, 17)
+    assert [scene_for_index(0, i) for i in range(50)] == [scene_for_index(0, i) for i in range(50)]
+    assert [scene_for_index(0, i) for i in range(50)] != [scene_for_index(1, i) for i in range(50)]
+    # Not order-dependent: drawing others first does not change an index's scene.
+    later = scene_for_index(0, 999)
+    for i in range(10):
+        scene_for_index(0, i)
+    assert scene_for_index(0, 999) == later
+
+
+def test_covers_every_value(pretraining_scenes):
+    scenes = pretraining_scenes[:2000]
+    for attr, values in VALUES.items():
+        seen = {getattr(s, attr) for s in scenes}
+        assert seen == set(values), attr
+
+
+def test_every_held_out_part_appears_separately(pretraining_scenes):
+    for concept in HELD_OUT_CONCEPTS.values():
+        for attr, value in concept.items():
+            assert any(getattr(s, attr) == value for s in pretraining_scenes)
+        # And every pair of its parts, so only the whole combination is new.
+        for (a, x), (b, y) in itertools.combinations(concept.items(), 2):
+            assert any(matches(s, {a: x, b: y}) for s in pretraining_scenes), (a, x, b, y)
+
+
+def test_no_held_out_scene_in_pretraining(pretraining_scenes):
+    assert not any(is_held_out(s) for s in pretraining_scenes)
+    # Without exclusion they do occur (the check above is not vacuous).
+    assert any(is_held_out(scene_for_index(0, i)) for i in range(2000))
+
+
+def test_shape_never_in_background_colour(pretraining_scenes):
+    assert all(s.colour != s.background for s in pretraining_scenes)
+
+
+def test_impossible_exclusion_raises():
+    with pytest.raises(ValueError, match='rules out'):
+        scene_for_index(0, 0, exclude=[{}])
+
+
+def test_held_out_concepts():
+    assert len(HELD_OUT_CONCEPTS) == 3
+    for name, concept in HELD_OUT_CONCEPTS.items():
+        assert set(concept) <= set(VALUES)
+        assert all(v in VALUES[k] for k, v in concept.items())
+        assert is_held_out(Scene(**{**dict(size='small', position='left', background='white',
+                                           pattern='plain', shape='circle', colour='red'),
+                                    **concept}))
+    assert not is_held_out(Scene('star', 'purple', 'small', 'left', 'white', 'striped'))
+
+
+@pytest.mark.parametrize('name', list(HELD_OUT_CONCEPTS))
+def test_concept_scenes(name):
+    scenes = concept_scenes(name, 13, seed=0)
+    assert len(scenes) == 13 and len(set(scenes)) == 13  # distinct views
+    assert all(matches(s, HELD_OUT_CONCEPTS[name]) and is_held_out(s) for s in scenes)
+    assert all(s.colour != s.background for s in scenes)
+    # The other attributes vary.
+    assert len({s.position for s in scenes}) > 1 and len({s.background for s in scenes}) > 1
+    assert scenes == concept_scenes(name, 13, seed=0)
+    assert scenes != concept_scenes(name, 13, seed=1)
+    assert concept_scenes(name, 5, seed=0) == scenes[:5]
+
+
+def test_concept_scenes_errors():
+    with pytest.raises(KeyError, match='Unknown concept'):
+        concept_scenes('blue-cat', 3)
+    assert len(concept_scenes('purple-dotted-star', 100)) == 100  # repeats past the variants

@@ -1,0 +1,103 @@
+"""Write the held-out toy-world concepts as Textual Inversion image folders.
+
+For each of ``mmti.toy_world.HELD_OUT_CONCEPTS`` this writes::
+
+    <out>/<name>/train/0.png ... 4.png      (images to learn the concept from)
+    <out>/<name>/held_out/0.png ... 7.png   (other views of it, for evaluation)
+
+plus ``<out>/README.md``. The images are a pure function of ``--seed`` and
+``--size``. The folder is built next to ``<out>`` and renamed into place, so
+an interrupted run leaves either the old folder or the new one.
+
+Usage::
+
+    python tools/make_toy_concepts.py [--out data/toy_concepts] [--seed 0] [--force]
+"""
+import argparse
+import os.path as osp
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+from mmti.toy_world import HELD_OUT_CONCEPTS, caption, concept_scenes, render_scene  # noqa: E402
+
+N_TRAIN = 5
+N_HELD_OUT = 8
+
+README = """# Toy-world concepts
+
+Synthetic Textual Inversion concepts from mmti's toy world (`mmti/toy_world`):
+attribute combinations that the toy world's pretraining scenes never show
+(`ToyWorldDataset(exclude_held_out=True)`), although each part (shape, colour,
+pattern) appears there on its own.
+
+Each concept folder has `train/` ({n_train} images to learn the concept from)
+and `held_out/` ({n_held_out} further images of it, for evaluation). All are
+{size} x {size} PNGs of the concept with size, position and background varied;
+no image repeats within a concept.
+
+Made by `python tools/make_toy_concepts.py --seed {seed} --size {size}`, which
+is deterministic: rerunning it (with `--force`) gives the same images.
+
+| concept | attributes | train captions |
+| --- | --- | --- |
+{rows}
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Write the held-out toy-world concepts')
+    parser.add_argument('--out', default='data/toy_concepts')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--size', type=int, default=64)
+    parser.add_argument('--force', action='store_true', help='replace an existing folder')
+    return parser.parse_args(argv)
+
+
+def write_concepts(folder: Path, seed: int, size: int) -> None:
+    """Write every concept's images and the README into ``folder``."""
+    rows = []
+    for name, attributes in HELD_OUT_CONCEPTS.items():
+        # One list split in two: training and held-out images never coincide.
+        scenes = concept_scenes(name, N_TRAIN + N_HELD_OUT, seed)
+        splits = {'train': scenes[:N_TRAIN], 'held_out': scenes[N_TRAIN:]}
+        for split, split_scenes in splits.items():
+            (folder / name / split).mkdir(parents=True)
+            for i, scene in enumerate(split_scenes):
+                render_scene(scene, size=size).save(folder / name / split / f'{i}.png')
+        attrs = ', '.join(f'{k}={v}' for k, v in attributes.items())
+        captions = '<br>'.join(caption(s) for s in splits['train'])
+        rows.append(f'| `{name}` | {attrs} | {captions} |')
+    (folder / 'README.md').write_text(README.format(
+        n_train=N_TRAIN, n_held_out=N_HELD_OUT, size=size, seed=seed, rows='\n'.join(rows)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        print(f'{out} exists; pass --force to replace it.', file=sys.stderr)
+        return 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Same parent, so the final rename stays on one file system.
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
+    try:
+        write_concepts(tmp, args.seed, args.size)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f'.{out.name}.old.', dir=out.parent))
+            out.rename(old / out.name)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f'Wrote {len(HELD_OUT_CONCEPTS)} concepts to {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
