@@ -20,16 +20,16 @@ def _resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
     if min(w, h) == size:
         return image
     if w <= h:
-        new_w, new_h = size, max(size, int(round(h * size / w)))
+        new_w, new_h = size, max(size, round(h * size / w))
     else:
-        new_w, new_h = max(size, int(round(w * size / h))), size
+        new_w, new_h = max(size, round(w * size / h)), size
     return image.resize((new_w, new_h), Image.BICUBIC)
 
 
 def _center_crop(image: Image.Image, size: int) -> Image.Image:
     w, h = image.size
-    left = int(round((w - size) / 2.0))
-    top = int(round((h - size) / 2.0))
+    left = round((w - size) / 2.0)
+    top = round((h - size) / 2.0)
     return image.crop((left, top, left + size, top + size))
 
 
@@ -67,6 +67,11 @@ class ClipScorer:
             raise FileNotFoundError(
                 f'CLIP folder {model_dir} has no config.json; expected a local copy of a CLIP '
                 'model (e.g. openai/clip-vit-base-patch32) saved with save_pretrained.')
+        weights = ('model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin',
+                   'pytorch_model.bin.index.json')
+        if not any((path / name).is_file() for name in weights):
+            raise FileNotFoundError(
+                f'CLIP folder {model_dir} has no weights ({", ".join(weights)}).')
         if batch_size < 1:
             raise ValueError(f'batch_size must be at least 1, got {batch_size}.')
         self.model_dir = str(model_dir)

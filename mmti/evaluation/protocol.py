@@ -1,0 +1,125 @@
+"""The evaluation protocol of Gal et al. 2022 (Fig. 10) for one concept.
+
+Three points on the reconstruction/editability plane:
+
+* ``learned``: samples of the learned placeholder.
+* ``initializer``: the same prompts with the initializer word instead
+  ("prompt only"; the paper's human-written description baseline).
+* ``image only``: real held-out images of the concept, which reconstruct the
+  concept well but ignore every edit prompt.
+
+Reconstruction (image similarity) is measured on samples of
+:data:`RECONSTRUCTION_PROMPT` against the training images; editability (text
+similarity) on samples of :data:`EDIT_PROMPTS` against each prompt with the
+placeholder removed, the same text targets for every row.
+"""
+from collections.abc import Sequence
+
+import torch
+from PIL import Image
+
+from .similarity import image_similarity, remove_placeholder, text_similarity
+
+RECONSTRUCTION_PROMPT = 'a photo of {}'
+
+EDIT_PROMPTS = (
+    'a photo of {} on the beach',
+    'a painting of {}',
+    '{} in the jungle',
+    'a {} made of lego',
+    'a photo of {} in the snow',
+    'an oil painting of {} in the style of van gogh',
+    'a {} floating in space',
+    'a photo of {} on a wooden table in a kitchen',
+)
+
+
+def _render(model, prompt: str, num_samples: int, steps: int, seed: int,
+            size: int | None) -> list[Image.Image]:
+    return model.infer(prompt, num_inference_steps=steps, height=size, width=size,
+                       num_images_per_prompt=num_samples, seed=seed,
+                       show_progress=False)['samples']
+
+
+def _generated_row(model, scorer, word: str, placeholder: str, training_features: torch.Tensor,
+                   edit_prompts: Sequence[str], text_features: torch.Tensor,
+                   num_samples: int, steps: int, seed: int, size: int | None) -> dict:
+    recon = _render(model, RECONSTRUCTION_PROMPT.format(word), num_samples, steps, seed, size)
+    recon_features = scorer.image_features(recon)
+    edit_features = []
+    for template in edit_prompts:
+        images = _render(model, template.format(word), num_samples, steps, seed, size)
+        edit_features.append(scorer.image_features(images))
+    # Image i of the edits was made from prompt i // num_samples.
+    targets = text_features.repeat_interleave(num_samples, dim=0)
+    return {
+        'image_similarity': image_similarity(recon_features, training_features, same_set=False),
+        'text_similarity': text_similarity(torch.cat(edit_features), targets),
+        'num_images': len(recon) + sum(len(f) for f in edit_features),
+    }
+
+
+def evaluate_concept(model, scorer, placeholder: str,
+                     training_images: Sequence[Image.Image],
+                     held_out_images: Sequence[Image.Image] | None = None,
+                     initializer_word: str | None = None,
+                     num_samples: int = 8,
+                     steps: int = 25,
+                     seed: int = 0,
+                     size: int | None = None,
+                     edit_prompts: Sequence[str] = EDIT_PROMPTS) -> dict[str, dict]:
+    """Image and text similarity of a learned concept and its baselines.
+
+    Args:
+        model: A :class:`~mmti.models.TextualInversion` (anything with its
+            ``infer``) that knows ``placeholder``.
+        scorer: A :class:`~mmti.evaluation.ClipScorer` (anything with
+            ``image_features`` and ``text_features``).
+        placeholder: The learned token, e.g. ``'<cat-toy>'``.
+        training_images: The concept's training images (PIL).
+        held_out_images: Real images of the concept not used in training;
+            gives the "image only" row.
+        initializer_word: A plain word for the concept (e.g. ``'toy'``);
+            gives the "initializer" ("prompt only") row.
+        num_samples: Images rendered per prompt.
+        steps: Denoising steps per image.
+        seed: Seed of every prompt's renders (the rows see the same noise).
+        size: Render height and width; the model's native size when None.
+        edit_prompts: Templates with one ``{}`` for the concept.
+
+    Returns:
+        dict: ``{name: {'image_similarity', 'text_similarity', 'num_images'}}``
+        with rows ``'learned'``, ``'initializer'`` (when given) and
+        ``'image only'`` (when held-out images are given).
+    """
+    if num_samples < 1 or steps < 1:
+        raise ValueError('num_samples and steps must be at least 1.')
+    if not training_images:
+        raise ValueError('evaluate_concept needs at least one training image.')
+    edit_prompts = list(edit_prompts)
+    if not edit_prompts or any(p.count('{}') != 1 for p in edit_prompts):
+        raise ValueError('edit_prompts must be templates with exactly one "{}" each.')
+    concepts = getattr(model, 'concepts', None)
+    if concepts is not None and placeholder not in concepts:
+        raise ValueError(f'The model has no concept {placeholder!r} (it has {list(concepts)}).')
+
+    training_features = scorer.image_features(training_images)
+    texts = [remove_placeholder(p.format(placeholder), placeholder) for p in edit_prompts]
+    text_features = scorer.text_features(texts)
+    common = dict(training_features=training_features, edit_prompts=edit_prompts,
+                  text_features=text_features, num_samples=num_samples, steps=steps,
+                  seed=seed, size=size)
+
+    rows = {'learned': _generated_row(model, scorer, placeholder, placeholder, **common)}
+    if initializer_word:
+        rows['initializer'] = _generated_row(model, scorer, initializer_word, placeholder, **common)
+    if held_out_images:
+        held_out = scorer.image_features(held_out_images)
+        rows['image only'] = {
+            'image_similarity': image_similarity(held_out, training_features, same_set=False),
+            # Every held-out image against every edit prompt.
+            'text_similarity': sum(text_similarity(held_out, t[None]) for t in text_features)
+                               / len(text_features),
+            'num_images': len(held_out),
+        }
+    return rows

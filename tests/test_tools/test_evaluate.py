@@ -1,0 +1,94 @@
+"""tools/evaluate.py: the paper's CLIP evaluation end to end on the tiny models."""
+import json
+import shutil
+
+import pytest
+import torch
+from mmti_testing import CAT_TOY, TINY_SD, build_tiny_model
+from PIL import Image
+from tool_runner import TINY_CONFIG, run_tool
+
+TOKENIZER_FILES = ('vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json')
+
+
+@pytest.fixture(scope='module')
+def tiny_clip(tmp_path_factory):
+    """A random CLIP saved with the tiny SD tokenizer (as in test_clip_scorer.py)."""
+    from transformers import CLIPConfig, CLIPModel
+    folder = tmp_path_factory.mktemp('clip')
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=37,
+                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
+                         eos_token_id=49407, bos_token_id=49406, pad_token_id=49407),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
+                           num_hidden_layers=2, num_attention_heads=4),
+        projection_dim=16)
+    CLIPModel(config).save_pretrained(folder)
+    for name in TOKENIZER_FILES:
+        shutil.copy(TINY_SD / 'tokenizer' / name, folder / name)
+    return str(folder)
+
+
+@pytest.fixture(scope='module')
+def embedding_file(tmp_path_factory):
+    model = build_tiny_model()
+    with torch.no_grad():
+        rows = model.token_embedding.concept_rows('<cat-toy>')
+        rows.normal_(generator=torch.Generator().manual_seed(0))
+    return model.save_embeddings(str(tmp_path_factory.mktemp('emb') / 'learned_embeds.safetensors'))
+
+
+def test_evaluate_cli_writes_metrics_and_plot(tiny_clip, embedding_file, tmp_path):
+    held_out = tmp_path / 'held_out'
+    held_out.mkdir()
+    for name in ('3.png', '4.png'):
+        shutil.copy(CAT_TOY / name, held_out / name)
+    out = tmp_path / 'out'
+    result = run_tool('tools/evaluate.py', TINY_CONFIG, '--embeddings', embedding_file,
+                      '--clip', tiny_clip, '--concept-dir', str(CAT_TOY),
+                      '--held-out-dir', str(held_out), '--num-samples', '1', '--steps', '1',
+                      '--seed', '3', '--out-dir', str(out))
+    metrics = json.loads((out / 'metrics.json').read_text())
+    rows = metrics['rows']
+    assert list(rows) == ['learned', 'initializer', 'image only']
+    for row in rows.values():
+        assert -1.0 <= row['image_similarity'] <= 1.0 and -1.0 <= row['text_similarity'] <= 1.0
+    assert metrics['settings']['initializer'] == 'toy'  # from the config
+    assert metrics['settings']['placeholder'] == '<cat-toy>'
+    assert '| learned |' in result.stdout and '| image only |' in result.stdout
+    with Image.open(out / 'similarity.png') as image:
+        assert image.format == 'PNG' and image.size[0] > 100
+    assert not list(out.glob('.*.tmp'))
+
+
+@pytest.mark.parametrize('case', ['no clip', 'clip without config', 'clip without weights',
+                                  'no concept dir', 'empty concept dir'])
+def test_evaluate_cli_bad_input_is_one_line(case, tiny_clip, embedding_file, tmp_path):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    clip, concept = tiny_clip, str(CAT_TOY)
+    expected = {'no clip': 'does not exist', 'clip without config': 'no config.json',
+                'clip without weights': 'no weights',
+                'no concept dir': 'is not a folder', 'empty concept dir': 'has no images'}[case]
+    if case == 'no clip':
+        clip = str(tmp_path / 'missing')
+    elif case == 'clip without config':
+        clip = str(empty)
+    elif case == 'clip without weights':
+        clip = str(tmp_path / 'clip')
+        shutil.copytree(tiny_clip, clip)
+        for weights in (tmp_path / 'clip').glob('*.safetensors'):
+            weights.unlink()
+    elif case == 'no concept dir':
+        concept = str(tmp_path / 'missing')
+    else:
+        concept = str(empty)
+    result = run_tool('tools/evaluate.py', TINY_CONFIG, '--embeddings', embedding_file,
+                      '--clip', clip, '--concept-dir', concept, '--out-dir', str(tmp_path / 'o'),
+                      check=False)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith('tools/evaluate.py: error: ') and expected in lines[0]
+    assert not (tmp_path / 'o').exists()

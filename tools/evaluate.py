@@ -1,0 +1,161 @@
+"""Evaluate a learned embedding as in the Textual Inversion paper (Fig. 10).
+
+Renders "a photo of <token>" and a set of edit prompts with the learned
+token and with the initializer word, then measures in CLIP space
+
+* image similarity (reconstruction): samples vs the training images,
+* text similarity (editability): edit samples vs their prompts without the
+  placeholder,
+
+plus the "image only" point (held-out real images) when ``--held-out-dir``
+is given. Writes ``metrics.json`` and ``similarity.png`` to ``--out-dir``.
+
+    python tools/evaluate.py configs/textual_inversion.py \
+        --embeddings work_dirs/textual_inversion/learned_embeds.safetensors \
+        --clip /models/clip-vit-base-patch32 --concept-dir data/cat_toy \
+        --num-samples 8 --steps 25 --out-dir work_dirs/eval
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+from pathlib import Path
+
+import torch
+from mmengine.config import Config, DictAction
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+from mmti.fileio import atomic_write  # noqa: E402
+from mmti.registry import MODELS  # noqa: E402
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='CLIP image/text similarity of a learned embedding')
+    parser.add_argument('config', help='the training config (names the base model)')
+    parser.add_argument('--embeddings', required=True,
+                        help='learned_embeds.safetensors (or folder)')
+    parser.add_argument('--clip', required=True,
+                        help='local folder of a CLIP model (e.g. openai/clip-vit-base-patch32)')
+    parser.add_argument('--concept-dir', required=True, help='folder of the training images')
+    parser.add_argument('--held-out-dir', default=None,
+                        help='folder of real images of the concept not used in training')
+    parser.add_argument('--placeholder', default=None,
+                        help="token to evaluate; default: the config's, or the file's only one")
+    parser.add_argument('--initializer', default=None,
+                        help="plain word for the baseline row; default: the config's "
+                             "initializer_token; '' skips the row")
+    parser.add_argument('--num-samples', type=int, default=8, help='images per prompt')
+    parser.add_argument('--steps', type=int, default=25, help='denoising steps')
+    parser.add_argument('--size', type=int, default=None, help='render size (default: native)')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--out-dir', default='work_dirs/evaluate', help='where results go')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(argv)
+
+
+def fail(message: str) -> SystemExit:
+    return SystemExit(f'tools/evaluate.py: error: {message}')
+
+
+def load_images(folder: str, what: str) -> list:
+    from PIL import Image, UnidentifiedImageError
+    path = Path(folder)
+    if not path.is_dir():
+        raise fail(f'{what} {folder} is not a folder.')
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise fail(f'{what} {folder} has no images ({", ".join(IMAGE_SUFFIXES)}).')
+    images = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                images.append(image.convert('RGB'))
+        except (OSError, UnidentifiedImageError) as error:
+            raise fail(f'cannot read image {file}: {error}') from None
+    return images
+
+
+def markdown_table(rows: dict[str, dict]) -> str:
+    lines = ['| row | image similarity | text similarity | images |',
+             '|---|---:|---:|---:|']
+    for name, row in rows.items():
+        lines.append(f"| {name} | {row['image_similarity']:.4f} | "
+                     f"{row['text_similarity']:.4f} | {row['num_images']} |")
+    return '\n'.join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.num_samples < 1 or args.steps < 1:
+        raise fail('--num-samples and --steps must be at least 1.')
+    if not Path(args.config).is_file():
+        raise fail(f'config {args.config} does not exist.')
+    if not Path(args.embeddings).exists():
+        raise fail(f'embeddings {args.embeddings} do not exist.')
+    clip = Path(args.clip)
+    if not clip.is_dir():
+        raise fail(f'CLIP folder {args.clip} does not exist.')
+    if not (clip / 'config.json').is_file():
+        raise fail(f'CLIP folder {args.clip} has no config.json (expected a local CLIP model '
+                   'saved with save_pretrained, e.g. openai/clip-vit-base-patch32).')
+    if not any(clip.glob('*.safetensors')) and not any(clip.glob('pytorch_model*.bin')):
+        raise fail(f'CLIP folder {args.clip} has no weights (model.safetensors or '
+                   'pytorch_model.bin).')
+    training = load_images(args.concept_dir, '--concept-dir')
+    held_out = load_images(args.held_out_dir, '--held-out-dir') if args.held_out_dir else None
+
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    from mmti.evaluation import ClipScorer, evaluate_concept, scatter_plot
+    try:
+        scorer = ClipScorer(args.clip, device=args.device)
+    except Exception as error:  # noqa: BLE001  (any loading failure: one line)
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise fail(f'cannot load CLIP from {args.clip}: {first_line}') from None
+    import mmti.models  # noqa: F401  (registers TextualInversion)
+    model = MODELS.build(cfg.model).to(args.device)
+    try:
+        loaded = model.load_embeddings(args.embeddings)
+    except (ValueError, KeyError, OSError) as error:
+        raise fail(f'cannot load {args.embeddings}: {error}') from None
+    print(f'Loaded {loaded} from {args.embeddings}')
+    placeholder = args.placeholder
+    if placeholder is None:
+        if model.placeholder_token in loaded:
+            placeholder = model.placeholder_token
+        elif len(loaded) == 1:
+            placeholder = loaded[0]
+        else:
+            raise fail(f'{args.embeddings} holds {loaded}; choose one with --placeholder.')
+    elif placeholder not in model.concepts:
+        raise fail(f'--placeholder {placeholder!r} is not loaded (loaded: {loaded}).')
+    initializer = (cfg.model.get('initializer_token') if args.initializer is None
+                   else args.initializer) or None
+
+    rows = evaluate_concept(model, scorer, placeholder, training, held_out_images=held_out,
+                            initializer_word=initializer, num_samples=args.num_samples,
+                            steps=args.steps, seed=args.seed, size=args.size)
+    print(markdown_table(rows))
+    out = Path(args.out_dir)
+    metrics = {
+        'rows': rows,
+        'settings': dict(config=args.config, embeddings=args.embeddings, clip=args.clip,
+                         concept_dir=args.concept_dir, held_out_dir=args.held_out_dir,
+                         placeholder=placeholder, initializer=initializer,
+                         num_samples=args.num_samples, steps=args.steps, size=args.size,
+                         seed=args.seed),
+    }
+    with atomic_write(out / 'metrics.json') as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2) + '\n')
+    scatter_plot(rows, out / 'similarity.png', title=placeholder)
+    print(f'Wrote {out / "metrics.json"} and {out / "similarity.png"}')
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
