@@ -10,7 +10,7 @@ from mmti.registry import HOOKS
 
 @HOOKS.register_module()
 class ExportHook(Hook):
-    """Call ``model.export(work_dir/subdir)`` when training ends and, if
+    """Call ``model.<method>(work_dir/subdir)`` when training ends and, if
     ``interval > 0``, every ``interval`` iterations.
 
     The model's ``export`` writes atomically and replaces the previous export
@@ -19,13 +19,15 @@ class ExportHook(Hook):
     Args:
         interval: Iterations between exports; 0 or less exports only at the end.
         subdir: Folder of the export, relative to the work dir.
+        method: The model's export method, e.g. ``'export_text_encoder'``.
     """
 
     priority = 'LOW'
 
-    def __init__(self, interval: int = 0, subdir: str = 'export'):
+    def __init__(self, interval: int = 0, subdir: str = 'export', method: str = 'export'):
         self.interval = int(interval)
         self.subdir = subdir
+        self.method = method
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.interval > 0 and self.every_n_train_iters(runner, self.interval):
@@ -37,7 +39,8 @@ class ExportHook(Hook):
     @master_only
     def _export(self, runner, step: int) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        if not hasattr(model, 'export'):
-            raise TypeError(f'ExportHook: {type(model).__name__} has no export(path) method.')
-        path = model.export(Path(runner.work_dir) / self.subdir)
+        export = getattr(model, self.method, None)
+        if export is None:
+            raise TypeError(f'ExportHook: {type(model).__name__} has no {self.method}(path) method.')
+        path = export(Path(runner.work_dir) / self.subdir)
         runner.logger.info(f'Exported the model at step {step} to {path}')

@@ -1,4 +1,6 @@
-"""Toy models pretrained on the synthetic world of :mod:`mmti.toy_world`."""
+"""Models that pretrain the toy world's CLIP, VAE and Stable Diffusion."""
+from .autoencoder_pretraining import AutoencoderPretraining
 from .contrastive_clip import ContrastiveCLIP
+from .diffusion_pretraining import DiffusionPretraining
 
-__all__ = ['ContrastiveCLIP']
+__all__ = ['AutoencoderPretraining', 'ContrastiveCLIP', 'DiffusionPretraining']

@@ -32,8 +32,12 @@ def tiny_clip_config(work_dir, max_iters: int = 3, export_interval: int = 2) -> 
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = 100
     hooks = [h for h in cfg.custom_hooks if h.type != 'ExportHook']
-    assert len(hooks) == len(cfg.custom_hooks) - 1  # the config has an ExportHook
-    cfg.custom_hooks = hooks + [dict(type='ExportHook', interval=export_interval)]
+    # The config exports the model and its text tower (the toy SD's text encoder).
+    assert {h.get('method', 'export') for h in cfg.custom_hooks if h.type == 'ExportHook'} == {
+        'export', 'export_text_encoder'}
+    cfg.custom_hooks = hooks + [dict(type='ExportHook', interval=export_interval),
+                                dict(type='ExportHook', subdir='export_text',
+                                     method='export_text_encoder')]
     return cfg
 
 
@@ -43,6 +47,8 @@ def test_config_run_exports_loadable_weights(tmp_path):
     runner.train()
     assert runner.iter == 3
     export = tmp_path / 'work' / 'export'
+    text_export = tmp_path / 'work' / 'export_text'
+    assert (text_export / 'config.json').is_file() and (text_export / 'vocab.json').is_file()
     assert (export / 'model.safetensors').is_file()
     loaded = CLIPModel.from_pretrained(str(export))
     trained = runner.model.clip.state_dict()

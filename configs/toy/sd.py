@@ -1,0 +1,107 @@
+# Pretrain the UNet of a toy Stable Diffusion on the synthetic toy world, on
+# the frozen toy VAE (configs/toy/vae.py) and the frozen text tower of the toy
+# CLIP (configs/toy/clip.py). Run those two first:
+#
+#     python tools/train.py configs/toy/vae.py    # -> work_dirs/toy_vae/export
+#     (toy CLIP text export)                      # -> work_dirs/toy_clip/export_text
+#     python tools/train.py configs/toy/sd.py     # -> work_dirs/toy_sd/export
+#
+# The export is a complete diffusers Stable Diffusion folder (DDIM sampler on
+# the training schedule, no safety checker) that StableDiffusionPipeline and
+# mmti's TextualInversion load: pretrained_model='work_dirs/toy_sd/export'.
+# Captions are padded to 77 tokens, exactly as Textual Inversion encodes them.
+#
+# Speed: a 20-step run of this config through tools/train.py (UNet 1.69 M
+# parameters, a 64-d 3-layer CLIPTextModel, the vae.py VAE) measured 0.26 s
+# per step (batch 32, data 0.02 s of it) on 2 idle CPU cores, so
+# max_iters = 13000 is about 56 minutes of steps, 60 with checkpoints and
+# exports (0.56-0.68 s per step were seen while another job shared the cores).
+default_scope = 'mmti'
+custom_imports = dict(
+    imports=['mmti.models', 'mmti.models.toy', 'mmti.models.toy.diffusion_pretraining',
+             'mmti.datasets', 'mmti.engine', 'mmti.engine.hooks.export_hook'],
+    allow_failed_imports=False)
+
+work_dir = 'work_dirs/toy_sd'
+image_size = 32
+max_iters = 13000
+warmup_iters = 200
+
+model = dict(
+    type='DiffusionPretraining',
+    vae='work_dirs/toy_vae/export',
+    text_encoder='work_dirs/toy_clip/export_text',  # CLIPTextModel + tokenizer (77)
+    image_size=image_size,  # UNet sample_size = 32 / VAE factor 2 = 16
+    unet_config=dict(
+        # in/out_channels and cross_attention_dim come from the VAE and the
+        # text encoder.
+        block_out_channels=(32, 64, 64),  # 16, 8 and 4 px latents
+        layers_per_block=1,
+        down_block_types=('DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'),
+        up_block_types=('CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'UpBlock2D'),
+        attention_head_dim=4,  # diffusers: number of heads
+        norm_num_groups=32),
+    # SD 1.x's schedule: TextualInversion's defaults then match it exactly.
+    scheduler_config=dict(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule='scaled_linear',
+        prediction_type='epsilon'),
+    inference_scheduler='DDIMScheduler')
+
+train_dataloader = dict(
+    batch_size=32,
+    num_workers=0,  # rendering is cheap; workers would compete for the 2 cores
+    persistent_workers=False,
+    pin_memory=False,
+    sampler=dict(type='SeededInfiniteSampler', shuffle=True),
+    collate_fn=dict(type='pseudo_collate'),
+    dataset=dict(
+        type='ToyWorldDataset',
+        length=100000,
+        seed=0,
+        size=image_size,
+        exclude_held_out=True,  # Textual Inversion learns the held-out concepts later
+        caption_dropout=0.1))  # empty captions train the unconditional branch (CFG)
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    constructor='TrainableParamsOptimWrapperConstructor',  # the UNet only
+    optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01),
+    clip_grad=dict(max_norm=1.0))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type='CosineAnnealingLR', eta_min=5e-5, by_epoch=False, begin=warmup_iters,
+         end=max_iters, T_max=max_iters - warmup_iters),
+]
+
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
+val_cfg = None
+val_dataloader = None
+val_evaluator = None
+test_cfg = None
+
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    # Checkpoints hold the UNet and optimizer state; VAE and text encoder are
+    # reloaded from their folders.
+    checkpoint=dict(type='CheckpointHook', interval=2000, by_epoch=False, max_keep_ckpts=2),
+    sampler_seed=dict(type='DistSamplerSeedHook'))
+custom_hooks = [
+    dict(type='NonFiniteLossHook'),  # stop at a NaN loss before anything is saved
+    dict(type='ExportHook', interval=2000, subdir='export'),
+]
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'))  # tools/train.py switches to gloo without a GPU
+randomness = dict(seed=0, deterministic=False)
+visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
+log_processor = dict(by_epoch=False)
+log_level = 'INFO'
+load_from = None
+resume = False
