@@ -180,10 +180,21 @@ def test_code_running_pickle_in_folder_is_refused(tmp_path):
     assert not marker.exists()
 
 
-def test_the_evil_pickle_really_runs_code_without_the_guard(tmp_path):
-    """Guards the test above: the file does run code when loaded unsafely."""
+def test_the_evil_pickle_really_carries_a_code_call(tmp_path):
+    """Guards the tests above: the file names a callable that would run on load.
+
+    Read with pickletools (which never executes anything) rather than by
+    loading it unsafely.
+    """
+    import pickletools
+    import zipfile
     marker = tmp_path / 'MARKER'
     path = tmp_path / 'evil.bin'
     torch.save({'<x>': TouchOnLoad(marker)}, path)
-    torch.load(path, weights_only=False)
-    assert marker.exists()
+    with zipfile.ZipFile(path) as archive:
+        data = archive.read(next(n for n in archive.namelist() if n.endswith('data.pkl')))
+    ops = [(op.name, arg) for op, arg, _ in pickletools.genops(data)]
+    names = [arg for name, arg in ops if name in ('GLOBAL', 'SHORT_BINUNICODE', 'BINUNICODE')]
+    assert 'touch' in names or any('touch' in str(n) for n in names)
+    assert any(name == 'REDUCE' for name, _ in ops)
+    assert not marker.exists()

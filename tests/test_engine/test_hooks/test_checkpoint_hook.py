@@ -35,8 +35,8 @@ def test_non_plain_finds_what_mmengine_would_pickle():
 
 def test_checkpoints_load_with_weights_only(shared_run):
     for step in (4, 5):
-        checkpoint = torch.load(shared_run.work_dir / f'iter_{step}.pth', map_location='cpu',
-                                weights_only=True)
+        path = shared_run.work_dir / f'iter_{step}.pth'
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
         assert checkpoint['meta']['iter'] == step
         assert list(checkpoint['state_dict']) == ['token_embedding.rows.0']
         assert torch.equal(checkpoint['state_dict']['token_embedding.rows.0'],
