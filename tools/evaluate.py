@@ -10,6 +10,13 @@ token and with the initializer word, then measures in CLIP space
 plus the "image only" point (held-out real images) when ``--held-out-dir``
 is given. Writes ``metrics.json`` and ``similarity.png`` to ``--out-dir``.
 
+A config may carry an ``evaluation`` dict whose keys (``clip``,
+``concept_dir``, ``held_out_dir``, ``num_samples``, ``steps``, ``size``,
+``reconstruction_prompt``, ``edit_prompts``) are the defaults of the options
+of the same names; a model trained on its own kind of captions (the toy
+world's) brings its prompts there. ``--concept-dir`` defaults to the
+config's training folder.
+
     python tools/evaluate.py configs/textual_inversion.py \
         --embeddings work_dirs/textual_inversion/learned_embeds.safetensors \
         --clip /models/clip-vit-base-patch32 --concept-dir data/cat_toy \
@@ -37,9 +44,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('config', help='the training config (names the base model)')
     parser.add_argument('--embeddings', required=True,
                         help='learned_embeds.safetensors (or folder)')
-    parser.add_argument('--clip', required=True,
-                        help='local folder of a CLIP model (e.g. openai/clip-vit-base-patch32)')
-    parser.add_argument('--concept-dir', required=True, help='folder of the training images')
+    parser.add_argument('--clip', default=None,
+                        help='local folder of a CLIP model (e.g. openai/clip-vit-base-patch32); '
+                             "default: the config's evaluation.clip")
+    parser.add_argument('--concept-dir', default=None,
+                        help="folder of the training images; default: the config's data_root")
     parser.add_argument('--held-out-dir', default=None,
                         help='folder of real images of the concept not used in training')
     parser.add_argument('--placeholder', default=None,
@@ -47,8 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--initializer', default=None,
                         help="plain word for the baseline row; default: the config's "
                              "initializer_token; '' skips the row")
-    parser.add_argument('--num-samples', type=int, default=8, help='images per prompt')
-    parser.add_argument('--steps', type=int, default=25, help='denoising steps')
+    parser.add_argument('--num-samples', type=int, default=None,
+                        help='images per prompt (default 8)')
+    parser.add_argument('--steps', type=int, default=None, help='denoising steps (default 25)')
     parser.add_argument('--size', type=int, default=None, help='render size (default: native)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out-dir', default='work_dirs/evaluate', help='where results go')
@@ -88,12 +98,46 @@ def markdown_table(rows: dict[str, dict]) -> str:
     return '\n'.join(lines)
 
 
+EVALUATION_DEFAULTS = dict(clip=None, concept_dir=None, held_out_dir=None, num_samples=8,
+                           steps=25, size=None)
+
+
+def apply_config_defaults(args: argparse.Namespace, cfg: Config) -> dict:
+    """Fill options left unset from ``cfg.evaluation``; return its prompt settings."""
+    evaluation = dict(cfg.get('evaluation') or {})
+    unknown = set(evaluation) - set(EVALUATION_DEFAULTS) - {'reconstruction_prompt',
+                                                            'edit_prompts'}
+    if unknown:
+        raise fail(f'config evaluation has unknown keys {sorted(unknown)}; known: '
+                   f'{sorted([*EVALUATION_DEFAULTS, "reconstruction_prompt", "edit_prompts"])}.')
+    for key, default in EVALUATION_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, evaluation.get(key, default))
+    if args.concept_dir is None:
+        args.concept_dir = cfg.get('train_dataloader', {}).get('dataset', {}).get('data_root')
+    if args.clip is None:
+        raise fail('no CLIP model given: pass --clip FOLDER (a local copy of e.g. '
+                   'openai/clip-vit-base-patch32) or set evaluation.clip in the config.')
+    if args.concept_dir is None:
+        raise fail('no training images given: pass --concept-dir FOLDER.')
+    # Only what the config sets; evaluate_concept has the paper's defaults.
+    return {key: (list(value) if key == 'edit_prompts' else value)
+            for key, value in evaluation.items()
+            if key in ('reconstruction_prompt', 'edit_prompts')}
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    if args.num_samples < 1 or args.steps < 1:
-        raise fail('--num-samples and --steps must be at least 1.')
     if not Path(args.config).is_file():
         raise fail(f'config {args.config} does not exist.')
+    # Its custom imports (the models, hence transformers) wait until the inputs
+    # are checked: a bad path should fail fast, with nothing but its error.
+    cfg = Config.fromfile(args.config, import_custom_modules=False)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    prompts = apply_config_defaults(args, cfg)
+    if args.num_samples < 1 or args.steps < 1:
+        raise fail('--num-samples and --steps must be at least 1.')
     if not Path(args.embeddings).exists():
         raise fail(f'embeddings {args.embeddings} do not exist.')
     clip = Path(args.clip)
@@ -108,9 +152,6 @@ def main(argv: list[str] | None = None) -> dict:
     training = load_images(args.concept_dir, '--concept-dir')
     held_out = load_images(args.held_out_dir, '--held-out-dir') if args.held_out_dir else None
 
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
     from mmti.evaluation import ClipScorer, evaluate_concept, scatter_plot
     try:
         scorer = ClipScorer(args.clip, device=args.device)
@@ -139,8 +180,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     rows = evaluate_concept(model, scorer, placeholder, training, held_out_images=held_out,
                             initializer_word=initializer, num_samples=args.num_samples,
-                            steps=args.steps, seed=args.seed, size=args.size)
+                            steps=args.steps, seed=args.seed, size=args.size, **prompts)
     print(markdown_table(rows))
+    from mmti.evaluation import EDIT_PROMPTS, RECONSTRUCTION_PROMPT
+    resolved_prompts = {'reconstruction_prompt': RECONSTRUCTION_PROMPT,
+                        'edit_prompts': list(EDIT_PROMPTS), **prompts}
     out = Path(args.out_dir)
     metrics = {
         'rows': rows,
@@ -148,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
                          concept_dir=args.concept_dir, held_out_dir=args.held_out_dir,
                          placeholder=placeholder, initializer=initializer,
                          num_samples=args.num_samples, steps=args.steps, size=args.size,
-                         seed=args.seed),
+                         seed=args.seed, **resolved_prompts),
     }
     with atomic_write(out / 'metrics.json') as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + '\n')

@@ -6,7 +6,6 @@
 """
 import argparse
 import os.path as osp
-import re
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 from mmengine.config import Config, DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
-from mmti.fileio import atomic_write  # noqa: E402
+from mmti.fileio import atomic_write, sample_filename  # noqa: E402
 from mmti.registry import MODELS  # noqa: E402
 
 
@@ -38,10 +37,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def slug(text: str, limit: int = 60) -> str:
-    return re.sub(r'[^a-zA-Z0-9]+', '_', text).strip('_')[:limit] or 'prompt'
-
-
 def main(argv: list[str] | None = None) -> list[Path]:
     args = parse_args(argv)
     if args.num_images < 1 or args.steps < 1:
@@ -61,7 +56,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     written = []
     for i, image in enumerate(samples):
         prompt = args.prompt[i // args.num_images]
-        path = Path(args.out_dir) / f'{slug(prompt)}_seed{args.seed}_{i % args.num_images}.png'
+        path = Path(args.out_dir) / sample_filename(prompt, args.seed, i % args.num_images)
         with atomic_write(path) as tmp:
             image.save(tmp, format='PNG')
         written.append(path)

@@ -3,8 +3,10 @@
 # CLIP (configs/toy/clip.py). Run those two first:
 #
 #     python tools/train.py configs/toy/vae.py    # -> work_dirs/toy_vae/export
-#     (toy CLIP text export)                      # -> work_dirs/toy_clip/export_text
 #     python tools/train.py configs/toy/sd.py     # -> work_dirs/toy_sd/export
+#
+# The text encoder is the committed toy CLIP (data/toy/clip, made by
+# configs/toy/clip.py); CLIPTextModel loads its text tower from it.
 #
 # The export is a complete diffusers Stable Diffusion folder (DDIM sampler on
 # the training schedule, no safety checker) that StableDiffusionPipeline and
@@ -30,7 +32,7 @@ warmup_iters = 200
 model = dict(
     type='DiffusionPretraining',
     vae='work_dirs/toy_vae/export',
-    text_encoder='work_dirs/toy_clip/export_text',  # CLIPTextModel + tokenizer (77)
+    text_encoder='data/toy/clip',  # CLIPModel folder: CLIPTextModel takes the text tower
     image_size=image_size,  # UNet sample_size = 32 / VAE factor 2 = 16
     unet_config=dict(
         # in/out_channels and cross_attention_dim come from the VAE and the

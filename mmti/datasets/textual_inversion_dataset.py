@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from mmti.registry import DATASETS, TRANSFORMS
 from . import transforms  # noqa: F401  (registers the transforms)
-from .templates import fill_template, load_templates
+from .templates import fill_template, load_templates, read_template_file
 
 IMAGE_EXTENSIONS = frozenset({'.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', '.tif', '.tiff'})
 
@@ -53,6 +53,22 @@ def load_rgb(path: Path) -> Image.Image:
                          'from the concept folder.') from None
 
 
+def read_caption_file(image_path: Path) -> list[str]:
+    """The templates of one image: the lines of ``<image name>.txt`` beside it."""
+    path = image_path.with_suffix('.txt')
+    if not path.is_file():
+        raise FileNotFoundError(
+            f'caption_files=True but {image_path.name} has no caption file {path.name} beside '
+            'it; write one (a line like "a {} on a red sofa") or set caption_files=False.')
+    templates = read_template_file(path)
+    bad = [t for t in templates if '{}' not in t]
+    if not templates or bad:
+        raise ValueError(
+            f'Caption file {path} needs one or more lines, each with "{{}}" where the '
+            f'placeholder goes (like "a {{}} on a red sofa"); found {(bad or ["nothing"])[:3]}.')
+    return templates
+
+
 @DATASETS.register_module()
 class TextualInversionDataset(Dataset):
     """Images of one concept with captions like "a photo of a <cat-toy>".
@@ -68,6 +84,12 @@ class TextualInversionDataset(Dataset):
         placeholder_token: Substituted for ``{}`` in the templates.
         learnable_property: 'object' or 'style' built-in templates.
         templates: Template file or list; overrides ``learnable_property``.
+        caption_files: Caption each image from its own templates: the lines
+            of ``<image name>.txt`` beside it (e.g. ``photo1.txt`` for
+            ``photo1.jpg``), each with ``{}`` for the placeholder, as in
+            "a {} on a red sofa". Describing what is *not* the concept
+            (setting, pose, lighting) keeps it out of the learned rows.
+            Overrides ``templates``.
         repeats: Times each image appears per epoch.
         pipeline: Transforms (configs or callables).
         seed: Base of the per-sample generators; None takes torch's initial
@@ -79,6 +101,7 @@ class TextualInversionDataset(Dataset):
                  placeholder_token: str,
                  learnable_property: str = 'object',
                  templates: str | Sequence[str] | None = None,
+                 caption_files: bool = False,
                  repeats: int = 100,
                  pipeline: Sequence = (),
                  seed: int | None = None):
@@ -88,6 +111,10 @@ class TextualInversionDataset(Dataset):
         self.placeholder_token = placeholder_token
         self.templates = load_templates(learnable_property, templates)
         self.image_paths = list_concept_images(data_root)
+        # One template list per image: its own caption file, or the shared one.
+        self.caption_files = bool(caption_files)
+        self.image_templates = ([read_caption_file(p) for p in self.image_paths]
+                                if caption_files else [self.templates] * len(self.image_paths))
         # 3-5 small images: decode once, and fail now on a bad file.
         self.images = [load_rgb(p) for p in self.image_paths]
         self.repeats = repeats
@@ -112,7 +139,8 @@ class TextualInversionDataset(Dataset):
             raise IndexError(f'Sample index must be >= 0, got {index}.')
         rng = np.random.default_rng([self.seed, index])
         image_index = index % len(self.images)
-        template = self.templates[int(rng.integers(len(self.templates)))]
+        templates = self.image_templates[image_index]
+        template = templates[int(rng.integers(len(templates)))]
         results = {
             'img': self.images[image_index],
             'img_path': str(self.image_paths[image_index]),

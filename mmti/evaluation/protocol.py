@@ -42,9 +42,10 @@ def _render(model, prompt: str, num_samples: int, steps: int, seed: int,
 
 
 def _generated_row(model, scorer, word: str, placeholder: str, training_features: torch.Tensor,
-                   edit_prompts: Sequence[str], text_features: torch.Tensor,
-                   num_samples: int, steps: int, seed: int, size: int | None) -> dict:
-    recon = _render(model, RECONSTRUCTION_PROMPT.format(word), num_samples, steps, seed, size)
+                   reconstruction_prompt: str, edit_prompts: Sequence[str],
+                   text_features: torch.Tensor, num_samples: int, steps: int, seed: int,
+                   size: int | None) -> dict:
+    recon = _render(model, reconstruction_prompt.format(word), num_samples, steps, seed, size)
     recon_features = scorer.image_features(recon)
     edit_features = []
     for template in edit_prompts:
@@ -67,7 +68,8 @@ def evaluate_concept(model, scorer, placeholder: str,
                      steps: int = 25,
                      seed: int = 0,
                      size: int | None = None,
-                     edit_prompts: Sequence[str] = EDIT_PROMPTS) -> dict[str, dict]:
+                     edit_prompts: Sequence[str] = EDIT_PROMPTS,
+                     reconstruction_prompt: str = RECONSTRUCTION_PROMPT) -> dict[str, dict]:
     """Image and text similarity of a learned concept and its baselines.
 
     Args:
@@ -86,6 +88,9 @@ def evaluate_concept(model, scorer, placeholder: str,
         seed: Seed of every prompt's renders (the rows see the same noise).
         size: Render height and width; the model's native size when None.
         edit_prompts: Templates with one ``{}`` for the concept.
+        reconstruction_prompt: Template whose samples are compared with the
+            training images (the paper's "a photo of S*"); a model trained on
+            other captions (the toy world's) needs its own.
 
     Returns:
         dict: ``{name: {'image_similarity', 'text_similarity', 'num_images'}}``
@@ -99,6 +104,9 @@ def evaluate_concept(model, scorer, placeholder: str,
     edit_prompts = list(edit_prompts)
     if not edit_prompts or any(p.count('{}') != 1 for p in edit_prompts):
         raise ValueError('edit_prompts must be templates with exactly one "{}" each.')
+    if reconstruction_prompt.count('{}') != 1:
+        raise ValueError('reconstruction_prompt must be a template with exactly one "{}", got '
+                         f'{reconstruction_prompt!r}.')
     concepts = getattr(model, 'concepts', None)
     if concepts is not None and placeholder not in concepts:
         raise ValueError(f'The model has no concept {placeholder!r} (it has {list(concepts)}).')
@@ -106,7 +114,8 @@ def evaluate_concept(model, scorer, placeholder: str,
     training_features = scorer.image_features(training_images)
     texts = [remove_placeholder(p.format(placeholder), placeholder) for p in edit_prompts]
     text_features = scorer.text_features(texts)
-    common = dict(training_features=training_features, edit_prompts=edit_prompts,
+    common = dict(training_features=training_features,
+                  reconstruction_prompt=reconstruction_prompt, edit_prompts=edit_prompts,
                   text_features=text_features, num_samples=num_samples, steps=steps,
                   seed=seed, size=size)
 

@@ -6,12 +6,12 @@ so Textual Inversion can be tested on concepts the model has not seen.
 """
 from .sampling import (HELD_OUT_CONCEPTS, concept_scenes, is_held_out, matches, sample_scene,
                        scene_for_index)
-from .scene import Scene, caption, render_scene
+from .scene import Scene, caption, concept_template, render_scene
 from .vocabulary import (BACKGROUNDS, COLOURS, PATTERNS, POSITION_PHRASES, POSITIONS, SHAPES,
                          SIZES, all_words)
 
 __all__ = [
     'BACKGROUNDS', 'COLOURS', 'HELD_OUT_CONCEPTS', 'PATTERNS', 'POSITIONS', 'POSITION_PHRASES',
-    'SHAPES', 'SIZES', 'Scene', 'all_words', 'caption', 'concept_scenes', 'is_held_out',
-    'matches', 'render_scene', 'sample_scene', 'scene_for_index'
+    'SHAPES', 'SIZES', 'Scene', 'all_words', 'caption', 'concept_scenes', 'concept_template',
+    'is_held_out', 'matches', 'render_scene', 'sample_scene', 'scene_for_index'
 ]

@@ -53,6 +53,17 @@ def caption(scene: Scene) -> str:
             f'{POSITION_PHRASES[scene.position]} on a {scene.background} background')
 
 
+def concept_template(scene: Scene) -> str:
+    """The caption with the object itself (colour, pattern, shape) as ``{}``.
+
+    E.g. "a small {} on the left on a blue background": what Textual
+    Inversion's caption file says about a concept image, leaving the object
+    for the placeholder to learn.
+    """
+    return (f'a {scene.size} {{}} {POSITION_PHRASES[scene.position]} '
+            f'on a {scene.background} background')
+
+
 def _star(cx: float, cy: float, r: float) -> list[tuple[float, float]]:
     points = []
     for k in range(10):

@@ -501,3 +501,42 @@ def test_dataloader_workers_give_the_same_batches(concept_dir):
     sampler_order = list(itertools.islice(iter(SeededInfiniteSampler(ds, seed=0)), 6))
     expected_seeds = [ds[i]['noise_seeds'] for i in sampler_order]
     assert [s for batch in serial for s in batch['noise_seeds']] == expected_seeds
+
+
+# --------------------------------------------------------------------------- caption files
+
+
+def test_caption_files_give_each_image_its_own_captions(concept_dir):
+    (concept_dir / 'a.txt').write_text('a {} on a red sofa\n\na {} on a red chair\n')
+    (concept_dir / 'b.txt').write_text('a {} in the snow\n')
+    (concept_dir / 'c.txt').write_text('a {} at night\n')
+    ds = TextualInversionDataset(str(concept_dir), TOKEN, caption_files=True, repeats=20, seed=3)
+    expected = {'a.png': {f'a {TOKEN} on a red sofa', f'a {TOKEN} on a red chair'},
+                'b.jpg': {f'a {TOKEN} in the snow'}, 'c.png': {f'a {TOKEN} at night'}}
+    seen = {name: set() for name in expected}
+    for i in range(len(ds)):
+        sample = ds[i]
+        seen[Path(sample['img_path']).name].add(sample['caption'])
+    assert seen == expected  # both lines of a.txt drawn, nothing from the built-in list
+
+
+def test_caption_files_missing_file_names_the_image_and_the_fix(concept_dir):
+    (concept_dir / 'a.txt').write_text('a {} on a red sofa\n')
+    with pytest.raises(FileNotFoundError, match=r'b\.jpg has no caption file b\.txt.*'
+                                                r'caption_files=False'):
+        TextualInversionDataset(str(concept_dir), TOKEN, caption_files=True)
+
+
+@pytest.mark.parametrize('text', ['', 'a photo on a sofa\n', 'a {} here\nno placeholder\n'])
+def test_caption_files_without_placeholder_are_refused(concept_dir, text):
+    for name in ('a', 'b', 'c'):
+        (concept_dir / f'{name}.txt').write_text('a {} ok\n')
+    (concept_dir / 'c.txt').write_text(text)
+    with pytest.raises(ValueError, match=r'c\.txt needs one or more lines, each with "\{\}"'):
+        TextualInversionDataset(str(concept_dir), TOKEN, caption_files=True)
+
+
+def test_caption_files_off_ignores_txt_files(concept_dir):
+    (concept_dir / 'a.txt').write_text('a {} on a red sofa\n')
+    ds = TextualInversionDataset(str(concept_dir), TOKEN, templates=['x {} y'], repeats=4)
+    assert {ds[i]['caption'] for i in range(len(ds))} == {f'x {TOKEN} y'}

@@ -92,3 +92,38 @@ def test_evaluate_cli_bad_input_is_one_line(case, tiny_clip, embedding_file, tmp
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith('tools/evaluate.py: error: ') and expected in lines[0]
     assert not (tmp_path / 'o').exists()
+
+
+def test_evaluate_cli_takes_clip_prompts_and_images_from_the_config(tiny_clip, embedding_file,
+                                                                    tmp_path):
+    config = tmp_path / 'with_evaluation.py'
+    config.write_text(
+        f"_base_ = [{TINY_CONFIG!r}]\n"
+        f"evaluation = dict(clip={tiny_clip!r}, num_samples=1, steps=1,\n"
+        "                  reconstruction_prompt='a drawing of {}',\n"
+        "                  edit_prompts=['{} at night', 'a small {}'])\n")
+    out = tmp_path / 'out'
+    result = run_tool('tools/evaluate.py', str(config), '--embeddings', embedding_file,
+                      '--out-dir', str(out))
+    settings = json.loads((out / 'metrics.json').read_text())['settings']
+    assert settings['clip'] == tiny_clip
+    assert settings['concept_dir'] == 'data/cat_toy'  # the config's data_root
+    assert settings['reconstruction_prompt'] == 'a drawing of {}'
+    assert settings['edit_prompts'] == ['{} at night', 'a small {}']
+    # 1 reconstruction + 2 edit prompts, one sample each.
+    assert json.loads((out / 'metrics.json').read_text())['rows']['learned']['num_images'] == 3
+    assert '| learned |' in result.stdout
+
+
+@pytest.mark.parametrize('evaluation, expected', [
+    ('None', 'no CLIP model given: pass --clip'),
+    ("dict(clip='x', edit_prompt=['{}'])", "unknown keys ['edit_prompt']"),
+])
+def test_evaluate_cli_config_errors_are_one_line(evaluation, expected, embedding_file, tmp_path):
+    config = tmp_path / 'cfg.py'
+    config.write_text(f"_base_ = [{TINY_CONFIG!r}]\nevaluation = {evaluation}\n")
+    result = run_tool('tools/evaluate.py', str(config), '--embeddings', embedding_file,
+                      '--out-dir', str(tmp_path / 'o'), check=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert lines[0].startswith('tools/evaluate.py: error: ') and expected in lines[0]

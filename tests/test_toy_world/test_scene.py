@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mmti.toy_world import BACKGROUNDS, COLOURS, Scene, caption, render_scene
+from mmti.toy_world import BACKGROUNDS, COLOURS, Scene, caption, concept_template, render_scene
 from mmti.toy_world.scene import pattern_colour
 
 
@@ -106,6 +106,16 @@ def test_captions():
             == 'a small yellow dotted cross at the top on a black background')
     assert caption(Scene('square', 'orange', 'large', 'bottom', 'gray')).endswith(
         'square at the bottom on a gray background')
+
+
+def test_concept_template_keeps_everything_but_the_object():
+    scene = Scene('star', 'purple', 'small', 'left', 'blue', 'dotted')
+    template = concept_template(scene)
+    assert template == 'a small {} on the left on a blue background'
+    # Filled with the object's words, it is the scene's caption.
+    assert template.replace('{}', 'purple dotted star') == caption(scene)
+    plain = Scene('circle', 'green', 'large', 'center', 'white')
+    assert concept_template(plain).replace('{}', 'green circle') == caption(plain)
 
 
 def test_scene_validation_and_frozen():

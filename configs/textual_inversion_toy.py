@@ -1,0 +1,73 @@
+# Textual Inversion on the toy world (mmti/toy_world): learn
+# <purple-dotted-star>, a shape/colour/pattern combination the toy Stable
+# Diffusion (data/toy/sd) never saw in pretraining, from the 5 images in
+# data/toy_concepts/purple-dotted-star/train. Minutes on 2 CPU cores; the
+# Quick start demo (tools/demo.py) runs it, samples and evaluates it:
+#
+#     python tools/train.py configs/textual_inversion_toy.py
+#     python tools/evaluate.py configs/textual_inversion_toy.py \
+#         --embeddings work_dirs/textual_inversion_toy/learned_embeds.safetensors
+#
+# Each training image has a caption file saying everything that is *not* the
+# concept ("a small {} on the left on a blue background"), so the learned row
+# takes the colour, pattern and shape and nothing else.
+_base_ = ['./textual_inversion.py']
+
+pretrained_model = 'data/toy/sd'
+placeholder_token = '<purple-dotted-star>'
+resolution = 32
+validation_prompts = [
+    f'a large {placeholder_token} in the center on a white background',
+    f'a small {placeholder_token} on the left on a black background',
+]
+
+model = dict(
+    pretrained_model=pretrained_model,
+    placeholder_token=placeholder_token,
+    initializer_token='star',  # the shape: colour and pattern are left to learn
+    dtype='fp32',  # CPU: half precision is slower, not faster
+    validation_prompts=validation_prompts,
+    validation_cfg=dict(num_inference_steps=25, guidance_scale=3.0, height=resolution,
+                        width=resolution, seed=0))
+
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=0,
+    persistent_workers=False,
+    pin_memory=False,
+    dataset=dict(
+        data_root='data/toy_concepts/purple-dotted-star/train',
+        placeholder_token=placeholder_token,
+        caption_files=True,
+        pipeline=[
+            dict(type='ResizeShorterSide', size=resolution),
+            dict(type='CenterCrop', size=resolution),
+            # No flip: the captions say "on the left" / "on the right".
+            dict(type='PackInputs'),
+        ]))
+
+optim_wrapper = dict(optimizer=dict(lr=5e-3))
+train_cfg = dict(max_iters=600)
+default_hooks = dict(
+    logger=dict(interval=50),
+    checkpoint=dict(interval=300))
+custom_hooks = [
+    dict(type='NonFiniteLossHook'),
+    dict(type='EmbeddingSaveHook', interval=300),
+    dict(type='ValidationSampleHook', interval=300),
+]
+
+# Defaults of tools/evaluate.py for this config: the toy CLIP, toy-world
+# prompts (the toy model knows no "photo" or "beach"), the held-out images.
+evaluation = dict(
+    clip='data/toy/clip',
+    held_out_dir='data/toy_concepts/purple-dotted-star/held_out',
+    num_samples=8,
+    steps=25,
+    reconstruction_prompt='a large {} in the center on a white background',
+    edit_prompts=[
+        'a small {} on the left on a black background',
+        'a large {} at the top on a gray background',
+        'a small {} on the right on a white background',
+        'a large {} at the bottom on a black background',
+    ])
