@@ -94,7 +94,7 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'))
 custom_hooks = [
     dict(type='NonFiniteLossHook'),  # stop at a NaN loss before anything is saved
-    dict(type='ExportHook', interval=2000, subdir='export'),
+    dict(type='ExportHook', interval=1000, subdir='export'),
 ]
 
 env_cfg = dict(

@@ -12,16 +12,17 @@
 # runs 4x fewer positions on 16 x 16 latents than on 32 x 32 (0.26 s per SD
 # step at batch 32 here against about 1.45 s in pixel space), so the hour of
 # SD pretraining gets about 4x more steps. The factor-2 VAE of the first
-# feasibility run was unstable at lr 1e-3; here lr is 2e-4 with warmup, cosine
+# feasibility run was unstable at lr 1e-3; here lr is 5e-4 with warmup, cosine
 # decay and gradient clipping, the mid-block attention is off (convolutions
 # suffice at this size), and it is even cheaper per step than a
 # no-downsampling one (64 channels at full resolution: 0.62 s against 0.29 s
 # per step at batch 32, measured outside the runner).
 #
-# Speed: a 20-step run of this config through tools/train.py measured
-# 0.33 s per step (batch 32, data 0.02 s of it) on 2 idle CPU cores, so
-# max_iters = 2000 is about 15 minutes there (about twice that while another
-# job shares the cores: 0.7 s per step was seen then).
+# Measured (2026-11-28, 2 CPU cores): 2000 steps in 13 minutes (0.33 s per
+# step at batch 32, data 0.02 s of it); on 256 fresh 32 px scenes PSNR 34.7 dB,
+# every shape colour back within 2 levels (of 255), and the toy CLIP finds the
+# right caption among 247 for 97.3% of the reconstructions (97.7% for the
+# originals). This export is committed as data/toy/vae.
 default_scope = 'mmti'
 custom_imports = dict(
     imports=['mmti.models', 'mmti.models.toy', 'mmti.models.toy.autoencoder_pretraining',

@@ -48,7 +48,7 @@ def test_config_run_exports_loadable_weights(tmp_path):
     assert runner.iter == 3
     export = tmp_path / 'work' / 'export'
     text_export = tmp_path / 'work' / 'export_text'
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel
     assert CLIPTextModel.from_pretrained(text_export).config.hidden_size == 32
     assert CLIPTokenizer.from_pretrained(text_export).model_max_length == 77
     assert (export / 'model.safetensors').is_file()
