@@ -11,7 +11,7 @@
 # took 4.5 s on 2 idle CPU cores: 0.20 s/step (4.9 steps/s), of which ~0.10 s
 # is rendering the batch. max_iters=6000 is about 20 minutes there (a run
 # measured 2-5x slower while another job shared the cores).
-default_scope = 'mmti'
+_base_ = ['./_base_/pretraining.py']
 work_dir = 'work_dirs/toy_clip'
 custom_imports = dict(
     imports=['mmti.models', 'mmti.models.toy', 'mmti.datasets', 'mmti.engine',
@@ -36,17 +36,8 @@ model = dict(
 
 train_dataloader = dict(
     batch_size=64,
-    num_workers=0,  # rendering is cheap; workers would compete for the 2 cores
-    persistent_workers=False,
-    pin_memory=False,
-    sampler=dict(type='SeededInfiniteSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
-        type='ToyWorldDataset',
-        length=100000,
-        seed=0,
         size=image_size,
-        exclude_held_out=True,
         caption_dropout=0.0))  # every image needs its caption for the contrastive loss
 
 optim_wrapper = dict(
@@ -62,30 +53,9 @@ param_scheduler = [
 ]
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
-val_cfg = None
-val_dataloader = None
-val_evaluator = None
-test_cfg = None
 
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1000, by_epoch=False, max_keep_ckpts=2),
-    sampler_seed=dict(type='DistSamplerSeedHook'))
 custom_hooks = [
     dict(type='NonFiniteLossHook'),  # stop at a NaN loss before anything is saved
     dict(type='ExportHook', interval=1000, subdir='export'),
     dict(type='ExportHook', interval=1000, subdir='export_text', method='export_text_encoder'),
 ]
-
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))  # tools/train.py switches to gloo without a GPU
-randomness = dict(seed=0, deterministic=False)
-visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
-log_processor = dict(by_epoch=False)
-log_level = 'INFO'
-load_from = None
-resume = False

@@ -1,12 +1,9 @@
 # Pretrain the UNet of a toy Stable Diffusion on the synthetic toy world, on
-# the frozen toy VAE (configs/toy/vae.py) and the frozen text tower of the toy
-# CLIP (configs/toy/clip.py). Run those two first:
+# the frozen toy VAE (data/toy/vae, made by configs/toy/vae.py) and the frozen
+# text tower of the toy CLIP (data/toy/clip, made by configs/toy/clip.py;
+# CLIPTextModel loads its text tower from the CLIPModel folder):
 #
-#     python tools/train.py configs/toy/vae.py    # -> work_dirs/toy_vae/export
 #     python tools/train.py configs/toy/sd.py     # -> work_dirs/toy_sd/export
-#
-# The text encoder is the committed toy CLIP (data/toy/clip, made by
-# configs/toy/clip.py); CLIPTextModel loads its text tower from it.
 #
 # The export is a complete diffusers Stable Diffusion folder (DDIM sampler on
 # the training schedule, no safety checker) that StableDiffusionPipeline and
@@ -18,7 +15,7 @@
 # per step (batch 32, data 0.02 s of it) on 2 idle CPU cores, so
 # max_iters = 13000 is about 56 minutes of steps, 60 with checkpoints and
 # exports (0.56-0.68 s per step were seen while another job shared the cores).
-default_scope = 'mmti'
+_base_ = ['./_base_/pretraining.py']
 custom_imports = dict(
     imports=['mmti.models', 'mmti.models.toy', 'mmti.models.toy.diffusion_pretraining',
              'mmti.datasets', 'mmti.engine', 'mmti.engine.hooks.export_hook'],
@@ -31,7 +28,7 @@ warmup_iters = 200
 
 model = dict(
     type='DiffusionPretraining',
-    vae='work_dirs/toy_vae/export',
+    vae='data/toy/vae',
     text_encoder='data/toy/clip',  # CLIPModel folder: CLIPTextModel takes the text tower
     image_size=image_size,  # UNet sample_size = 32 / VAE factor 2 = 16
     unet_config=dict(
@@ -54,17 +51,8 @@ model = dict(
 
 train_dataloader = dict(
     batch_size=32,
-    num_workers=0,  # rendering is cheap; workers would compete for the 2 cores
-    persistent_workers=False,
-    pin_memory=False,
-    sampler=dict(type='SeededInfiniteSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
-        type='ToyWorldDataset',
-        length=100000,
-        seed=0,
         size=image_size,
-        exclude_held_out=True,  # Textual Inversion learns the held-out concepts later
         caption_dropout=0.1))  # empty captions train the unconditional branch (CFG)
 
 optim_wrapper = dict(
@@ -79,31 +67,12 @@ param_scheduler = [
 ]
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
-val_cfg = None
-val_dataloader = None
-val_evaluator = None
-test_cfg = None
 
 default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
     # Checkpoints hold the UNet and optimizer state; VAE and text encoder are
     # reloaded from their folders.
-    checkpoint=dict(type='CheckpointHook', interval=2000, by_epoch=False, max_keep_ckpts=2),
-    sampler_seed=dict(type='DistSamplerSeedHook'))
+    checkpoint=dict(interval=2000))
 custom_hooks = [
     dict(type='NonFiniteLossHook'),  # stop at a NaN loss before anything is saved
     dict(type='ExportHook', interval=1000, subdir='export'),
 ]
-
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))  # tools/train.py switches to gloo without a GPU
-randomness = dict(seed=0, deterministic=False)
-visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
-log_processor = dict(by_epoch=False)
-log_level = 'INFO'
-load_from = None
-resume = False

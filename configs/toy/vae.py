@@ -23,7 +23,7 @@
 # every shape colour back within 2 levels (of 255), and the toy CLIP finds the
 # right caption among 247 for 97.3% of the reconstructions (97.7% for the
 # originals). This export is committed as data/toy/vae.
-default_scope = 'mmti'
+_base_ = ['./_base_/pretraining.py']
 custom_imports = dict(
     imports=['mmti.models', 'mmti.models.toy', 'mmti.models.toy.autoencoder_pretraining',
              'mmti.datasets', 'mmti.engine', 'mmti.engine.hooks.export_hook'],
@@ -61,17 +61,8 @@ model = dict(
 
 train_dataloader = dict(
     batch_size=32,
-    num_workers=0,  # rendering is cheap; workers would compete for the 2 cores
-    persistent_workers=False,
-    pin_memory=False,
-    sampler=dict(type='SeededInfiniteSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
     dataset=dict(
-        type='ToyWorldDataset',
-        length=100000,
-        seed=0,
         size=image_size,
-        exclude_held_out=True,
         caption_dropout=0.0))  # captions are unused here
 
 optim_wrapper = dict(
@@ -85,34 +76,15 @@ param_scheduler = [
 ]
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
-val_cfg = None
-val_dataloader = None
-val_evaluator = None
-test_cfg = None
 
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1000, by_epoch=False, max_keep_ckpts=2),
-    sampler_seed=dict(type='DistSamplerSeedHook'))
 custom_hooks = [
     dict(type='NonFiniteLossHook'),  # stop at a NaN loss before anything is saved
     dict(type='ExportHook', interval=1000, subdir='export'),
 ]
 
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))  # tools/train.py switches to gloo without a GPU
-randomness = dict(seed=0, deterministic=False)
-visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
 # mmengine smooths keys containing "loss" over the window; the parts are
 # named 'rec'/'kl' (so they are not added to the total) and smoothed here.
 log_processor = dict(
     by_epoch=False,
     custom_cfg=[dict(data_src='rec', method_name='mean', window_size=10),
                 dict(data_src='kl', method_name='mean', window_size=10)])
-log_level = 'INFO'
-load_from = None
-resume = False
