@@ -12,7 +12,8 @@ world of captioned shapes) has never seen a purple dotted star. This demo
    similarity (do edit prompts still work?), next to the initializer word
    "star" and the held-out real images.
 
-A few minutes on 2 CPU cores. ``--work-dir`` changes where everything goes.
+A few minutes on 2 CPU cores. ``--work-dir`` changes where everything goes;
+``--max-iters`` shortens (or lengthens) the training.
 """
 import argparse
 import json
@@ -64,12 +65,18 @@ def grid(rows: list[tuple[str, list[Path]]], path: Path) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default='work_dirs/textual_inversion_toy')
+    parser.add_argument('--max-iters', type=int, default=None,
+                        help="training steps (default: the config's)")
     args = parser.parse_args(argv)
+    if args.max_iters is not None and args.max_iters < 1:
+        parser.error('--max-iters must be at least 1.')
     work_dir = Path(args.work_dir)
     if not work_dir.is_absolute():
         work_dir = ROOT / work_dir
 
-    run('tools/train.py', str(CONFIG), '--work-dir', str(work_dir))
+    schedule = ([] if args.max_iters is None
+                else ['--cfg-options', f'train_cfg.max_iters={args.max_iters}'])
+    run('tools/train.py', str(CONFIG), '--work-dir', str(work_dir), *schedule)
     embedding = work_dir / 'learned_embeds.safetensors'
 
     samples = work_dir / 'demo_samples'

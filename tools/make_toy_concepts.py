@@ -56,7 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Write the held-out toy-world concepts')
     parser.add_argument('--out', default='data/toy_concepts')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--size', type=int, default=64)
+    parser.add_argument('--size', type=int, default=32,
+                        help='image side in pixels; the toy SD draws at 32')
     parser.add_argument('--force', action='store_true', help='replace an existing folder')
     return parser.parse_args(argv)
 

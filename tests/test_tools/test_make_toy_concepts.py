@@ -13,7 +13,7 @@ def _files(root):
 
 def test_rerun_reproduces_the_committed_folder_byte_for_byte(tmp_path):
     out = tmp_path / 'concepts'
-    run_tool('tools/make_toy_concepts.py', '--out', str(out), '--seed', '0', '--size', '64')
+    run_tool('tools/make_toy_concepts.py', '--out', str(out), '--seed', '0', '--size', '32')
     assert _files(out) == _files(COMMITTED)
 
 
