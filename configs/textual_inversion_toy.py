@@ -59,12 +59,14 @@ custom_hooks = [
 
 # Defaults of tools/evaluate.py for this config: the toy CLIP, toy-world
 # prompts (the toy model knows no "photo" or "beach"), the held-out images.
+# "a {}" is the paper's "a photo of S*": the concept alone, the model picks
+# the rest; the edit prompts then ask for a size, a place and a background.
 evaluation = dict(
     clip='data/toy/clip',
     held_out_dir='data/toy_concepts/purple-dotted-star/held_out',
     num_samples=8,
     steps=25,
-    reconstruction_prompt='a large {} in the center on a white background',
+    reconstruction_prompt='a {}',
     edit_prompts=[
         'a small {} on the left on a black background',
         'a large {} at the top on a gray background',

@@ -163,3 +163,24 @@ def test_toy_configs_build(name, folders):
         assert model.noise_scheduler.config.num_train_timesteps == 1000
     else:
         assert model.vae.config.sample_size == 32
+
+
+def test_zero_snr_stage_fine_tunes_the_first_on_a_zero_terminal_snr_schedule():
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope, init_default_scope
+
+    from mmti_testing import REPO_ROOT
+    cfg = Config.fromfile(REPO_ROOT / 'configs' / 'toy' / 'sd_zero_snr.py')
+    first = Config.fromfile(REPO_ROOT / 'configs' / 'toy' / 'sd.py')
+    assert cfg.load_from == f'{first.work_dir}/iter_{first.train_cfg.max_iters}.pth'
+    assert cfg.model.unet_config == first.model.unet_config  # same UNet, so weights load
+    assert cfg.train_cfg.max_iters == cfg.param_scheduler[-1]['end']
+    init_default_scope('mmti')
+    with DefaultScope.overwrite_default_scope('mmti'):
+        model = MODELS.build(cfg.model)
+    schedule = model.noise_scheduler
+    assert schedule.config.prediction_type == 'v_prediction'
+    assert schedule.alphas_cumprod[-1].item() == 0.0  # no image left at t = 999
+    sampler = model.build_inference_scheduler()
+    sampler.set_timesteps(25)
+    assert sampler.timesteps[0].item() == 999  # sampling starts where training's noise is pure
