@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     samples = work_dir / 'demo_samples'
     run('tools/infer.py', str(CONFIG), '--embeddings', str(embedding),
         *[arg for prompt in PROMPTS for arg in ('--prompt', prompt)],
-        '--num-images', str(IMAGES_PER_ROW), '--steps', '25', '--guidance-scale', '3',
+        '--num-images', str(IMAGES_PER_ROW), '--steps', '25', '--guidance-scale', '1.5',
         '--seed', '0', '--out-dir', str(samples))
     rows = [('training images', sorted((CONCEPT / 'train').glob('*.png')))]
     rows += [(prompt, [samples / sample_filename(prompt, 0, i)

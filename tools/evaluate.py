@@ -12,10 +12,15 @@ is given. Writes ``metrics.json`` and ``similarity.png`` to ``--out-dir``.
 
 A config may carry an ``evaluation`` dict whose keys (``clip``,
 ``concept_dir``, ``held_out_dir``, ``num_samples``, ``steps``, ``size``,
-``reconstruction_prompt``, ``edit_prompts``) are the defaults of the options
-of the same names; a model trained on its own kind of captions (the toy
-world's) brings its prompts there. ``--concept-dir`` defaults to the
-config's training folder.
+``guidance_scale``, ``reconstruct_held_out_captions``, ``reconstruction_prompt``,
+``edit_prompts``) are the defaults of the options of the same names; a model
+trained on its own kind of captions (the toy world's) brings its prompts
+there. ``--concept-dir`` defaults to the config's training folder.
+
+``--reconstruct-held-out-captions`` renders, instead of one reconstruction
+prompt, the caption of every held-out image (``<name>.txt`` beside it, with
+``{}`` for the concept): the generated rows then show the very scenes of the
+"image only" row and differ from it only in how the concept is drawn.
 
     python tools/evaluate.py configs/textual_inversion.py \
         --embeddings work_dirs/textual_inversion/learned_embeds.safetensors \
@@ -60,6 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='images per prompt (default 8)')
     parser.add_argument('--steps', type=int, default=None, help='denoising steps (default 25)')
     parser.add_argument('--size', type=int, default=None, help='render size (default: native)')
+    parser.add_argument('--guidance-scale', type=float, default=None,
+                        help='classifier-free guidance of the renders (default 7.5)')
+    parser.add_argument('--reconstruct-held-out-captions', action='store_true', default=None,
+                        help="render each held-out image's caption file instead of the "
+                             'reconstruction prompt')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out-dir', default='work_dirs/evaluate', help='where results go')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -89,6 +99,25 @@ def load_images(folder: str, what: str) -> list:
     return images
 
 
+def held_out_captions(folder: str | None) -> list[str]:
+    """The first line of each held-out image's caption file, in image order."""
+    if not folder:
+        raise fail('--reconstruct-held-out-captions needs --held-out-dir (images with caption '
+                   'files beside them).')
+    files = sorted(p for p in Path(folder).iterdir()
+                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    for image in files:
+        if not image.with_suffix('.txt').is_file():
+            raise fail(f'--reconstruct-held-out-captions: held-out image {image} has no caption '
+                       f'file {image.with_suffix(".txt").name} beside it (a line like '
+                       '"a {} on a red sofa").')
+    from mmti.datasets.textual_inversion_dataset import read_caption_file
+    try:
+        return [read_caption_file(image)[0] for image in files]
+    except ValueError as error:
+        raise fail(str(error)) from None
+
+
 def markdown_table(rows: dict[str, dict]) -> str:
     lines = ['| row | image similarity | text similarity | images |',
              '|---|---:|---:|---:|']
@@ -99,7 +128,8 @@ def markdown_table(rows: dict[str, dict]) -> str:
 
 
 EVALUATION_DEFAULTS = dict(clip=None, concept_dir=None, held_out_dir=None, num_samples=8,
-                           steps=25, size=None)
+                           steps=25, size=None, guidance_scale=7.5,
+                           reconstruct_held_out_captions=False)
 
 
 def apply_config_defaults(args: argparse.Namespace, cfg: Config) -> dict:
@@ -151,6 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
                    'pytorch_model.bin).')
     training = load_images(args.concept_dir, '--concept-dir')
     held_out = load_images(args.held_out_dir, '--held-out-dir') if args.held_out_dir else None
+    if args.reconstruct_held_out_captions:
+        prompts['reconstruction_prompt'] = held_out_captions(args.held_out_dir)
 
     from mmti.evaluation import ClipScorer, evaluate_concept, scatter_plot
     try:
@@ -180,7 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     rows = evaluate_concept(model, scorer, placeholder, training, held_out_images=held_out,
                             initializer_word=initializer, num_samples=args.num_samples,
-                            steps=args.steps, seed=args.seed, size=args.size, **prompts)
+                            steps=args.steps, seed=args.seed, size=args.size,
+                            guidance_scale=args.guidance_scale, **prompts)
     print(markdown_table(rows))
     from mmti.evaluation import EDIT_PROMPTS, RECONSTRUCTION_PROMPT
     resolved_prompts = {'reconstruction_prompt': RECONSTRUCTION_PROMPT,
@@ -192,6 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
                          concept_dir=args.concept_dir, held_out_dir=args.held_out_dir,
                          placeholder=placeholder, initializer=initializer,
                          num_samples=args.num_samples, steps=args.steps, size=args.size,
+                         guidance_scale=args.guidance_scale,
                          seed=args.seed, **resolved_prompts),
     }
     with atomic_write(out / 'metrics.json') as tmp:

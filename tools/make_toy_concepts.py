@@ -3,7 +3,7 @@
 For each of ``mmti.toy_world.HELD_OUT_CONCEPTS`` this writes::
 
     <out>/<name>/train/0.png ... 4.png      (images to learn the concept from)
-    <out>/<name>/train/0.txt ... 4.txt      (their captions, the concept as {})
+    <out>/<name>/*/<i>.txt                  (each image's caption, the concept as {})
     <out>/<name>/held_out/0.png ... 7.png   (other views of it, for evaluation)
 
 plus ``<out>/README.md``. The images are a pure function of ``--seed`` and
@@ -37,9 +37,10 @@ pattern) appears there on its own.
 
 Each concept folder has `train/` ({n_train} images to learn the concept from)
 and `held_out/` ({n_held_out} further images of it, for evaluation). Each
-training image has a caption file (`0.txt` beside `0.png`, for
-`caption_files=True`) that says everything but the concept, which is `{{}}`:
-"a small {{}} on the left on a blue background". All are
+image has a caption file (`0.txt` beside `0.png`; `caption_files=True` in
+training, `--reconstruct-held-out-captions` in `tools/evaluate.py`) that says
+everything but the concept, which is `{{}}`: "a small {{}} on the left on a
+blue background". All are
 {size} x {size} PNGs of the concept with size, position and background varied;
 no image repeats within a concept.
 
@@ -73,8 +74,7 @@ def write_concepts(folder: Path, seed: int, size: int) -> None:
             (folder / name / split).mkdir(parents=True)
             for i, scene in enumerate(split_scenes):
                 render_scene(scene, size=size).save(folder / name / split / f'{i}.png')
-                if split == 'train':
-                    (folder / name / split / f'{i}.txt').write_text(concept_template(scene) + '\n')
+                (folder / name / split / f'{i}.txt').write_text(concept_template(scene) + '\n')
         attrs = ', '.join(f'{k}={v}' for k, v in attributes.items())
         captions = '<br>'.join(caption(s) for s in splits['train'])
         rows.append(f'| `{name}` | {attrs} | {captions} |')

@@ -34,22 +34,25 @@ EDIT_PROMPTS = (
 )
 
 
-def _render(model, prompt: str, num_samples: int, steps: int, seed: int,
-            size: int | None) -> list[Image.Image]:
+def _render(model, prompt: str | list[str], num_samples: int, steps: int, seed: int,
+            size: int | None, guidance_scale: float) -> list[Image.Image]:
     return model.infer(prompt, num_inference_steps=steps, height=size, width=size,
+                       guidance_scale=guidance_scale,
                        num_images_per_prompt=num_samples, seed=seed,
                        show_progress=False)['samples']
 
 
 def _generated_row(model, scorer, word: str, placeholder: str, training_features: torch.Tensor,
-                   reconstruction_prompt: str, edit_prompts: Sequence[str],
+                   reconstruction_prompt: list[str], edit_prompts: Sequence[str],
                    text_features: torch.Tensor, num_samples: int, steps: int, seed: int,
-                   size: int | None) -> dict:
-    recon = _render(model, reconstruction_prompt.format(word), num_samples, steps, seed, size)
+                   size: int | None, guidance_scale: float) -> dict:
+    recon = _render(model, [p.format(word) for p in reconstruction_prompt], num_samples, steps,
+                    seed, size, guidance_scale)
     recon_features = scorer.image_features(recon)
     edit_features = []
     for template in edit_prompts:
-        images = _render(model, template.format(word), num_samples, steps, seed, size)
+        images = _render(model, template.format(word), num_samples, steps, seed, size,
+                         guidance_scale)
         edit_features.append(scorer.image_features(images))
     # Image i of the edits was made from prompt i // num_samples.
     targets = text_features.repeat_interleave(num_samples, dim=0)
@@ -69,7 +72,8 @@ def evaluate_concept(model, scorer, placeholder: str,
                      seed: int = 0,
                      size: int | None = None,
                      edit_prompts: Sequence[str] = EDIT_PROMPTS,
-                     reconstruction_prompt: str = RECONSTRUCTION_PROMPT) -> dict[str, dict]:
+                     reconstruction_prompt: str | Sequence[str] = RECONSTRUCTION_PROMPT,
+                     guidance_scale: float = 7.5) -> dict[str, dict]:
     """Image and text similarity of a learned concept and its baselines.
 
     Args:
@@ -87,10 +91,16 @@ def evaluate_concept(model, scorer, placeholder: str,
         steps: Denoising steps per image.
         seed: Seed of every prompt's renders (the rows see the same noise).
         size: Render height and width; the model's native size when None.
+        guidance_scale: Classifier-free guidance of every render (7.5 is
+            SD's usual; a small model over-saturates at that).
         edit_prompts: Templates with one ``{}`` for the concept.
         reconstruction_prompt: Template whose samples are compared with the
             training images (the paper's "a photo of S*"); a model trained on
-            other captions (the toy world's) needs its own.
+            other captions (the toy world's) needs its own. A list of
+            templates renders each (``num_samples`` times): e.g. the captions
+            of the held-out images, so the generated rows show the same
+            scenes as the "image only" row and differ from it only in how
+            the concept is drawn.
 
     Returns:
         dict: ``{name: {'image_similarity', 'text_similarity', 'num_images'}}``
@@ -104,9 +114,12 @@ def evaluate_concept(model, scorer, placeholder: str,
     edit_prompts = list(edit_prompts)
     if not edit_prompts or any(p.count('{}') != 1 for p in edit_prompts):
         raise ValueError('edit_prompts must be templates with exactly one "{}" each.')
-    if reconstruction_prompt.count('{}') != 1:
-        raise ValueError('reconstruction_prompt must be a template with exactly one "{}", got '
-                         f'{reconstruction_prompt!r}.')
+    if isinstance(reconstruction_prompt, str):
+        reconstruction_prompt = [reconstruction_prompt]
+    reconstruction_prompt = list(reconstruction_prompt)
+    if not reconstruction_prompt or any(p.count('{}') != 1 for p in reconstruction_prompt):
+        raise ValueError('reconstruction_prompt must be a template (or a list of templates) with '
+                         f'exactly one "{{}}" each, got {reconstruction_prompt!r}.')
     concepts = getattr(model, 'concepts', None)
     if concepts is not None and placeholder not in concepts:
         raise ValueError(f'The model has no concept {placeholder!r} (it has {list(concepts)}).')
@@ -117,7 +130,7 @@ def evaluate_concept(model, scorer, placeholder: str,
     common = dict(training_features=training_features,
                   reconstruction_prompt=reconstruction_prompt, edit_prompts=edit_prompts,
                   text_features=text_features, num_samples=num_samples, steps=steps,
-                  seed=seed, size=size)
+                  seed=seed, size=size, guidance_scale=guidance_scale)
 
     rows = {'learned': _generated_row(model, scorer, placeholder, placeholder, **common)}
     if initializer_word:

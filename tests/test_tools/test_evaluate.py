@@ -127,3 +127,36 @@ def test_evaluate_cli_config_errors_are_one_line(evaluation, expected, embedding
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0 and len(lines) == 1, result.stderr
     assert lines[0].startswith('tools/evaluate.py: error: ') and expected in lines[0]
+
+
+def test_reconstruct_held_out_captions_renders_each_held_out_caption(tiny_clip, embedding_file,
+                                                                     tmp_path):
+    held_out = tmp_path / 'held_out'
+    held_out.mkdir()
+    for i, name in enumerate(('3.png', '4.png')):
+        shutil.copy(CAT_TOY / name, held_out / name)
+        (held_out / name.replace('.png', '.txt')).write_text(f'a {{}} on shelf {i}\n')
+    out = tmp_path / 'out'
+    run_tool('tools/evaluate.py', TINY_CONFIG, '--embeddings', embedding_file, '--clip',
+             tiny_clip, '--held-out-dir', str(held_out), '--reconstruct-held-out-captions',
+             '--num-samples', '1', '--steps', '1', '--out-dir', str(out))
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['settings']['reconstruction_prompt'] == ['a {} on shelf 0', 'a {} on shelf 1']
+    # 2 held-out captions + 8 default edit prompts, one sample each.
+    assert metrics['rows']['learned']['num_images'] == 10
+
+
+@pytest.mark.parametrize('case', ['no held-out dir', 'missing caption file'])
+def test_reconstruct_held_out_captions_errors(case, tiny_clip, embedding_file, tmp_path):
+    held_out = tmp_path / 'held_out'
+    held_out.mkdir()
+    shutil.copy(CAT_TOY / '3.png', held_out / '3.png')
+    args = ['--held-out-dir', str(held_out)] if case == 'missing caption file' else []
+    result = run_tool('tools/evaluate.py', TINY_CONFIG, '--embeddings', embedding_file, '--clip',
+                      tiny_clip, '--reconstruct-held-out-captions', *args,
+                      '--out-dir', str(tmp_path / 'o'), check=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    expected = 'needs --held-out-dir' if case == 'no held-out dir' else 'has no caption file 3.txt'
+    assert expected in lines[0]
+    assert not (tmp_path / 'o').exists()
