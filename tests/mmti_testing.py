@@ -1,6 +1,9 @@
-"""Helpers shared by the tests: paths and a tiny-model builder."""
+"""Helpers shared by the tests: paths, a tiny-model builder and a tiny CLIP folder."""
 import os
+import shutil
 from pathlib import Path
+
+import torch
 
 os.environ['HF_HUB_OFFLINE'] = '1'  # before diffusers/transformers are imported
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
@@ -18,3 +21,23 @@ def build_tiny_model(**overrides):
                placeholder_token='<cat-toy>', initializer_token='toy')
     cfg.update(overrides)
     return MODELS.build(cfg)
+
+
+TOKENIZER_FILES = ('vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json')
+
+
+def save_tiny_clip(folder):
+    """A random CLIP (image size 32, projection 16) + the tiny SD tokenizer."""
+    from transformers import CLIPConfig, CLIPModel
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=37,
+                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
+                         eos_token_id=49407, bos_token_id=49406, pad_token_id=49407),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
+                           num_hidden_layers=2, num_attention_heads=4),
+        projection_dim=16)
+    CLIPModel(config).save_pretrained(folder)
+    for name in TOKENIZER_FILES:
+        shutil.copy(TINY_SD / 'tokenizer' / name, folder / name)
+    return folder

@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout
-from mmti.fileio import sample_filename  # noqa: E402
+from mmti.fileio import atomic_write, sample_filename  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = Path('configs') / 'textual_inversion_toy.py'
@@ -56,10 +56,8 @@ def grid(rows: list[tuple[str, list[Path]]], path: Path) -> None:
             with Image.open(file) as image:
                 cell = image.convert('RGB').resize((CELL, CELL), Image.NEAREST)
             canvas.paste(cell, (c * CELL, top + label_height))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp')
-    canvas.save(tmp, format='PNG')
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        canvas.save(tmp, format='PNG')
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -29,6 +29,7 @@ prompt, the caption of every held-out image (``<name>.txt`` beside it, with
 """
 import argparse
 import json
+import os
 import os.path as osp
 import sys
 from pathlib import Path
@@ -81,12 +82,17 @@ def fail(message: str) -> SystemExit:
     return SystemExit(f'tools/evaluate.py: error: {message}')
 
 
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in ``folder`` (by suffix), sorted."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def load_images(folder: str, what: str) -> list:
     from PIL import Image, UnidentifiedImageError
-    path = Path(folder)
-    if not path.is_dir():
+    if not Path(folder).is_dir():
         raise fail(f'{what} {folder} is not a folder.')
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(folder)
     if not files:
         raise fail(f'{what} {folder} has no images ({", ".join(IMAGE_SUFFIXES)}).')
     images = []
@@ -104,8 +110,7 @@ def held_out_captions(folder: str | None) -> list[str]:
     if not folder:
         raise fail('--reconstruct-held-out-captions needs --held-out-dir (images with caption '
                    'files beside them).')
-    files = sorted(p for p in Path(folder).iterdir()
-                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(folder)
     for image in files:
         if not image.with_suffix('.txt').is_file():
             raise fail(f'--reconstruct-held-out-captions: held-out image {image} has no caption '

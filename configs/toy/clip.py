@@ -13,10 +13,6 @@
 # measured 2-5x slower while another job shared the cores).
 _base_ = ['./_base_/pretraining.py']
 work_dir = 'work_dirs/toy_clip'
-custom_imports = dict(
-    imports=['mmti.models', 'mmti.models.toy', 'mmti.datasets', 'mmti.engine',
-             'mmti.engine.hooks.export_hook'],
-    allow_failed_imports=False)
 
 tokenizer = 'data/tiny-sd/tokenizer'  # the real CLIP BPE tokenizer (vocab 49408)
 image_size = 64

@@ -16,10 +16,6 @@
 # max_iters = 13000 is about 56 minutes of steps, 60 with checkpoints and
 # exports (0.56-0.68 s per step were seen while another job shared the cores).
 _base_ = ['./_base_/pretraining.py']
-custom_imports = dict(
-    imports=['mmti.models', 'mmti.models.toy', 'mmti.models.toy.diffusion_pretraining',
-             'mmti.datasets', 'mmti.engine', 'mmti.engine.hooks.export_hook'],
-    allow_failed_imports=False)
 
 work_dir = 'work_dirs/toy_sd'
 image_size = 32

@@ -24,10 +24,6 @@
 # right caption among 247 for 97.3% of the reconstructions (97.7% for the
 # originals). This export is committed as data/toy/vae.
 _base_ = ['./_base_/pretraining.py']
-custom_imports = dict(
-    imports=['mmti.models', 'mmti.models.toy', 'mmti.models.toy.autoencoder_pretraining',
-             'mmti.datasets', 'mmti.engine', 'mmti.engine.hooks.export_hook'],
-    allow_failed_imports=False)
 
 work_dir = 'work_dirs/toy_vae'
 image_size = 32

@@ -1,33 +1,11 @@
 """mmti.evaluation.ClipScorer on a tiny random CLIP saved to a folder."""
-import shutil
-
 import numpy as np
 import pytest
 import torch
-from mmti_testing import TINY_SD
+from mmti_testing import save_tiny_clip
 from PIL import Image
 
 from mmti.evaluation import CLIP_MEAN, CLIP_STD, ClipScorer, preprocess_images
-
-TOKENIZER_FILES = ('vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json')
-
-
-def save_tiny_clip(folder):
-    """A random CLIP (image size 32, projection 16) + the tiny SD tokenizer."""
-    from transformers import CLIPConfig, CLIPModel
-    torch.manual_seed(0)
-    config = CLIPConfig(
-        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=37,
-                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
-                         eos_token_id=49407, bos_token_id=49406, pad_token_id=49407),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
-                           num_hidden_layers=2, num_attention_heads=4),
-        projection_dim=16)
-    CLIPModel(config).save_pretrained(folder)
-    for name in TOKENIZER_FILES:
-        shutil.copy(TINY_SD / 'tokenizer' / name, folder / name)
-    return folder
-
 
 @pytest.fixture(scope='module')
 def scorer(tmp_path_factory):

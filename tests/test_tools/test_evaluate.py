@@ -4,30 +4,13 @@ import shutil
 
 import pytest
 import torch
-from mmti_testing import CAT_TOY, TINY_SD, build_tiny_model
+from mmti_testing import CAT_TOY, build_tiny_model, save_tiny_clip
 from PIL import Image
 from tool_runner import TINY_CONFIG, run_tool
 
-TOKENIZER_FILES = ('vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json')
-
-
 @pytest.fixture(scope='module')
 def tiny_clip(tmp_path_factory):
-    """A random CLIP saved with the tiny SD tokenizer (as in test_clip_scorer.py)."""
-    from transformers import CLIPConfig, CLIPModel
-    folder = tmp_path_factory.mktemp('clip')
-    torch.manual_seed(0)
-    config = CLIPConfig(
-        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=37,
-                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
-                         eos_token_id=49407, bos_token_id=49406, pad_token_id=49407),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37,
-                           num_hidden_layers=2, num_attention_heads=4),
-        projection_dim=16)
-    CLIPModel(config).save_pretrained(folder)
-    for name in TOKENIZER_FILES:
-        shutil.copy(TINY_SD / 'tokenizer' / name, folder / name)
-    return str(folder)
+    return str(save_tiny_clip(tmp_path_factory.mktemp('clip')))
 
 
 @pytest.fixture(scope='module')

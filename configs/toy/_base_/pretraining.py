@@ -4,6 +4,11 @@
 # runtime around it. Each config sets the model, optimizer, schedule, batch
 # size, image size, caption dropout and its export hooks.
 default_scope = 'mmti'
+# mmti.models.toy registers all three pretraining models.
+custom_imports = dict(
+    imports=['mmti.models', 'mmti.models.toy', 'mmti.datasets', 'mmti.engine',
+             'mmti.engine.hooks.export_hook'],
+    allow_failed_imports=False)
 
 train_dataloader = dict(
     batch_size=32,
