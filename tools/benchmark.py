@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='comma-separated per-process batch sizes (default: the config\'s)')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--profile', type=int, default=0, metavar='N',
+                        help='also profile N real and N floor steps with torch.profiler: ops and '
+                             'kernel launches per step, the ops costing most host time')
     parser.add_argument('--json', action='store_true', help='print JSON instead of a table')
     return parser.parse_args(argv)
 
@@ -136,6 +139,35 @@ def timed(fn, device) -> float:
     return time.perf_counter() - start
 
 
+# Host-side calls that start device work; their count per step is what a
+# launch-bound step (GPU faster than the CPU can feed it) pays for.
+LAUNCH_EVENTS = ('cudaLaunchKernel', 'cuLaunchKernel', 'cudaLaunchKernelExC', 'cudaMemcpyAsync',
+                 'cudaMemsetAsync')
+
+
+def profile_steps(fn, steps: int, device, top: int = 8) -> dict:
+    """Per-step op and launch counts of ``fn`` and the ops costing most host time."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    synchronize(device)
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            fn()
+        synchronize(device)
+    events = prof.key_averages()
+    aten = [e for e in events if e.key.startswith('aten::')]
+    heaviest = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    return {
+        'steps': steps,
+        # Nested ops count too (aten::linear and the aten::addmm inside it).
+        'aten_ops_per_step': sum(e.count for e in aten) / steps,
+        'launches_per_step': sum(e.count for e in events if e.key in LAUNCH_EVENTS) / steps,
+        'top_self_cpu_ms_per_step': {e.key: e.self_cpu_time_total / 1000 / steps
+                                     for e in heaviest},
+    }
+
+
 def time_interleaved(model, optim_wrapper, batches, floor: ComputeFloor, steps: int,
                      warmup: int, device) -> tuple[list[float], list[float]]:
     """Alternate real steps and floor steps, so drift in machine speed hits both alike."""
@@ -149,7 +181,7 @@ def time_interleaved(model, optim_wrapper, batches, floor: ComputeFloor, steps: 
     return step_times, floor_times
 
 
-def benchmark(cfg: Config, batch_size: int, steps: int, warmup: int) -> dict:
+def benchmark(cfg: Config, batch_size: int, steps: int, warmup: int, profile: int = 0) -> dict:
     cfg = cfg.copy()
     cfg.train_dataloader.batch_size = batch_size
     # mmengine shares loggers/visualizers by experiment name; one per run.
@@ -171,6 +203,11 @@ def benchmark(cfg: Config, batch_size: int, steps: int, warmup: int) -> dict:
     stages = stage_breakdown(model, optim_wrapper, batches, max(3, steps // 3), device)
     median = statistics.median(step_times)
     floor_median = statistics.median(floor_times)
+    profiles = {}
+    if profile:
+        profiles = {'step': profile_steps(lambda: model.train_step(next(batches), optim_wrapper),
+                                          profile, device),
+                    'floor': profile_steps(floor, profile, device)}
     return {
         'config': cfg.filename, 'device': str(device), 'batch_size': batch_size,
         'threads': torch.get_num_threads(), 'steps': steps, 'warmup': warmup,
@@ -181,6 +218,7 @@ def benchmark(cfg: Config, batch_size: int, steps: int, warmup: int) -> dict:
         'stages_ms': stages,
         'floor_median_ms': 1000 * floor_median,
         'ratio_to_floor': median / floor_median,
+        **({'profile': profiles} if profiles else {}),
     }
 
 
@@ -193,6 +231,12 @@ def format_table(rows: list[dict]) -> str:
         lines.append(f"| {r['batch_size']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | "
                      f"{r['steps_per_s']:.2f} | {r['images_per_s']:.1f} | {r['peak_memory_mb']:.0f} | "
                      f"{r['floor_median_ms']:.1f} | {r['ratio_to_floor']:.2f} | {stages} |")
+    for r in rows:
+        for name, p in r.get('profile', {}).items():
+            top = ', '.join(f'{k} {v:.2f}' for k, v in p['top_self_cpu_ms_per_step'].items())
+            lines.append(f"\nbatch {r['batch_size']}, {name}: {p['aten_ops_per_step']:.0f} aten ops "
+                         f"and {p['launches_per_step']:.0f} device launches per step; most host "
+                         f'time (self ms/step, under the profiler): {top}')
     first = rows[0]
     lines.append(f"\n{first['config']} on {first['device']} ({first['threads']} threads), "
                  f"{first['steps']} timed steps after {first['warmup']} warm-up; peak memory is "
@@ -213,7 +257,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     cfg.log_level = 'WARNING'
     sizes = ([int(s) for s in args.batch_sizes.split(',')] if args.batch_sizes
              else [cfg.train_dataloader.batch_size])
-    rows = [benchmark(cfg, size, args.steps, args.warmup) for size in sizes]
+    rows = [benchmark(cfg, size, args.steps, args.warmup, args.profile) for size in sizes]
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))
     return rows
 

@@ -32,6 +32,12 @@ cat "$OUT_DIR/gpu.txt"
 COMMON="model.pretrained_model=$MODEL train_dataloader.dataset.data_root=data/cat_toy"
 run mmti_fp16 $PY tools/benchmark.py configs/textual_inversion.py --steps "$STEPS" --warmup 5 --json \
     --cfg-options $COMMON
+# Where the host time of a step goes (launch-bound on an H200 when last measured).
+run mmti_profile $PY tools/benchmark.py configs/textual_inversion.py --steps 10 --warmup 3 --profile 3 \
+    --json --cfg-options $COMMON
+# torch.compile fuses the UNet's small ops: fewer launches per step (first steps compile).
+run mmti_compiled $PY tools/benchmark.py configs/textual_inversion.py --steps "$STEPS" --warmup 5 --json \
+    --cfg-options $COMMON model.compile_unet=True
 run mmti_fp16_checkpointing $PY tools/benchmark.py configs/textual_inversion.py --steps "$STEPS" --warmup 5 --json \
     --cfg-options $COMMON model.gradient_checkpointing=True
 run mmti_batch_curve $PY tools/benchmark.py configs/textual_inversion.py --steps 15 --warmup 3 --json \

@@ -33,3 +33,16 @@ def test_benchmark_cli_prints_the_table():
     assert 'median ms' in header and 'step/floor' in header and 'unet_forward' in header
     row = next(line for line in result.stdout.splitlines() if line.startswith('| 4 |'))
     assert len(row.split('|')) == len(header.split('|'))
+
+
+def test_benchmark_profile_counts_ops_of_the_step_and_its_floor():
+    (row,) = load_tool('benchmark').main([TINY_CONFIG, '--steps', '2', '--warmup', '1', '--json',
+                                          '--batch-sizes', '1', '--threads', '1', '--profile', '2'])
+    step, floor = row['profile']['step'], row['profile']['floor']
+    # Text encoder + UNet forward and backward are hundreds of ops on any device.
+    assert floor['aten_ops_per_step'] > 300
+    # The floor is the step minus its data, VAE, noise and optimizer work.
+    assert step['aten_ops_per_step'] > floor['aten_ops_per_step']
+    assert step['launches_per_step'] == floor['launches_per_step'] == 0  # CPU: nothing launched
+    assert 0 < len(step['top_self_cpu_ms_per_step']) <= 8
+    assert all(v >= 0 for v in step['top_self_cpu_ms_per_step'].values())
