@@ -58,17 +58,17 @@ custom_hooks = [
     dict(type='ValidationSampleHook', interval=300),
 ]
 
-# Defaults of tools/evaluate.py for this config: the toy CLIP, toy-world
-# prompts (the toy model knows no "photo" or "beach"), the held-out images.
-# Reconstruction renders the held-out images' own captions ("a large {} at
-# the top on a white background", ...), so the learned, initializer and
-# "image only" rows show the same scenes and differ only in how the concept
-# is drawn: to the toy CLIP, background and position weigh more than a
-# shape's pattern, and a lone prompt like "a {}" would measure mostly which
-# background the model happened to pick. The edit prompts ask for other
+# Defaults of tools/evaluate.py for this config: the toy world's evaluation
+# CLIP (data/toy/clip_eval: its image features are mostly about the object,
+# as a real CLIP's are; the toy CLIP's weigh background and position more, see
+# configs/toy/clip_eval.py), toy-world prompts (the toy model knows no "photo"
+# or "beach"), the held-out images. Reconstruction renders the held-out
+# images' own captions ("a large {} at the top on a white background", ...),
+# so the learned, initializer and "image only" rows show the same scenes and
+# differ only in how the object is drawn. The edit prompts ask for other
 # sizes, places and backgrounds.
 evaluation = dict(
-    clip='data/toy/clip',
+    clip='data/toy/clip_eval',
     held_out_dir='data/toy_concepts/purple-dotted-star/held_out',
     num_samples=8,
     steps=25,

@@ -7,7 +7,8 @@ world of captioned shapes) has never seen a purple dotted star. This demo
    (configs/textual_inversion_toy.py),
 2. samples "a <purple-dotted-star>" and two edit prompts with tools/infer.py
    and writes a PNG grid next to the training images,
-3. measures the paper's two numbers with tools/evaluate.py and the toy CLIP:
+3. measures the paper's two numbers with tools/evaluate.py and the toy world's
+   evaluation CLIP (data/toy/clip_eval):
    image similarity (does it look like the training images?) and text
    similarity (do edit prompts still work?), next to the initializer word
    "star" and the held-out real images.

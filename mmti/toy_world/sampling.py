@@ -1,6 +1,7 @@
 """Drawing scenes from a seed, and the concepts pretraining never shows."""
+import dataclasses
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -15,6 +16,9 @@ HELD_OUT_CONCEPTS: dict[str, dict] = {
     'orange-striped-triangle': dict(shape='triangle', colour='orange', pattern='striped'),
     'green-dotted-cross': dict(shape='cross', colour='green', pattern='dotted'),
 }
+
+# What makes a held-out concept: the object, not where or on what it is drawn.
+CONCEPT_ATTRIBUTES = ('shape', 'colour', 'pattern')
 
 _CHOICES = (('shape', SHAPES), ('colour', tuple(COLOURS)), ('size', SIZES),
             ('position', POSITIONS), ('background', tuple(BACKGROUNDS)), ('pattern', PATTERNS))
@@ -52,6 +56,49 @@ def sample_scene(rng: np.random.Generator,
             return scene
     raise ValueError(f'No scene found in {_MAX_DRAWS} draws; exclude={exclude} rules out '
                      'every scene.')
+
+
+def vary_one(rng: np.random.Generator, scene: Scene,
+             attributes: Sequence[str] = CONCEPT_ATTRIBUTES,
+             exclude: Iterable[Mapping[str, str]] = ()) -> Scene:
+    """``scene`` with exactly one of ``attributes`` changed to another value.
+
+    A contrastive batch of such near-twins is a set of hard negatives: only
+    the changed attribute tells their captions apart, so a CLIP cannot
+    ignore it (in a batch of random scenes, background and position alone
+    nearly always suffice).
+    """
+    choices = dict(_CHOICES)
+    unknown = [a for a in attributes if a not in choices]
+    if unknown or not attributes:
+        raise ValueError(f'Cannot vary {list(attributes)}; choose from {list(choices)}.')
+    exclude = list(exclude)
+    for _ in range(_MAX_DRAWS):
+        name = attributes[int(rng.integers(len(attributes)))]
+        others = [v for v in choices[name] if v != getattr(scene, name)]
+        variant = dataclasses.replace(scene, **{name: others[int(rng.integers(len(others)))]})
+        if _visible(variant) and not any(matches(variant, e) for e in exclude):
+            return variant
+    raise ValueError(f'No variant of {scene} found in {_MAX_DRAWS} draws.')
+
+
+def near_twins(rng: np.random.Generator, n: int,
+               attributes: Sequence[str] = CONCEPT_ATTRIBUTES,
+               exclude: Iterable[Mapping[str, str]] = ()) -> list[Scene]:
+    """A drawn scene and ``n - 1`` distinct variants of it (:func:`vary_one`).
+
+    Distinct, so no two captions of the group are the same: a contrastive
+    loss would otherwise be told to tell identical pairs apart.
+    """
+    exclude = list(exclude)
+    scenes = [sample_scene(rng, exclude)]
+    for _ in range(_MAX_DRAWS):
+        if len(scenes) == n:
+            return scenes
+        variant = vary_one(rng, scenes[0], attributes, exclude)
+        if variant not in scenes:
+            scenes.append(variant)
+    raise ValueError(f'Could not find {n} distinct variants of {scenes[0]} varying {attributes}.')
 
 
 def scene_for_index(seed: int, index: int,

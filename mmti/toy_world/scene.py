@@ -1,5 +1,6 @@
 """One scene of the toy world: its attributes, its picture and its caption."""
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from PIL import Image, ImageChops, ImageDraw
@@ -46,11 +47,32 @@ class Scene:
                 raise ValueError(f'Unknown {name} {value!r}; choose from {list(allowed)}.')
 
 
-def caption(scene: Scene) -> str:
-    """E.g. "a small red striped star on the left on a blue background"."""
-    pattern = '' if scene.pattern == 'plain' else f'{scene.pattern} '
-    return (f'a {scene.size} {scene.colour} {pattern}{scene.shape} '
-            f'{POSITION_PHRASES[scene.position]} on a {scene.background} background')
+# What a caption may leave unsaid besides the object.
+CONTEXT_ATTRIBUTES = ('size', 'position', 'background')
+
+
+def caption(scene: Scene, omit: Collection[str] = ()) -> str:
+    """E.g. "a small red striped star on the left on a blue background".
+
+    ``omit`` leaves out some of ``CONTEXT_ATTRIBUTES`` ("a red striped star
+    on the left"), as real captions mostly name the object, not its setting;
+    or ``'object'``: the caption with its colour, pattern and shape words
+    taken out ("a small on the left on a blue background"), which is how the
+    paper's text similarity states an edit prompt without its concept.
+    """
+    unknown = set(omit) - {*CONTEXT_ATTRIBUTES, 'object'}
+    if unknown:
+        raise ValueError(f'Cannot omit {sorted(unknown)}; only {[*CONTEXT_ATTRIBUTES, "object"]}.')
+    pattern = [] if scene.pattern == 'plain' else [scene.pattern]
+    noun_phrase = [] if 'object' in omit else [scene.colour, *pattern, scene.shape]
+    size = [] if 'size' in omit else [scene.size]
+    words = [*size, *noun_phrase]
+    article = 'an' if words and words[0][0] in 'aeiou' else 'a'
+    if 'position' not in omit:
+        words.append(POSITION_PHRASES[scene.position])
+    if 'background' not in omit:
+        words.append(f'on a {scene.background} background')
+    return ' '.join([article, *words])
 
 
 def concept_template(scene: Scene) -> str:

@@ -8,8 +8,10 @@ from mmengine.dataset import pseudo_collate
 from mmti.datasets.toy_world_dataset import ToyWorldDataset
 from mmti.models.data_preprocessor import TextualInversionDataPreprocessor
 from mmti.registry import DATASETS
-from mmti.toy_world import HELD_OUT_CONCEPTS, caption, is_held_out, scene_for_index
+from mmti.toy_world import (COLOURS, HELD_OUT_CONCEPTS, PATTERNS, SHAPES, caption, is_held_out,
+                            scene_for_index)
 
+OBJECT_WORDS = {*SHAPES, *COLOURS, *PATTERNS}
 KEYS = {'inputs', 'captions', 'noise_seeds', 'latent_keys', 'time_ids'}
 
 
@@ -83,8 +85,57 @@ def test_registry_collate_and_preprocessor():
     assert len(batch['captions']) == 2 and len(batch['noise_seeds']) == 2
 
 
+def test_groups_of_near_twins_for_hard_negatives():
+    ds = ToyWorldDataset(length=64, size=8, caption_dropout=0.0, group_size=4)
+    for group in range(4):
+        captions = [ds[4 * group + m]['captions'] for m in range(4)]
+        assert len(set(captions)) == 4  # a well-posed contrastive batch
+        first, *rest = [c.split() for c in captions]
+        # Same size, position and background (the caption's tail); one object word differs.
+        assert all(r[-5:] == first[-5:] and r[1] == first[1] for r in rest)
+    # Groups differ from each other, each index is reproducible, and the
+    # default (group_size 1) keeps the independent scenes of scene_for_index.
+    assert ds[0]['captions'] != ds[4]['captions']
+    assert ds[6]['captions'] == ToyWorldDataset(length=64, size=8, group_size=4)[6]['captions']
+    assert ToyWorldDataset(length=8, seed=5, size=8, caption_dropout=0.0)[2]['captions'] == caption(
+        scene_for_index(5, 2, tuple(HELD_OUT_CONCEPTS.values())))
+
+
+def test_omit_context_leaves_setting_words_out_at_the_given_rate():
+    n = 300
+    full = ToyWorldDataset(length=n, size=8, caption_dropout=0.0)
+    short = ToyWorldDataset(length=n, size=8, caption_dropout=0.0, omit_context=0.5)
+    backgrounds = sum('background' in short[i]['captions'] for i in range(n))
+    assert abs(backgrounds - n / 2) < 4.5 * math.sqrt(n / 4)
+    for i in range(20):
+        # Same scene and noise; the caption is the full one with words left out.
+        assert full[i]['noise_seeds'] == short[i]['noise_seeds']
+        assert torch.equal(full[i]['inputs'], short[i]['inputs'])
+        assert set(short[i]['captions'].split()) - {'an'} <= set(full[i]['captions'].split())
+    assert all(len(ToyWorldDataset(length=5, size=8, caption_dropout=0.0, omit_context=1.0)[i][
+        'captions'].split()) <= 4 for i in range(5))  # "an orange striped triangle"
+
+
+def test_omit_object_gives_the_edit_prompt_form_once_per_group():
+    ds = ToyWorldDataset(length=400, size=8, caption_dropout=0.0, omit_object=0.5, group_size=4)
+    full = ToyWorldDataset(length=400, size=8, caption_dropout=0.0, group_size=4)
+    objectless = [i for i in range(400) if ds[i]['captions'] != full[i]['captions']]
+    assert all(i % 4 == 0 for i in objectless)  # near-twins would share the caption
+    assert abs(len(objectless) - 50) < 4.5 * math.sqrt(100 * 0.25)
+    for i in objectless[:10]:
+        head, setting = full[i]['captions'].split(' background')[0].rsplit(' on a ', 1)
+        # The full caption minus colour, pattern and shape; the setting all said
+        # (a background may be "blue", like a shape).
+        kept = [w for w in head.split() if w not in OBJECT_WORDS]
+        assert ds[i]['captions'] == ' '.join(kept) + f' on a {setting} background'
+        assert len(kept) == len(head.split()) - len(set(head.split()) & OBJECT_WORDS) >= 4
+
+
 @pytest.mark.parametrize('kwargs', [dict(length=0), dict(length=2, caption_dropout=1.5),
-                                    dict(length=2, size=4), dict(length=2, seed=-1)])
+                                    dict(length=2, size=4), dict(length=2, seed=-1),
+                                    dict(length=2, group_size=0), dict(length=2, vary=('mood',)),
+                                    dict(length=2, omit_context=-0.1),
+                                    dict(length=2, omit_object=2.0)])
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         ToyWorldDataset(**kwargs)

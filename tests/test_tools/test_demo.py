@@ -26,7 +26,7 @@ def test_demo_learns_the_concept_and_writes_grid_and_metrics(tmp_path):
     metrics = json.loads((work_dir / 'evaluation' / 'metrics.json').read_text())
     rows = metrics['rows']
     learned, initializer, image_only = rows['learned'], rows['initializer'], rows['image only']
-    assert metrics['settings']['clip'] == 'data/toy/clip'
+    assert metrics['settings']['clip'] == 'data/toy/clip_eval'
     gap = image_only['image_similarity'] - initializer['image_similarity']
     assert gap > 0.05, rows  # to the toy CLIP, the concept is more than "a star"
     closed = (learned['image_similarity'] - initializer['image_similarity']) / gap

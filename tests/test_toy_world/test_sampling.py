@@ -3,8 +3,13 @@ import itertools
 
 import pytest
 
-from mmti.toy_world import (BACKGROUNDS, COLOURS, HELD_OUT_CONCEPTS, PATTERNS, POSITIONS, SHAPES,
-                            SIZES, Scene, concept_scenes, is_held_out, matches, scene_for_index)
+import dataclasses
+
+import numpy as np
+
+from mmti.toy_world import (BACKGROUNDS, COLOURS, CONCEPT_ATTRIBUTES, HELD_OUT_CONCEPTS, PATTERNS,
+                            POSITIONS, SHAPES, SIZES, Scene, concept_scenes, is_held_out, matches,
+                            near_twins, scene_for_index, vary_one)
 
 EXCLUDE = tuple(HELD_OUT_CONCEPTS.values())
 VALUES = {'shape': SHAPES, 'colour': tuple(COLOURS), 'size': SIZES, 'position': POSITIONS,
@@ -86,3 +91,35 @@ def test_concept_scenes_errors():
     with pytest.raises(KeyError, match='Unknown concept'):
         concept_scenes('blue-cat', 3)
     assert len(concept_scenes('purple-dotted-star', 100)) == 100  # repeats past the variants
+
+
+def _differences(a: Scene, b: Scene) -> list[str]:
+    return [f.name for f in dataclasses.fields(Scene) if getattr(a, f.name) != getattr(b, f.name)]
+
+
+def test_vary_one_changes_exactly_one_concept_attribute():
+    rng = np.random.default_rng(7)
+    changed = set()
+    for _ in range(300):
+        scene = scene_for_index(3, int(rng.integers(1000)), EXCLUDE)
+        variant = vary_one(rng, scene, exclude=EXCLUDE)
+        diff = _differences(scene, variant)
+        assert len(diff) == 1 and diff[0] in CONCEPT_ATTRIBUTES
+        assert variant.colour != variant.background and not is_held_out(variant)
+        changed.update(diff)
+    assert changed == set(CONCEPT_ATTRIBUTES)
+    only_pattern = vary_one(rng, Scene('star', 'red', 'small', 'left', 'blue'), ['pattern'])
+    assert _differences(only_pattern, Scene('star', 'red', 'small', 'left', 'blue')) == ['pattern']
+    with pytest.raises(ValueError, match='Cannot vary'):
+        vary_one(rng, only_pattern, ['mood'])
+
+
+def test_near_twins_are_distinct_variants_of_one_scene():
+    for seed in range(20):
+        group = near_twins(np.random.default_rng(seed), 4, exclude=EXCLUDE)
+        assert len(group) == 4 and len(set(group)) == 4
+        assert all(len(_differences(group[0], s)) == 1 for s in group[1:])
+        assert not any(is_held_out(s) for s in group)
+    assert near_twins(np.random.default_rng(1), 4) == near_twins(np.random.default_rng(1), 4)
+    with pytest.raises(ValueError, match='distinct variants'):
+        near_twins(np.random.default_rng(0), 5, ['pattern'])  # only 3 patterns exist

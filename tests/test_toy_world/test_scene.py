@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from mmti.toy_world import BACKGROUNDS, COLOURS, Scene, caption, concept_template, render_scene
+from mmti.toy_world import (BACKGROUNDS, COLOURS, CONTEXT_ATTRIBUTES, Scene, caption,
+                            concept_template, render_scene)
 from mmti.toy_world.scene import pattern_colour
 
 
@@ -106,6 +107,19 @@ def test_captions():
             == 'a small yellow dotted cross at the top on a black background')
     assert caption(Scene('square', 'orange', 'large', 'bottom', 'gray')).endswith(
         'square at the bottom on a gray background')
+
+
+def test_captions_can_leave_the_setting_unsaid():
+    scene = Scene('triangle', 'orange', 'small', 'left', 'blue', 'striped')
+    assert caption(scene, ['size']) == 'an orange striped triangle on the left on a blue background'
+    assert caption(scene, ['position', 'background']) == 'a small orange striped triangle'
+    assert caption(scene, CONTEXT_ATTRIBUTES) == 'an orange striped triangle'
+    assert (caption(Scene('star', 'red', 'large', 'top', 'white'), ['background'])
+            == 'a large red star at the top')
+    # Without the object: what the paper's text similarity makes of an edit prompt.
+    assert caption(scene, ['object']) == 'a small on the left on a blue background'
+    with pytest.raises(ValueError, match='Cannot omit'):
+        caption(scene, ['colour'])  # the object goes whole or not at all
 
 
 def test_concept_template_keeps_everything_but_the_object():

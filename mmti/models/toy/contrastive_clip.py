@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from mmengine.model import BaseModel
 from transformers import CLIPConfig, CLIPModel, CLIPTextModel, CLIPTokenizer
 
@@ -76,6 +77,9 @@ class ContrastiveCLIP(BaseModel):
         max_length: Tokens per caption in training (padded/truncated), at most 77.
         init_seed: Seed of the weight initialisation, independent of the
             global RNG.
+        upsample_inputs: Accept images smaller than the vision tower's size
+            and enlarge them (bicubic), as ``ClipScorer`` enlarges a 32 px
+            toy SD sample: train on what evaluation will show.
         data_preprocessor: Defaults to ``TextualInversionDataPreprocessor``.
     """
 
@@ -86,6 +90,7 @@ class ContrastiveCLIP(BaseModel):
                  projection_dim: int = 64,
                  max_length: int = 16,
                  init_seed: int = 0,
+                 upsample_inputs: bool = False,
                  data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None):
         super().__init__(
@@ -104,6 +109,7 @@ class ContrastiveCLIP(BaseModel):
                              f'eos_token_id {text_config["eos_token_id"]}; pooling would use the '
                              'wrong token.')
         self.max_length = int(max_length)
+        self.upsample_inputs = upsample_inputs
         config = CLIPConfig(text_config=text_config, vision_config=dict(vision_config or {}),
                             projection_dim=projection_dim)
         with torch.random.fork_rng(devices=[]):
@@ -124,6 +130,9 @@ class ContrastiveCLIP(BaseModel):
     def normalize(self, inputs: torch.Tensor) -> torch.Tensor:
         """[-1, 1] pixels (the datasets' range) -> CLIP-normalised pixels."""
         size = self.clip.config.vision_config.image_size
+        if self.upsample_inputs and inputs.shape[-1] < size and inputs.shape[-2] < size:
+            inputs = F.interpolate(inputs.float(), size=(size, size), mode='bicubic',
+                                   align_corners=False).clamp(-1, 1)
         if inputs.shape[-2:] != (size, size):
             raise ValueError(f'Images are {tuple(inputs.shape[-2:])}, the vision tower expects '
                              f'{size}x{size}; set vision_config.image_size to the dataset size.')

@@ -95,6 +95,16 @@ def test_bad_arguments(batch):
         model(images, captions, mode='bogus')
 
 
+def test_upsample_inputs_enlarges_small_images_bicubically(batch):
+    model = tiny_clip(upsample_inputs=True)
+    images, _ = batch
+    small = torch.nn.functional.interpolate(images, size=SIZE // 2, mode='area')
+    expected = tiny_clip().normalize(torch.nn.functional.interpolate(
+        small, size=SIZE, mode='bicubic', align_corners=False).clamp(-1, 1))
+    torch.testing.assert_close(model.normalize(small), expected)
+    torch.testing.assert_close(model.normalize(images), tiny_clip().normalize(images))
+
+
 def test_normalize_uses_clip_statistics():
     model = tiny_clip()
     white = torch.ones(1, 3, SIZE, SIZE)  # +1 in the datasets' range is pixel value 1
@@ -205,3 +215,18 @@ def test_exported_tokenizer_is_stable_diffusions(method, tmp_path):
         got = exported('a small red circle', **kwargs).input_ids
         assert got == reference('a small red circle', **kwargs).input_ids
     assert exported('a small red circle').input_ids == [49406, 320, 2442, 736, 7117, 49407]
+
+
+def test_evaluation_clip_config_keeps_near_twins_together_and_starts_from_stage_one():
+    from mmengine.config import Config
+
+    from mmti_testing import REPO_ROOT
+    stage_1 = Config.fromfile(REPO_ROOT / 'configs' / 'toy' / 'clip.py')
+    cfg = Config.fromfile(REPO_ROOT / 'configs' / 'toy' / 'clip_eval.py')
+    loader = cfg.train_dataloader
+    assert loader.batch_size % loader.dataset.group_size == 0  # no group straddles two batches
+    assert loader.sampler.shuffle is False  # consecutive indices form the groups
+    assert loader.dataset.size < cfg.model.vision_config.image_size and cfg.model.upsample_inputs
+    # Fine-tunes the final checkpoint of configs/toy/clip.py.
+    assert cfg.load_from == f'{stage_1.work_dir}/iter_{stage_1.train_cfg.max_iters}.pth'
+    assert cfg.work_dir != stage_1.work_dir
