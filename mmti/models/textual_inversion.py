@@ -22,6 +22,7 @@ from .placeholder_embedding import PlaceholderEmbedding
 from .placeholder_tokens import (PromptExpander, add_placeholder_tokens, remove_added_tokens,
                                  single_token_id, vector_token_names)
 from .pretrained import build_component, torch_dtype
+from .token_cache import TokenIdCache
 
 FROZEN_MODULES = ('unet', 'vae', 'text_encoder')
 
@@ -118,12 +119,13 @@ class TextualInversion(BaseModel):
         if compile_unet:
             self._compile_unet('inductor' if compile_unet is True else compile_unet)
         self.latent_cache = {} if latent_cache else None
-        self._token_cache: dict[tuple[int, str], torch.Tensor] = {}
+        self._token_cache = TokenIdCache()
 
         # The placeholder rows live beside the frozen table, not inside it.
         self.token_embedding = PlaceholderEmbedding(
             self.text_encoder.get_input_embeddings(), first_new_id=len(self.tokenizer))
         self.text_encoder.set_input_embeddings(self.token_embedding)
+        self._build_more_text_encoders(weights_dtype)
         self.expand_prompt = PromptExpander()
         self.placeholder_token = placeholder_token
         if initial_embedding is not None:
@@ -140,6 +142,10 @@ class TextualInversion(BaseModel):
         # Checkpoints hold only what training changes (see _trainable_state).
         self.register_state_dict_post_hook(_keep_trainable_state)
         self.register_load_state_dict_post_hook(_ignore_missing_frozen_keys)
+
+    def _build_more_text_encoders(self, weights_dtype: torch.dtype) -> None:
+        """Models with a second text encoder (SDXL) build it here, frozen, with
+        its own placeholder table: after the first, before any concept is added."""
 
     def _compile_unet(self, backend: str) -> None:
         if backend == 'inductor' and self.unet.device.type == 'cpu' and not torch.cuda.is_available():
@@ -197,19 +203,7 @@ class TextualInversion(BaseModel):
         prompt is tokenised once per tokenizer and remembered (until concepts
         change).
         """
-        tokenizer = tokenizer or self.tokenizer
-        keys = [(id(tokenizer), p) for p in prompts]
-        missing = [p for p in dict.fromkeys(prompts) if (id(tokenizer), p) not in self._token_cache]
-        if missing:
-            ids = tokenizer([self.expand_prompt(p) for p in missing],
-                            padding='max_length',
-                            max_length=tokenizer.model_max_length,
-                            truncation=True,
-                            return_tensors='pt').input_ids
-            if len(self._token_cache) > 4096:  # bound it for open-ended prompt streams
-                self._token_cache.clear()
-            self._token_cache.update(((id(tokenizer), p), row) for p, row in zip(missing, ids))
-        return torch.stack([self._token_cache[k] for k in keys])
+        return self._token_cache(tokenizer or self.tokenizer, prompts, self.expand_prompt)
 
     def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
         """Text-encoder hidden states ``[B, max_length, dim]`` for the UNet."""

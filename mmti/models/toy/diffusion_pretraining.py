@@ -21,6 +21,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from mmti.registry import MODELS
 from ..data_preprocessor import TextualInversionDataPreprocessor
 from ..textual_inversion import _SampleNoise, _weights_dtype
+from ..token_cache import TokenIdCache
 from .autoencoder_pretraining import atomic_export
 
 FROZEN = ('vae', 'text_encoder')
@@ -119,7 +120,7 @@ class DiffusionPretraining(BaseModel):
             raise ValueError("inference_scheduler must be 'DDIMScheduler' or 'PNDMScheduler'.")
         self.inference_scheduler = inference_scheduler
         self.latent_cache = {} if latent_cache else None
-        self._token_cache: dict[str, torch.Tensor] = {}
+        self._token_cache = TokenIdCache()
         # Checkpoints hold the UNet only; the frozen parts come from their folders.
         self.register_state_dict_post_hook(_drop_frozen_state)
         self.register_load_state_dict_post_hook(_ignore_missing_frozen_keys)
@@ -131,15 +132,7 @@ class DiffusionPretraining(BaseModel):
     # ------------------------------------------------------------------ text
     def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
         """Token ids ``[B, model_max_length]``, as ``TextualInversion.tokenize`` makes them."""
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._token_cache]
-        if missing:
-            ids = self.tokenizer(missing, padding='max_length',
-                                 max_length=self.tokenizer.model_max_length,
-                                 truncation=True, return_tensors='pt').input_ids
-            if len(self._token_cache) > 4096:
-                self._token_cache.clear()
-            self._token_cache.update(zip(missing, ids))
-        return torch.stack([self._token_cache[p] for p in prompts])
+        return self._token_cache(self.tokenizer, prompts)
 
     @torch.no_grad()
     def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
