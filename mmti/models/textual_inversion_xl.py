@@ -20,7 +20,7 @@ from mmti.fileio import describe_dim, read_embedding_file, write_embedding_file
 from mmti.registry import MODELS
 from .placeholder_embedding import PlaceholderEmbedding
 from .placeholder_tokens import add_placeholder_tokens, remove_added_tokens, single_token_id, vector_token_names
-from .pretrained import build_component, torch_dtype
+from .pretrained import build_component
 from .textual_inversion import TextualInversion, _weights_dtype
 
 
@@ -43,28 +43,24 @@ class TextualInversionXL(TextualInversion):
     FROZEN = ('unet', 'vae', 'text_encoder', 'text_encoder_2')
 
     def __init__(self, *args, tokenizer_2: dict | None = None, text_encoder_2: dict | None = None,
-                 dtype: str = 'fp32', **kwargs):
-        self._second = dict(tokenizer_2=tokenizer_2, text_encoder_2=text_encoder_2, dtype=dtype)
-        super().__init__(*args, dtype=dtype, **kwargs)
+                 **kwargs):
+        # Read by _build_more_text_encoders, which the base constructor calls.
+        self._second_cfg = dict(tokenizer_2=tokenizer_2, text_encoder_2=text_encoder_2)
+        super().__init__(*args, **kwargs)
 
-    # The base constructor calls _add_concept for the trained placeholder; the
-    # second encoder must exist by then, so it is built on first use.
-    def _ensure_second_encoder(self) -> None:
-        if 'text_encoder_2' in self._modules:
-            return
-        cfg = self._second
+    def _build_more_text_encoders(self, weights_dtype: torch.dtype) -> None:
+        cfg = self._second_cfg
         self.tokenizer_2 = build_component(cfg['tokenizer_2'] or dict(type='CLIPTokenizer'),
                                            self.pretrained_model, subfolder='tokenizer_2')
         self.text_encoder_2 = build_component(
             cfg['text_encoder_2'] or dict(type='CLIPTextModelWithProjection'),
-            self.pretrained_model, subfolder='text_encoder_2', torch_dtype=torch_dtype(cfg['dtype']))
+            self.pretrained_model, subfolder='text_encoder_2', torch_dtype=weights_dtype)
         self.text_encoder_2.requires_grad_(False).eval()
         self.token_embedding_2 = PlaceholderEmbedding(
             self.text_encoder_2.get_input_embeddings(), first_new_id=len(self.tokenizer_2))
         self.text_encoder_2.set_input_embeddings(self.token_embedding_2)
 
     def _encoders(self):
-        self._ensure_second_encoder()
         return [(self.tokenizer, self.token_embedding), (self.tokenizer_2, self.token_embedding_2)]
 
     # ------------------------------------------------------------------ tokens
@@ -104,7 +100,6 @@ class TextualInversionXL(TextualInversion):
     def encode_prompt_xl(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """``([B, 77, d1 + d2], [B, proj])``: penultimate states of both encoders
         and the pooled, projected output of the second."""
-        self._ensure_second_encoder()
         device = self.token_embedding.base.weight.device
         ids_1 = self.tokenize(prompts, self.tokenizer).to(device)
         ids_2 = self.tokenize(prompts, self.tokenizer_2).to(device)
@@ -175,7 +170,6 @@ class TextualInversionXL(TextualInversion):
     def get_embeddings_xl(self, tokens: Sequence[str] | None = None):
         """``({token: clip_l rows}, {token: clip_g rows})`` as fp32 copies."""
         tokens = self.concepts if tokens is None else list(tokens)
-        self._ensure_second_encoder()
         first = {t: self.token_embedding.concept_rows(t).detach().float().cpu().clone() for t in tokens}
         second = {t: self.token_embedding_2.concept_rows(t).detach().float().cpu().clone() for t in tokens}
         return first, second
@@ -193,7 +187,6 @@ class TextualInversionXL(TextualInversion):
         return str(write_embedding_file(path, first, format, step=step, metadata=meta))
 
     def _read_source(self, item, token):
-        self._ensure_second_encoder()
         if isinstance(item, dict):
             if not all(isinstance(v, (list, tuple)) and len(v) == 2 for v in item.values()):
                 raise ValueError('For SDXL give {token: (clip_l rows, clip_g rows)}.')
