@@ -58,7 +58,6 @@ if TYPE_CHECKING:
         PNDMScheduler,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = REPO_ROOT / "data" / "tiny-sd"
@@ -322,25 +321,66 @@ def build_seeded(name: str, factory: Callable[[], torch.nn.Module]) -> torch.nn.
     return factory().eval()
 
 
-def make_sd15_text_encoder() -> CLIPTextModel:
-    """Build the shrunk CLIP text encoder of SD 1.5."""
-    from transformers import CLIPTextConfig, CLIPTextModel
+def make_text_encoder(name: str, config: dict, with_projection: bool = False) -> torch.nn.Module:
+    """A CLIP text encoder (``CLIPTextModelWithProjection`` for SDXL's second) from ``config``."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    return build_seeded("text_encoder", lambda: CLIPTextModel(CLIPTextConfig(**SD15_TEXT_ENCODER)))
+    cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    return build_seeded(name, lambda: cls(CLIPTextConfig(**config)))
 
 
-def make_sd15_unet() -> UNet2DConditionModel:
-    """Build the shrunk SD 1.5 UNet."""
+def make_unet(config: dict) -> UNet2DConditionModel:
+    """A UNet2DConditionModel from ``config``, weights from the UNet's seed."""
     from diffusers import UNet2DConditionModel
 
-    return build_seeded("unet", lambda: UNet2DConditionModel(**SD15_UNET))
+    return build_seeded("unet", lambda: UNet2DConditionModel(**config))
 
 
-def make_sd15_vae() -> AutoencoderKL:
-    """Build the shrunk SD 1.5 VAE."""
+def make_vae(config: dict) -> AutoencoderKL:
+    """An AutoencoderKL from ``config``, weights from the VAE's seed."""
     from diffusers import AutoencoderKL
 
-    return build_seeded("vae", lambda: AutoencoderKL(**SD15_VAE))
+    return build_seeded("vae", lambda: AutoencoderKL(**config))
+
+
+def save_components(out_dir: Path, models: dict[str, torch.nn.Module], scheduler) -> dict[str, int]:
+    """Save each model and the scheduler in its subfolder; parameter count per model."""
+    for name, model in models.items():
+        model.save_pretrained(out_dir / name, safe_serialization=True)
+    scheduler.save_pretrained(out_dir / "scheduler")
+    return {name: count_params(model) for name, model in models.items()}
+
+
+def write_model_index(out_dir: Path, pipeline: str, models: dict[str, torch.nn.Module], scheduler,
+                      tokenizers: tuple[str, ...], absent: tuple[str, ...], **flags) -> None:
+    """Write ``model_index.json`` for a diffusers pipeline folder.
+
+    Optional components (safety checker, feature extractor, image encoder) are
+    declared absent (null) rather than left out, so diffusers does not look
+    for them.
+
+    Args:
+        out_dir: The pipeline folder.
+        pipeline: The diffusers pipeline class name.
+        models, scheduler: The saved components (their classes are recorded).
+        tokenizers: Subfolders holding a ``CLIPTokenizer``.
+        absent: Optional components the folder does not have.
+        flags: Other pipeline settings (``requires_safety_checker`` ...).
+    """
+    import diffusers
+
+    entries = {name: [type(m).__module__.split(".")[0], type(m).__name__] for name, m in models.items()}
+    entries["scheduler"] = ["diffusers", type(scheduler).__name__]
+    entries.update({name: ["transformers", "CLIPTokenizer"] for name in tokenizers})
+    entries.update({name: [None, None] for name in absent})
+    entries.update(flags)
+    write_json(out_dir / "model_index.json",
+               {"_class_name": pipeline, "_diffusers_version": diffusers.__version__,
+                **dict(sorted(entries.items()))})
+
+
+# Optional parts of an SD 1.x/2.x pipeline folder that these models do not have.
+SD_ABSENT = ("feature_extractor", "image_encoder", "safety_checker")
 
 
 def make_sd15_scheduler() -> PNDMScheduler:
@@ -352,35 +392,6 @@ def make_sd15_scheduler() -> PNDMScheduler:
     # but it must be there for users who swap in DDIM, whose default is True.
     scheduler.register_to_config(clip_sample=False)
     return scheduler
-
-
-def write_sd15_model_index(out_dir: Path) -> None:
-    """Write ``model_index.json`` for a StableDiffusionPipeline folder.
-
-    The safety checker, feature extractor and image encoder are declared
-    absent (null) rather than left out, so diffusers does not look for them.
-
-    Args:
-        out_dir: The pipeline folder.
-    """
-    import diffusers
-
-    write_json(
-        out_dir / "model_index.json",
-        {
-            "_class_name": "StableDiffusionPipeline",
-            "_diffusers_version": diffusers.__version__,
-            "feature_extractor": [None, None],
-            "image_encoder": [None, None],
-            "requires_safety_checker": False,
-            "safety_checker": [None, None],
-            "scheduler": ["diffusers", "PNDMScheduler"],
-            "text_encoder": ["transformers", "CLIPTextModel"],
-            "tokenizer": ["transformers", "CLIPTokenizer"],
-            "unet": ["diffusers", "UNet2DConditionModel"],
-            "vae": ["diffusers", "AutoencoderKL"],
-        },
-    )
 
 
 def write_tiny_readme(out_dir: Path, family: str) -> None:
@@ -408,17 +419,17 @@ def make_sd15(out_dir: Path) -> dict[str, int]:
         Parameter count per model component.
     """
     models = {
-        "text_encoder": make_sd15_text_encoder(),
-        "unet": make_sd15_unet(),
-        "vae": make_sd15_vae(),
+        "text_encoder": make_text_encoder("text_encoder", SD15_TEXT_ENCODER),
+        "unet": make_unet(SD15_UNET),
+        "vae": make_vae(SD15_VAE),
     }
-    for name, model in models.items():
-        model.save_pretrained(out_dir / name, safe_serialization=True)
-    make_sd15_scheduler().save_pretrained(out_dir / "scheduler")
+    scheduler = make_sd15_scheduler()
+    params = save_components(out_dir, models, scheduler)
     write_clip_tokenizer(out_dir / "tokenizer")
-    write_sd15_model_index(out_dir)
+    write_model_index(out_dir, "StableDiffusionPipeline", models, scheduler, ("tokenizer",),
+                      SD_ABSENT, requires_safety_checker=False)
     write_tiny_readme(out_dir, "Stable Diffusion 1.5")
-    return {name: count_params(model) for name, model in models.items()}
+    return params
 
 
 # --------------------------------------------------------------------------
@@ -451,24 +462,19 @@ def make_sd15_full_random(out_dir: Path) -> dict[str, int]:
     this folder stands in for ``stable-diffusion-v1-5`` in speed tests. The
     tokenizer is copied from ``data/tiny-sd`` (same real CLIP BPE).
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     models = {
-        "text_encoder": build_seeded("text_encoder",
-                                     lambda: CLIPTextModel(CLIPTextConfig(**SD15_FULL_TEXT_ENCODER))),
-        "unet": build_seeded("unet", lambda: UNet2DConditionModel(**SD15_FULL_UNET)),
-        "vae": build_seeded("vae", lambda: AutoencoderKL(**SD15_FULL_VAE)),
-    }
-    for name, model in models.items():
+        "text_encoder": make_text_encoder("text_encoder", SD15_FULL_TEXT_ENCODER),
         # fp16 files keep the folder at 2 GB; the text encoder stays fp32, as on
         # the hub, because trainers that load it without a dtype train its table.
-        model = model if name == "text_encoder" else model.half()
-        model.save_pretrained(out_dir / name, safe_serialization=True)
-    make_sd15_scheduler().save_pretrained(out_dir / "scheduler")
+        "unet": make_unet(SD15_FULL_UNET).half(),
+        "vae": make_vae(SD15_FULL_VAE).half(),
+    }
+    scheduler = make_sd15_scheduler()
+    params = save_components(out_dir, models, scheduler)
     shutil.copytree(DEFAULT_MODEL_DIR / "tokenizer", out_dir / "tokenizer")
-    write_sd15_model_index(out_dir)
-    return {name: count_params(model) for name, model in models.items()}
+    write_model_index(out_dir, "StableDiffusionPipeline", models, scheduler, ("tokenizer",),
+                      SD_ABSENT, requires_safety_checker=False)
+    return params
 
 
 # --------------------------------------------------------------------------
@@ -503,27 +509,6 @@ SD2_SCHEDULER = dict(
 )
 
 
-def make_sd2_text_encoder() -> CLIPTextModel:
-    """Build the shrunk OpenCLIP text encoder of SD 2.x."""
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    return build_seeded("text_encoder", lambda: CLIPTextModel(CLIPTextConfig(**SD2_TEXT_ENCODER)))
-
-
-def make_sd2_unet() -> UNet2DConditionModel:
-    """Build the shrunk SD 2.x UNet."""
-    from diffusers import UNet2DConditionModel
-
-    return build_seeded("unet", lambda: UNet2DConditionModel(**SD2_UNET))
-
-
-def make_sd2_vae() -> AutoencoderKL:
-    """Build the shrunk SD 2.x VAE (the same as SD 1.5's)."""
-    from diffusers import AutoencoderKL
-
-    return build_seeded("vae", lambda: AutoencoderKL(**SD2_VAE))
-
-
 def make_sd2_scheduler() -> DDIMScheduler:
     """Build SD 2.1's DDIM scheduler with its original configuration."""
     from diffusers import DDIMScheduler
@@ -533,32 +518,6 @@ def make_sd2_scheduler() -> DDIMScheduler:
     # it, but users who swap in PNDM need it (PNDM's default is False).
     scheduler.register_to_config(skip_prk_steps=True)
     return scheduler
-
-
-def write_sd2_model_index(out_dir: Path) -> None:
-    """Write ``model_index.json`` for an SD 2.x StableDiffusionPipeline folder.
-
-    Args:
-        out_dir: The pipeline folder.
-    """
-    import diffusers
-
-    write_json(
-        out_dir / "model_index.json",
-        {
-            "_class_name": "StableDiffusionPipeline",
-            "_diffusers_version": diffusers.__version__,
-            "feature_extractor": [None, None],
-            "image_encoder": [None, None],
-            "requires_safety_checker": False,
-            "safety_checker": [None, None],
-            "scheduler": ["diffusers", "DDIMScheduler"],
-            "text_encoder": ["transformers", "CLIPTextModel"],
-            "tokenizer": ["transformers", "CLIPTokenizer"],
-            "unet": ["diffusers", "UNet2DConditionModel"],
-            "vae": ["diffusers", "AutoencoderKL"],
-        },
-    )
 
 
 SD2_README = """\
@@ -587,17 +546,17 @@ def make_sd2(out_dir: Path) -> dict[str, int]:
         Parameter count per model component.
     """
     models = {
-        "text_encoder": make_sd2_text_encoder(),
-        "unet": make_sd2_unet(),
-        "vae": make_sd2_vae(),
+        "text_encoder": make_text_encoder("text_encoder", SD2_TEXT_ENCODER),
+        "unet": make_unet(SD2_UNET),
+        "vae": make_vae(SD2_VAE),
     }
-    for name, model in models.items():
-        model.save_pretrained(out_dir / name, safe_serialization=True)
-    make_sd2_scheduler().save_pretrained(out_dir / "scheduler")
+    scheduler = make_sd2_scheduler()
+    params = save_components(out_dir, models, scheduler)
     copy_clip_tokenizer(out_dir / "tokenizer", pad_token=OPENCLIP_PAD)
-    write_sd2_model_index(out_dir)
+    write_model_index(out_dir, "StableDiffusionPipeline", models, scheduler, ("tokenizer",),
+                      SD_ABSENT, requires_safety_checker=False)
     (out_dir / "README.md").write_text(SD2_README, encoding="utf-8")
-    return {name: count_params(model) for name, model in models.items()}
+    return params
 
 
 # --------------------------------------------------------------------------
@@ -668,36 +627,6 @@ SDXL_SCHEDULER = dict(
 )
 
 
-def make_sdxl_text_encoder() -> CLIPTextModel:
-    """Build the shrunk first (CLIP ViT-L) text encoder of SDXL."""
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    return build_seeded("text_encoder", lambda: CLIPTextModel(CLIPTextConfig(**SDXL_TEXT_ENCODER)))
-
-
-def make_sdxl_text_encoder_2() -> CLIPTextModelWithProjection:
-    """Build the shrunk second (OpenCLIP ViT-bigG) text encoder of SDXL."""
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
-
-    return build_seeded(
-        "text_encoder_2", lambda: CLIPTextModelWithProjection(CLIPTextConfig(**SDXL_TEXT_ENCODER_2))
-    )
-
-
-def make_sdxl_unet() -> UNet2DConditionModel:
-    """Build the shrunk SDXL UNet."""
-    from diffusers import UNet2DConditionModel
-
-    return build_seeded("unet", lambda: UNet2DConditionModel(**SDXL_UNET))
-
-
-def make_sdxl_vae() -> AutoencoderKL:
-    """Build the shrunk SDXL VAE."""
-    from diffusers import AutoencoderKL
-
-    return build_seeded("vae", lambda: AutoencoderKL(**SDXL_VAE))
-
-
 def make_sdxl_scheduler() -> EulerDiscreteScheduler:
     """Build SDXL's Euler scheduler with its original configuration."""
     from diffusers import EulerDiscreteScheduler
@@ -709,39 +638,6 @@ def make_sdxl_scheduler() -> EulerDiscreteScheduler:
         clip_sample=False, sample_max_value=1.0, set_alpha_to_one=False, skip_prk_steps=True
     )
     return scheduler
-
-
-def write_sdxl_model_index(out_dir: Path) -> None:
-    """Write ``model_index.json`` for a StableDiffusionXLPipeline folder.
-
-    The feature extractor and image encoder are declared absent (null).
-    ``add_watermarker`` is false: a tiny model's output needs no watermark,
-    and the pipeline would otherwise turn it on whenever invisible-watermark
-    happens to be installed.
-
-    Args:
-        out_dir: The pipeline folder.
-    """
-    import diffusers
-
-    write_json(
-        out_dir / "model_index.json",
-        {
-            "_class_name": "StableDiffusionXLPipeline",
-            "_diffusers_version": diffusers.__version__,
-            "add_watermarker": False,
-            "feature_extractor": [None, None],
-            "force_zeros_for_empty_prompt": True,
-            "image_encoder": [None, None],
-            "scheduler": ["diffusers", "EulerDiscreteScheduler"],
-            "text_encoder": ["transformers", "CLIPTextModel"],
-            "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
-            "tokenizer": ["transformers", "CLIPTokenizer"],
-            "tokenizer_2": ["transformers", "CLIPTokenizer"],
-            "unet": ["diffusers", "UNet2DConditionModel"],
-            "vae": ["diffusers", "AutoencoderKL"],
-        },
-    )
 
 
 SDXL_README = """\
@@ -779,19 +675,22 @@ def make_sdxl(out_dir: Path) -> dict[str, int]:
         Parameter count per model component.
     """
     models = {
-        "text_encoder": make_sdxl_text_encoder(),
-        "text_encoder_2": make_sdxl_text_encoder_2(),
-        "unet": make_sdxl_unet(),
-        "vae": make_sdxl_vae(),
+        "text_encoder": make_text_encoder("text_encoder", SDXL_TEXT_ENCODER),
+        "text_encoder_2": make_text_encoder("text_encoder_2", SDXL_TEXT_ENCODER_2, with_projection=True),
+        "unet": make_unet(SDXL_UNET),
+        "vae": make_vae(SDXL_VAE),
     }
-    for name, model in models.items():
-        model.save_pretrained(out_dir / name, safe_serialization=True)
-    make_sdxl_scheduler().save_pretrained(out_dir / "scheduler")
+    scheduler = make_sdxl_scheduler()
+    params = save_components(out_dir, models, scheduler)
     copy_clip_tokenizer(out_dir / "tokenizer", pad_token=CLIP_EOS)
     copy_clip_tokenizer(out_dir / "tokenizer_2", pad_token=OPENCLIP_PAD)
-    write_sdxl_model_index(out_dir)
+    # No watermark: a tiny model's output needs none, and the pipeline would
+    # otherwise turn it on whenever invisible-watermark happens to be installed.
+    write_model_index(out_dir, "StableDiffusionXLPipeline", models, scheduler,
+                      ("tokenizer", "tokenizer_2"), ("feature_extractor", "image_encoder"),
+                      add_watermarker=False, force_zeros_for_empty_prompt=True)
     (out_dir / "README.md").write_text(SDXL_README, encoding="utf-8")
-    return {name: count_params(model) for name, model in models.items()}
+    return params
 
 
 # Model families this script can build.
