@@ -10,8 +10,9 @@
 # mmti's TextualInversion load: pretrained_model='work_dirs/toy_sd/export'.
 # Captions are padded to 77 tokens, exactly as Textual Inversion encodes them.
 # This is stage 1: its samples get backgrounds and colours wrong (measured in
-# data/toy/README.md); configs/toy/sd_zero_snr.py fine-tunes it into the
-# committed data/toy/sd.
+# data/toy/README.md); configs/toy/sd_zero_snr.py and then
+# configs/toy/sd_partial_captions.py fine-tune it into the committed
+# data/toy/sd.
 #
 # Speed: a 20-step run of this config through tools/train.py (UNet 1.69 M
 # parameters, a 64-d 3-layer CLIPTextModel, the vae.py VAE) measured 0.26 s

@@ -1,7 +1,8 @@
 # Second stage of the toy Stable Diffusion: fine-tune the UNet of
 # configs/toy/sd.py on a zero-terminal-SNR noise schedule with v-prediction
 # (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps Are
-# Flawed"). The result is data/toy/sd.
+# Flawed"). configs/toy/sd_partial_captions.py fine-tunes the result into
+# data/toy/sd.
 #
 #     python tools/train.py configs/toy/sd.py           # -> work_dirs/toy_sd
 #     python tools/train.py configs/toy/sd_zero_snr.py  # -> work_dirs/toy_sd_zero_snr/export

@@ -45,6 +45,9 @@ class ToyWorldDataset(Dataset):
             prompt, so a CLIP trained so can score how well samples follow it.
             Only a group's first member may lose its object: its near-twins
             share the setting, so their object-less captions would be equal.
+        omit_look: Probability of leaving each of colour and pattern unsaid
+            ("a small triangle ..."), so a shape word alone means a shape of
+            any look, as in real captions, instead of a blend of all looks.
     """
 
     def __init__(self,
@@ -56,7 +59,8 @@ class ToyWorldDataset(Dataset):
                  group_size: int = 1,
                  vary: tuple[str, ...] = CONCEPT_ATTRIBUTES,
                  omit_context: float = 0.0,
-                 omit_object: float = 0.0):
+                 omit_object: float = 0.0,
+                 omit_look: float = 0.0):
         if length < 1:
             raise ValueError(f'length must be >= 1, got {length}.')
         if seed < 0:
@@ -65,7 +69,8 @@ class ToyWorldDataset(Dataset):
             raise ValueError(f'size must be >= 8, got {size}.')
         if not 0.0 <= caption_dropout <= 1.0:
             raise ValueError(f'caption_dropout must be in [0, 1], got {caption_dropout}.')
-        for name, p in (('omit_context', omit_context), ('omit_object', omit_object)):
+        for name, p in (('omit_context', omit_context), ('omit_object', omit_object),
+                        ('omit_look', omit_look)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f'{name} must be in [0, 1], got {p}.')
         if group_size < 1:
@@ -79,6 +84,7 @@ class ToyWorldDataset(Dataset):
         self.vary = tuple(vary)
         self.omit_context = float(omit_context)
         self.omit_object = float(omit_object)
+        self.omit_look = float(omit_look)
         known = [f.name for f in dataclasses.fields(Scene)]
         if not self.vary or not set(self.vary) <= set(known):
             raise ValueError(f'vary must name attributes of a scene ({known}), got {vary}.')
@@ -110,8 +116,14 @@ class ToyWorldDataset(Dataset):
         dropped = rng.random() < self.caption_dropout
         noise_seed = int(rng.integers(2**63))
         context_draws, object_draw = rng.random(len(CONTEXT_ATTRIBUTES)), rng.random()
-        omit = (['object'] if member == 0 and object_draw < self.omit_object else
-                [name for name, u in zip(CONTEXT_ATTRIBUTES, context_draws) if u < self.omit_context])
+        look_draws = rng.random(2)
+        if member == 0 and object_draw < self.omit_object:
+            omit = ['object']
+        else:
+            omit = [name for name, u in zip(CONTEXT_ATTRIBUTES, context_draws)
+                    if u < self.omit_context]
+            omit += [name for name, u in zip(('colour', 'pattern'), look_draws)
+                     if u < self.omit_look]
         pixels = np.asarray(render_scene(scene, size=self.size), dtype=np.float32)
         tensor = torch.from_numpy(pixels).permute(2, 0, 1).contiguous() / 127.5 - 1.0
         # No crop or resize: the micro-conditioning says "full image, as drawn".

@@ -54,17 +54,20 @@ CONTEXT_ATTRIBUTES = ('size', 'position', 'background')
 def caption(scene: Scene, omit: Collection[str] = ()) -> str:
     """E.g. "a small red striped star on the left on a blue background".
 
-    ``omit`` leaves out some of ``CONTEXT_ATTRIBUTES`` ("a red striped star
-    on the left"), as real captions mostly name the object, not its setting;
-    or ``'object'``: the caption with its colour, pattern and shape words
-    taken out ("a small on the left on a blue background"), which is how the
+    ``omit`` leaves words unsaid, as real captions do: any of
+    ``CONTEXT_ATTRIBUTES`` ("a red striped star on the left"), ``'colour'``
+    or ``'pattern'`` ("a small star ...": a star of any look); or
+    ``'object'``: the caption with its colour, pattern and shape words taken
+    out ("a small on the left on a blue background"), which is how the
     paper's text similarity states an edit prompt without its concept.
     """
-    unknown = set(omit) - {*CONTEXT_ATTRIBUTES, 'object'}
+    allowed = [*CONTEXT_ATTRIBUTES, 'colour', 'pattern', 'object']
+    unknown = set(omit) - set(allowed)
     if unknown:
-        raise ValueError(f'Cannot omit {sorted(unknown)}; only {[*CONTEXT_ATTRIBUTES, "object"]}.')
-    pattern = [] if scene.pattern == 'plain' else [scene.pattern]
-    noun_phrase = [] if 'object' in omit else [scene.colour, *pattern, scene.shape]
+        raise ValueError(f'Cannot omit {sorted(unknown)}; only {allowed}.')
+    colour = [] if 'colour' in omit else [scene.colour]
+    pattern = [] if scene.pattern == 'plain' or 'pattern' in omit else [scene.pattern]
+    noun_phrase = [] if 'object' in omit else [*colour, *pattern, scene.shape]
     size = [] if 'size' in omit else [scene.size]
     words = [*size, *noun_phrase]
     article = 'an' if words and words[0][0] in 'aeiou' else 'a'

@@ -116,6 +116,22 @@ def test_omit_context_leaves_setting_words_out_at_the_given_rate():
         'captions'].split()) <= 4 for i in range(5))  # "an orange striped triangle"
 
 
+def test_omit_look_leaves_colour_and_pattern_unsaid():
+    n = 300
+    full = ToyWorldDataset(length=n, size=8, caption_dropout=0.0)
+    short = ToyWorldDataset(length=n, size=8, caption_dropout=0.0, omit_look=0.5)
+    colourless = 0
+    for i in range(n):
+        a, b = full[i]['captions'], short[i]['captions']
+        assert a.split(' on a ')[-1] == b.split(' on a ')[-1]  # the setting is all said
+        said = set(b.split(' on a ')[0].split())
+        colourless += not said & set(COLOURS)
+        assert said & set(SHAPES)  # the shape always is
+    assert abs(colourless - n / 2) < 4.5 * math.sqrt(n / 4)
+    assert torch.equal(full[7]['inputs'], short[7]['inputs'])
+    assert full[7]['noise_seeds'] == short[7]['noise_seeds']
+
+
 def test_omit_object_gives_the_edit_prompt_form_once_per_group():
     ds = ToyWorldDataset(length=400, size=8, caption_dropout=0.0, omit_object=0.5, group_size=4)
     full = ToyWorldDataset(length=400, size=8, caption_dropout=0.0, group_size=4)
@@ -135,7 +151,7 @@ def test_omit_object_gives_the_edit_prompt_form_once_per_group():
                                     dict(length=2, size=4), dict(length=2, seed=-1),
                                     dict(length=2, group_size=0), dict(length=2, vary=('mood',)),
                                     dict(length=2, omit_context=-0.1),
-                                    dict(length=2, omit_object=2.0)])
+                                    dict(length=2, omit_object=2.0), dict(length=2, omit_look=-1)])
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         ToyWorldDataset(**kwargs)

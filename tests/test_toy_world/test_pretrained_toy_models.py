@@ -5,7 +5,8 @@
   prompt without its object (text similarity), and its image features weigh
   the object (shape, colour, pattern) over the setting (image similarity).
 * The toy Stable Diffusion draws what a caption says: the toy CLIP finds the
-  right caption for its samples far more often than chance.
+  right caption for its samples far more often than chance; and a shape word
+  without a colour gives shapes of varied colours, not one blend of them all.
 
 Textual Inversion on the toy world is tested through the Quick start demo
 (tests/test_tools/test_demo.py).
@@ -16,8 +17,8 @@ from diffusers import StableDiffusionPipeline
 from mmti_testing import REPO_ROOT
 
 from mmti.evaluation import ClipScorer
-from mmti.toy_world import (CONCEPT_ATTRIBUTES, CONTEXT_ATTRIBUTES, HELD_OUT_CONCEPTS, caption,
-                            render_scene, scene_for_index)
+from mmti.toy_world import (COLOURS, CONCEPT_ATTRIBUTES, CONTEXT_ATTRIBUTES, HELD_OUT_CONCEPTS,
+                            PATTERNS, Scene, caption, render_scene, scene_for_index)
 
 TOY_CLIP = REPO_ROOT / 'data' / 'toy' / 'clip'
 TOY_SD = REPO_ROOT / 'data' / 'toy' / 'sd'
@@ -110,3 +111,26 @@ def test_toy_sd_samples_match_their_captions(scorer):
     accuracy = _retrieval_accuracy(scorer, images, captions)
     # Chance is 1/16 = 0.0625; measured 1.0 when data/toy/sd was committed.
     assert accuracy >= 0.8, accuracy
+
+
+def test_toy_sd_draws_a_bare_shape_word_in_varied_colours(scorer):
+    """ "a large triangle ...": any triangle, as a word alone means to SD.
+
+    Textual Inversion's initializer word is drawn alone ("prompt only"); a
+    model that turned it into one blend of every colour and pattern (as the
+    toy SD did before configs/toy/sd_partial_captions.py) would make that
+    baseline an arbitrary point, which may even lie near the concept.
+    """
+    torch.set_num_threads(2)
+    pipe = StableDiffusionPipeline.from_pretrained(str(TOY_SD), local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe(['a large triangle at the top on a gray background'] * 16, num_inference_steps=25,
+                  guidance_scale=1.5, generator=torch.Generator().manual_seed(0)).images
+    looks = [Scene('triangle', colour, 'large', 'top', 'gray', pattern)
+             for colour in COLOURS for pattern in PATTERNS if colour != 'gray']
+    scores = scorer.image_features(images) @ scorer.text_features([caption(s) for s in looks]).T
+    colours = [looks[i].colour for i in scores.argmax(dim=1).tolist()]
+    # Measured: 5 colours among 16 samples, the commonest 6 times. The blend
+    # was read as one look, orange striped, all 16 times.
+    assert len(set(colours)) >= 4, colours
+    assert max(colours.count(c) for c in colours) <= 8, colours

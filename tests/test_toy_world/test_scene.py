@@ -109,7 +109,7 @@ def test_captions():
         'square at the bottom on a gray background')
 
 
-def test_captions_can_leave_the_setting_unsaid():
+def test_captions_can_leave_words_unsaid():
     scene = Scene('triangle', 'orange', 'small', 'left', 'blue', 'striped')
     assert caption(scene, ['size']) == 'an orange striped triangle on the left on a blue background'
     assert caption(scene, ['position', 'background']) == 'a small orange striped triangle'
@@ -118,8 +118,11 @@ def test_captions_can_leave_the_setting_unsaid():
             == 'a large red star at the top')
     # Without the object: what the paper's text similarity makes of an edit prompt.
     assert caption(scene, ['object']) == 'a small on the left on a blue background'
+    # Colour and pattern may go unsaid, the shape only with the whole object.
+    assert caption(scene, ['colour']) == 'a small striped triangle on the left on a blue background'
+    assert caption(scene, ['colour', 'pattern', 'size', 'background']) == 'a triangle on the left'
     with pytest.raises(ValueError, match='Cannot omit'):
-        caption(scene, ['colour'])  # the object goes whole or not at all
+        caption(scene, ['shape'])
 
 
 def test_concept_template_keeps_everything_but_the_object():

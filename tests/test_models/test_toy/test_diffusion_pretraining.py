@@ -12,7 +12,8 @@ import mmti.models  # noqa: F401  (registers TextualInversion)
 from mmti.datasets.toy_world_dataset import ToyWorldDataset
 from mmti.models.toy.autoencoder_pretraining import AutoencoderPretraining
 from mmti.models.toy.diffusion_pretraining import DiffusionPretraining
-from mmti.registry import MODELS
+from mmti.registry import DATASETS, MODELS
+from mmti.toy_world import COLOURS
 
 SIZE = 16
 TINY_UNET = dict(block_out_channels=(16, 32), layers_per_block=1,
@@ -184,3 +185,22 @@ def test_zero_snr_stage_fine_tunes_the_first_on_a_zero_terminal_snr_schedule():
     sampler = model.build_inference_scheduler()
     sampler.set_timesteps(25)
     assert sampler.timesteps[0].item() == 999  # sampling starts where training's noise is pure
+
+
+def test_partial_captions_stage_fine_tunes_the_second_with_words_left_unsaid():
+    from mmengine.config import Config
+
+    from mmti_testing import REPO_ROOT
+    cfg = Config.fromfile(REPO_ROOT / 'configs' / 'toy' / 'sd_partial_captions.py')
+    second = Config.fromfile(REPO_ROOT / 'configs' / 'toy' / 'sd_zero_snr.py')
+    assert cfg.load_from == f'{second.work_dir}/iter_{second.train_cfg.max_iters}.pth'
+    assert cfg.work_dir not in (second.work_dir, 'work_dirs/toy_sd')
+    # The same UNet and schedule as the committed data/toy/sd: only the captions change.
+    assert cfg.model == second.model
+    assert cfg.train_cfg.max_iters == cfg.param_scheduler[-1]['end']
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    captions = [dataset[i]['captions'] for i in range(300)]
+    assert dataset.omit_look > 0 and dataset.caption_dropout > 0
+    said = [c.split(' on a ')[0].split() for c in captions if c]  # before any background
+    colourless = [words for words in said if not set(words) & set(COLOURS)]
+    assert 0.1 < len(colourless) / len(said) < 0.5  # p = 0.25
