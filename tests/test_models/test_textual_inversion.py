@@ -248,6 +248,26 @@ def test_infer_uses_named_scheduler_and_restores_training_mode():
     assert not np.array_equal(np.asarray(ddim['samples'][0]), np.asarray(euler['samples'][0]))
 
 
+def test_train_keeps_frozen_parts_in_eval_and_skips_the_walk_when_nothing_changed():
+    model = build_tiny_model()
+    walked = []
+    preprocessor_train = model.data_preprocessor.train
+    model.data_preprocessor.train = lambda mode=True: walked.append(mode) or preprocessor_train(mode)
+    model.train()
+    assert model.training and model.data_preprocessor.training
+    assert not any(m.training for name in ('unet', 'vae', 'text_encoder')
+                   for m in getattr(model, name).modules())
+    model.train()  # what mmengine's loop does before every step
+    assert walked == []  # mode already held: no walk over the submodules
+    model.unet.train()  # a frozen part switched behind the model's back
+    model.train()
+    assert walked == [True] and not any(m.training for m in model.unet.modules())
+    model.eval()
+    assert walked == [True, False] and not model.training
+    model.train()
+    assert walked == [True, False, True] and model.training and model.data_preprocessor.training
+
+
 def test_val_step_renders_validation_prompts():
     model = build_tiny_model(validation_prompts=['a <cat-toy>', 'a <cat-toy> bag'],
                              validation_cfg=dict(num_inference_steps=2, seed=0,
