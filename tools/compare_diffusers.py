@@ -6,8 +6,10 @@
 Both run as separate processes on the same model folder, images, resolution,
 batch size, learning rate and thread count. Each runs twice (the two
 ``--steps``); the difference in wall time divided by the difference in steps
-is the steady per-step cost, free of start-up. Peak RSS comes from the
-kernel's accounting of each child process.
+is the steady per-step cost, free of start-up. That is repeated
+``--repeats`` times, the tools taking turns, and the median kept: machine
+speed drifts, and turns make the drift hit both alike. Peak RSS comes from
+the kernel's accounting of each child process.
 
 diffusers' script imports torchvision only for ``RandomHorizontalFlip`` on a
 PIL image; torchvision cannot be installed beside the CPU torch here, so a
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -99,16 +102,39 @@ def _resolution(cfg: Config) -> int:
     raise SystemExit('No crop size in the config pipeline.')
 
 
-def measure(name: str, make_cmd, steps: tuple[int, int], env: dict, work: Path) -> dict:
-    runs = []
-    for n in steps:
-        out = work / f'{name}_{n}'
-        seconds, rss, _ = run_measured(make_cmd(n, out), env, ROOT)
-        runs.append((n, seconds, rss))
-    (n1, t1, r1), (n2, t2, r2) = runs
-    per_step = (t2 - t1) / (n2 - n1)
-    return {'tool': name, 'ms_per_step': 1000 * per_step, 'steps_per_s': 1 / per_step,
-            'peak_rss_mb': max(r1, r2), 'wall_s': {n1: t1, n2: t2}}
+def measure_interleaved(commands: dict, steps: tuple[int, int], repeats: int, env: dict, work: Path,
+                        run=run_measured) -> list[dict]:
+    """Steady ms/step and peak RSS of each tool, from interleaved runs.
+
+    Each repeat runs every tool at both lengths, one tool after the other, so
+    a change in machine speed (shared hosts drift by tens of percent over
+    minutes) hits all tools alike; the per-step cost is the median over
+    repeats of (long - short) / (step difference).
+
+    Args:
+        commands: ``{tool: make_cmd(steps, out_dir) -> argv}``, in run order.
+        run: ``run(argv, env, cwd) -> (seconds, peak_rss_mb, output)``.
+    """
+    short, long = steps
+    per_step = {name: [] for name in commands}
+    rss = dict.fromkeys(commands, 0.0)
+    walls = {name: [] for name in commands}
+    for repeat in range(repeats):
+        for name, make_cmd in commands.items():
+            seconds = {}
+            for n in steps:
+                out = work / f'{name}_{n}_{repeat}'
+                seconds[n], peak, _ = run(make_cmd(n, out), env, ROOT)
+                rss[name] = max(rss[name], peak)
+            per_step[name].append((seconds[long] - seconds[short]) / (long - short))
+            walls[name].append(seconds)
+    rows = []
+    for name in commands:
+        median = statistics.median(per_step[name])
+        rows.append({'tool': name, 'ms_per_step': 1000 * median, 'steps_per_s': 1 / median,
+                     'ms_per_step_each_repeat': [1000 * x for x in per_step[name]],
+                     'peak_rss_mb': rss[name], 'wall_s': walls[name]})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -122,8 +148,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help='mmti config overrides (applied to both tools\' settings)')
     parser.add_argument('--diffusers-args', nargs=argparse.REMAINDER, default=[],
                         help='extra arguments for the diffusers script, e.g. --mixed_precision fp16')
+    parser.add_argument('--repeats', type=int, default=3,
+                        help='interleaved repeats; ms/step is their median (default 3)')
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error('--repeats must be at least 1')
     cfg = Config.fromfile(args.config)
     for option in args.cfg_options:  # the same key=value syntax as tools/train.py
         key, value = option.split('=', 1)
@@ -133,13 +163,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     work = Path(tempfile.mkdtemp(prefix='mmti-vs-diffusers-'))
     try:
         script = patched_copy(args.diffusers_script, work)
-        rows = [
-            measure('diffusers', lambda n, out: diffusers_cmd(script, cfg, args.batch_size, n, out)
-                    + list(args.diffusers_args), args.steps, env, work),
-            measure('mmti', lambda n, out: mmti_cmd(args.config, args.batch_size, n, out,
-                                                    list(args.cfg_options)),
-                    args.steps, env, work),
-        ]
+        rows = measure_interleaved({
+            'diffusers': lambda n, out: (diffusers_cmd(script, cfg, args.batch_size, n, out)
+                                         + list(args.diffusers_args)),
+            'mmti': lambda n, out: mmti_cmd(args.config, args.batch_size, n, out,
+                                            list(args.cfg_options)),
+        }, args.steps, args.repeats, env, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     speedup = rows[0]['ms_per_step'] / rows[1]['ms_per_step']
@@ -150,7 +179,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for r in rows:
             print(f"| {r['tool']} | {r['ms_per_step']:.1f} | {r['steps_per_s']:.1f} | {r['peak_rss_mb']:.0f} |")
         print(f'\nmmti throughput = {speedup:.2f}x diffusers; batch {args.batch_size}, '
-              f'{_resolution(cfg)} px, {args.threads} threads, steps {args.steps[0]} vs {args.steps[1]}.')
+              f'{_resolution(cfg)} px, {args.threads} threads, steps {args.steps[0]} vs {args.steps[1]}, '
+              f'median of {args.repeats} interleaved repeats.')
     return rows
 
 
