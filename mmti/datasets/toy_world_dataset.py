@@ -6,8 +6,9 @@ import torch
 from torch.utils.data import Dataset
 
 from mmti.registry import DATASETS
-from mmti.toy_world import (CONCEPT_ATTRIBUTES, CONTEXT_ATTRIBUTES, HELD_OUT_CONCEPTS, Scene,
-                            caption, near_twins, render_scene, sample_scene)
+from mmti.toy_world import (CONCEPT_ATTRIBUTES, CONTEXT_ATTRIBUTES, HELD_OUT_CONCEPTS,
+                            LOOK_ATTRIBUTES, Scene, caption, near_twins, render_scene,
+                            sample_scene)
 
 
 @DATASETS.register_module()
@@ -115,14 +116,16 @@ class ToyWorldDataset(Dataset):
         # depend on the dropout rate.
         dropped = rng.random() < self.caption_dropout
         noise_seed = int(rng.integers(2**63))
+        # Drawn whatever the probabilities, after the noise seed: caption
+        # options never change an index's scene or noise.
         context_draws, object_draw = rng.random(len(CONTEXT_ATTRIBUTES)), rng.random()
-        look_draws = rng.random(2)
+        look_draws = rng.random(len(LOOK_ATTRIBUTES))
         if member == 0 and object_draw < self.omit_object:
             omit = ['object']
         else:
             omit = [name for name, u in zip(CONTEXT_ATTRIBUTES, context_draws)
                     if u < self.omit_context]
-            omit += [name for name, u in zip(('colour', 'pattern'), look_draws)
+            omit += [name for name, u in zip(LOOK_ATTRIBUTES, look_draws)
                      if u < self.omit_look]
         pixels = np.asarray(render_scene(scene, size=self.size), dtype=np.float32)
         tensor = torch.from_numpy(pixels).permute(2, 0, 1).contiguous() / 127.5 - 1.0

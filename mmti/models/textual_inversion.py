@@ -113,7 +113,7 @@ class TextualInversion(BaseModel):
             noise_scheduler or dict(type='DDPMScheduler'), pretrained_model, subfolder='scheduler')
         self.inference_scheduler_cfg = self._check_scheduler(inference_scheduler)
         for name in FROZEN_MODULES:
-            getattr(self, name).requires_grad_(False).eval()
+            getattr(self, name).requires_grad_(False)  # eval mode: _set_modes below
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
         if compile_unet:
@@ -142,8 +142,8 @@ class TextualInversion(BaseModel):
         # Checkpoints hold only what training changes (see _trainable_state).
         self.register_state_dict_post_hook(_keep_trainable_state)
         self.register_load_state_dict_post_hook(_ignore_missing_frozen_keys)
-        # Placeholder tables were added inside the frozen encoders after those
-        # were put in eval; settle every module's mode once.
+        # Every module's mode, the placeholder tables inside the frozen
+        # encoders included, is set once here; train() then only acts on change.
         self._set_modes(self.training)
 
     def _build_more_text_encoders(self, weights_dtype: torch.dtype) -> None:
@@ -291,23 +291,24 @@ class TextualInversion(BaseModel):
         raise ValueError(f'Unknown mode {mode!r}.')
 
     def train(self, mode: bool = True) -> 'TextualInversion':
-        # Frozen parts always run as at inference (no dropout), so training
-        # sees the same network users will sample from.
-        frozen = [getattr(self, name) for name in self.FROZEN if name in self._modules]
         # mmengine's loop calls train() before every step, and a full walk of
-        # SD's ~1100 modules costs milliseconds (8% of a tiny-model CPU step).
+        # SD's ~1100 modules cost 2-5 ms of a 28 ms tiny-model CPU step.
         # Nothing to do when the mode already holds and the frozen parts are
         # still in eval; anything that changed a mode goes the full way.
-        if mode == self.training and not any(module.training for module in frozen):
+        if mode == self.training and not any(m.training for m in self._frozen_modules()):
             return self
         return self._set_modes(mode)
 
     def _set_modes(self, mode: bool) -> 'TextualInversion':
         super().train(mode)
-        for name in self.FROZEN:
-            if name in self._modules:
-                getattr(self, name).eval()
+        # Frozen parts always run as at inference (no dropout), so training
+        # sees the same network users will sample from.
+        for module in self._frozen_modules():
+            module.eval()
         return self
+
+    def _frozen_modules(self) -> list[torch.nn.Module]:
+        return [getattr(self, name) for name in self.FROZEN if name in self._modules]
 
     # ---------------------------------------------------------------- sampling
     def val_step(self, data: dict | None = None) -> list[dict]:

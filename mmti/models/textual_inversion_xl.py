@@ -55,7 +55,7 @@ class TextualInversionXL(TextualInversion):
         self.text_encoder_2 = build_component(
             cfg['text_encoder_2'] or dict(type='CLIPTextModelWithProjection'),
             self.pretrained_model, subfolder='text_encoder_2', torch_dtype=weights_dtype)
-        self.text_encoder_2.requires_grad_(False).eval()
+        self.text_encoder_2.requires_grad_(False)  # put in eval with the other frozen parts
         self.token_embedding_2 = PlaceholderEmbedding(
             self.text_encoder_2.get_input_embeddings(), first_new_id=len(self.tokenizer_2))
         self.text_encoder_2.set_input_embeddings(self.token_embedding_2)

@@ -47,8 +47,10 @@ class Scene:
                 raise ValueError(f'Unknown {name} {value!r}; choose from {list(allowed)}.')
 
 
-# What a caption may leave unsaid besides the object.
+# What a caption may leave unsaid: the setting, or the object's looks (its
+# shape is said whenever the object is).
 CONTEXT_ATTRIBUTES = ('size', 'position', 'background')
+LOOK_ATTRIBUTES = ('colour', 'pattern')
 
 
 def caption(scene: Scene, omit: Collection[str] = ()) -> str:
@@ -61,7 +63,7 @@ def caption(scene: Scene, omit: Collection[str] = ()) -> str:
     out ("a small on the left on a blue background"), which is how the
     paper's text similarity states an edit prompt without its concept.
     """
-    allowed = [*CONTEXT_ATTRIBUTES, 'colour', 'pattern', 'object']
+    allowed = [*CONTEXT_ATTRIBUTES, *LOOK_ATTRIBUTES, 'object']
     unknown = set(omit) - set(allowed)
     if unknown:
         raise ValueError(f'Cannot omit {sorted(unknown)}; only {allowed}.')
