@@ -8,6 +8,7 @@ import os
 import os.path as osp
 import sys
 
+import torch.distributed as dist
 from mmengine.config import Config, DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
@@ -63,6 +64,12 @@ def main(argv: list[str] | None = None) -> None:
         runner.train()
     except NonFiniteLossError as err:
         raise SystemExit(f'tools/train.py: error: {err}') from None
+    # A process that exits with its group alive can abort at interpreter exit
+    # ("terminate called without an active exception": gloo's threads still
+    # hold work; pytorch/pytorch#190489), failing a finished run. Only after
+    # success: a rank that failed mid-collective would wait here for the others.
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == '__main__':
