@@ -126,6 +126,16 @@ class TextualInversionDataset(Dataset):
         self.latent_cacheable = all(getattr(t, 'cache_safe', False)
                                     for t in self.pipeline.transforms)
 
+    def distinct_captions(self) -> list[str]:
+        """Every caption this dataset can produce, each once, in first-seen order.
+
+        Lets the model check before step 1 that each caption holds the
+        trainable placeholder and fits the text encoder.
+        """
+        filled = (fill_template(t, self.placeholder_token)
+                  for templates in self.image_templates for t in templates)
+        return list(dict.fromkeys(filled))
+
     @property
     def metainfo(self) -> dict:
         return {'placeholder_token': self.placeholder_token, 'images': len(self.images)}

@@ -96,6 +96,9 @@ class PlaceholderEmbedding(nn.Module):
         self.rows = nn.ParameterList(kept)
         del self.concepts[index]
 
+    def trainable_concepts(self) -> list[str]:
+        return [c for c, r in zip(self.concepts, self.rows) if r.requires_grad]
+
     def trainable_rows(self) -> Iterator[nn.Parameter]:
         return (r for r in self.rows if r.requires_grad)
 

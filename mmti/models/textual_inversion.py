@@ -208,6 +208,45 @@ class TextualInversion(BaseModel):
         """
         return self._token_cache(tokenizer or self.tokenizer, prompts, self.expand_prompt)
 
+    def check_training_captions(self, captions: Sequence[str],
+                                source: str = 'train_dataloader.dataset') -> None:
+        """Refuse, before step 1, captions that cannot train every trainable row.
+
+        Each caption must contain every trainable placeholder id (otherwise
+        those rows get no gradient and the run silently saves its
+        initialisation) and, placeholders expanded, fit the text encoder
+        (otherwise the last vectors and the end-of-text token are cut).
+
+        Args:
+            captions: Every distinct caption the dataset produces.
+            source: Config field the captions come from, for the message.
+        """
+        trainable = self.trainable_token_ids()
+        limit = self.tokenizer.model_max_length
+        longest, longest_caption = 0, ''
+        for caption in captions:
+            ids = self.tokenizer(self.expand_prompt(caption), truncation=False)['input_ids']
+            missing = [t for t in trainable if t not in ids]
+            if missing:
+                tokens = self.tokenizer.convert_ids_to_tokens(missing)
+                raise ValueError(
+                    f'{source} caption {caption!r} does not contain the trainable placeholder '
+                    f'{tokens[0]!r} (model.placeholder_token={self.placeholder_token!r}); those '
+                    'rows would never be trained. Declare the token once, at the top of the '
+                    'config (placeholder_token = ...), so model and dataset use the same one.')
+            if len(ids) > longest:
+                longest, longest_caption = len(ids), caption
+        if longest > limit:
+            raise ValueError(
+                f'{source} caption {longest_caption!r} is {longest} tokens with the placeholder '
+                f'expanded to {len(trainable)} vectors, but the text encoder reads {limit}; the '
+                'end would be cut. Lower model.num_vectors or shorten the templates.')
+
+    def trainable_token_ids(self) -> list[int]:
+        """Tokenizer ids of every trainable placeholder row."""
+        return [i for name in self.token_embedding.trainable_concepts()
+                for i in self.token_embedding.concept_id_range(name)]
+
     def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
         """Text-encoder hidden states ``[B, max_length, dim]`` for the UNet."""
         ids = self.tokenize(prompts).to(self.token_embedding.base.weight.device)
