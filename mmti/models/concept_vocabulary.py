@@ -185,7 +185,7 @@ class ConceptVocabulary:
                 seen[name] = token
         for slot in self.slots:
             vocab = slot.tokenizer.get_vocab()
-            taken = [n for n in seen if n in vocab]
+            taken = [n for n in seen if n in vocab or _is_base_word(slot, n)]
             if taken:
                 raise ValueError(
                     f'Token(s) {taken[:5]} are already in the tokenizer vocabulary ({slot.name}, '
@@ -221,6 +221,13 @@ class ConceptVocabulary:
             self.expand_prompt.restore(expansions)
             self._token_ids.clear()
             raise
+
+
+def _is_base_word(slot: TextSlot, name: str) -> bool:
+    """True if the tokenizer already reads ``name`` as one word of its own vocabulary
+    (``sofa`` is ``sofa</w>`` in CLIP's table); adding it would take over that word."""
+    ids = slot.tokenizer.encode(name, add_special_tokens=False)
+    return len(ids) == 1 and ids[0] < slot.table.first_new_id
 
 
 def _as_rows(token: str, value, origin: str, slot: TextSlot) -> torch.Tensor:
