@@ -6,7 +6,6 @@ themselves (shape, dimension, finite values) is the vocabulary's job.
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import torch
 
 from mmti.fileio import describe_dim, read_embedding_file
 

@@ -4,34 +4,33 @@ The whole algorithm is :meth:`TextualInversion.loss`: encode the images to
 latents, noise them at a random timestep, condition the frozen UNet on a
 caption that contains the placeholder, and regress the noise (or velocity).
 Only the placeholder rows of the token table receive gradients.
-"""
-import logging
-import secrets
-from collections.abc import Sequence
-from pathlib import Path
 
-import diffusers
+Around it: :mod:`.concept_vocabulary` (placeholders in every tokenizer and
+table, changed all-or-nothing), :mod:`.concept_files` (embedding files in and
+out), :mod:`.sampling` (diffusers pipelines from the model's own modules),
+:mod:`.trainable_state` (checkpoints hold the concept rows only).
+"""
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
-from mmengine.logging import print_log
 from mmengine.model import BaseModel
-from PIL import Image
 
-from mmti.fileio import write_embedding_file
 from mmti.registry import MODELS
-from .concept_sources import read_concepts, second_file
+from .concept_files import ConceptFilesMixin
 from .concept_vocabulary import ConceptVocabulary, TextSlot
 from .data_preprocessor import TextualInversionDataPreprocessor
 from .placeholder_embedding import PlaceholderEmbedding
 from .placeholder_tokens import single_token_id, vector_token_names
 from .pretrained import build_component, torch_dtype
+from .sampling import DiffusersSamplingMixin
 from .sample_noise import SampleNoise, weights_dtype
 from .trainable_state import ignore_missing_frozen_keys, keep_trainable_state
 
 
 @MODELS.register_module()
-class TextualInversion(BaseModel):
+class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
     """Learn a new word for a frozen Stable Diffusion model.
 
     Args:
@@ -189,60 +188,10 @@ class TextualInversion(BaseModel):
         """Rewrites ``<tok>`` as all of its vector tokens."""
         return self.vocabulary.expand_prompt
 
-    def _initial_rows(self, path: str, token: str | None, num_vectors: int) -> list[torch.Tensor]:
-        concepts, origin = read_concepts(path, None, self.TEXT_SLOTS, self.vocabulary.dims)
-        if token is None:
-            token = (self.placeholder_token if self.placeholder_token in concepts
-                     else next(iter(concepts)) if len(concepts) == 1 else None)
-        if token not in concepts:
-            raise ValueError(f'initial_embedding {origin} holds {list(concepts)}; set '
-                             'initial_embedding_token to the one to start from.')
-        rows = concepts[token]
-        found = rows[0].shape[0] if rows[0].ndim == 2 else 1
-        if found != num_vectors:
-            raise ValueError(f'initial_embedding {origin} has {found} vector(s) for {token!r} but '
-                             f'num_vectors={num_vectors}; set num_vectors={found}.')
-        return rows
-
     def tokenize(self, prompts: Sequence[str], tokenizer=None) -> torch.Tensor:
         """Token ids ``[B, max_length]`` with placeholders expanded (cached per prompt)."""
         slot = 0 if tokenizer is None else [t for t, _ in self._text_encoders()].index(tokenizer)
         return self.vocabulary.tokenize(prompts, slot)
-
-    def check_training_captions(self, captions: Sequence[str],
-                                source: str = 'train_dataloader.dataset') -> None:
-        """Refuse, before step 1, captions that cannot train every trainable row.
-
-        Each caption must contain every trainable placeholder id (otherwise
-        those rows get no gradient and the run silently saves its
-        initialisation) and, placeholders expanded, fit the text encoder
-        (otherwise the last vectors and the end-of-text token are cut).
-
-        Args:
-            captions: Every distinct caption the dataset produces.
-            source: Config field the captions come from, for the message.
-        """
-        for slot, (tokenizer, _) in enumerate(self._text_encoders()):
-            trainable = self.vocabulary.trainable_ids(slot)
-            limit = tokenizer.model_max_length
-            longest, longest_caption = 0, ''
-            for caption in captions:
-                ids = tokenizer(self.expand_prompt(caption), truncation=False, verbose=False)['input_ids']
-                missing = [t for t in trainable if t not in ids]
-                if missing:
-                    raise ValueError(
-                        f'{source} caption {caption!r} does not contain the trainable placeholder '
-                        f'{tokenizer.convert_ids_to_tokens(missing)[0]!r} '
-                        f'(model.placeholder_token={self.placeholder_token!r}); those rows would '
-                        'never be trained. Declare the token once, at the top of the config '
-                        '(placeholder_token = ...), so model and dataset use the same one.')
-                if len(ids) > longest:
-                    longest, longest_caption = len(ids), caption
-            if longest > limit:
-                raise ValueError(
-                    f'{source} caption {longest_caption!r} is {longest} tokens with the placeholder '
-                    f'expanded to {len(trainable)} vectors, but the text encoder reads {limit}; the '
-                    'end would be cut. Lower model.num_vectors or shorten the templates.')
 
     def trainable_token_ids(self) -> list[int]:
         """Tokenizer ids of every trainable placeholder row (first text encoder)."""
@@ -349,206 +298,3 @@ class TextualInversion(BaseModel):
 
     def _frozen_modules(self) -> list[torch.nn.Module]:
         return [getattr(self, name) for name in self.FROZEN if name in self._modules]
-
-    # ---------------------------------------------------------------- sampling
-    def val_step(self, data: dict | None = None) -> list[dict]:
-        """Render the validation prompts (or ``data['prompts']``)."""
-        prompts = list((data or {}).get('prompts') or self.validation_prompts)
-        if not prompts:
-            return []
-        samples = self.infer(prompts, **self.validation_cfg)['samples']
-        per_prompt = len(samples) // len(prompts)
-        return [{'prompt': prompts[i // per_prompt], 'sample': s} for i, s in enumerate(samples)]
-
-    def test_step(self, data: dict | None = None) -> list[dict]:
-        return self.val_step(data)
-
-    @torch.no_grad()
-    def infer(self,
-              prompt: str | Sequence[str],
-              negative_prompt: str | Sequence[str] | None = None,
-              num_inference_steps: int = 50,
-              guidance_scale: float | None = None,
-              height: int | None = None,
-              width: int | None = None,
-              num_images_per_prompt: int = 1,
-              seed: int | None = None,
-              scheduler: str | dict | None = None,
-              show_progress: bool = True,
-              **pipeline_kwargs) -> dict[str, list[Image.Image]]:
-        """Sample images with a diffusers pipeline made of this model's modules.
-
-        The pipeline shares (does not copy) the UNet, VAE and text encoders;
-        prompts are encoded by this model, exactly as in training.
-        Randomness comes from a local generator seeded with ``seed``: the
-        global RNG is neither read nor reseeded.
-
-        Args:
-            guidance_scale: Classifier-free guidance; None: 7.5 (SD), 5.0 (SDXL).
-            Others: as diffusers' pipelines.
-
-        Returns:
-            dict: ``{'samples': [PIL.Image, ...]}``, ``num_images_per_prompt``
-            images per prompt, in prompt order.
-        """
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        negatives = negative_prompt if negative_prompt is not None else ''
-        negatives = [negatives] * len(prompts) if isinstance(negatives, str) else list(negatives)
-        if len(negatives) != len(prompts):
-            raise ValueError(f'Got {len(prompts)} prompts but {len(negatives)} negative prompts.')
-        self._warn_long_prompts(prompts + negatives)
-        # diffusers resets *both* sides when either is None; fill each alone.
-        native_h, native_w = self.native_image_size()
-        height, width = height or native_h, width or native_w
-        was_training = self.training
-        self.eval()
-        try:
-            pipeline = self.PIPELINE(**self.pipeline_components(),
-                                     scheduler=self.build_inference_scheduler(scheduler))
-            pipeline.set_progress_bar_config(disable=not show_progress)
-            generator = torch.Generator(device=self.unet.device).manual_seed(
-                secrets.randbits(63) if seed is None else int(seed))
-            images = pipeline(
-                **self.prompt_embeds(prompts, negatives),
-                num_inference_steps=num_inference_steps,
-                guidance_scale=self.DEFAULT_GUIDANCE if guidance_scale is None else guidance_scale,
-                height=height, width=width, num_images_per_prompt=num_images_per_prompt,
-                generator=generator, output_type='pil', **pipeline_kwargs).images
-        finally:
-            self.train(was_training)
-        return {'samples': images}
-
-    def pipeline_components(self) -> dict:
-        """This model's own modules, as the diffusers pipeline names them."""
-        return dict(vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer,
-                    unet=self.unet, safety_checker=None, feature_extractor=None,
-                    requires_safety_checker=False)
-
-    def prompt_embeds(self, prompts: list[str], negatives: list[str]) -> dict[str, torch.Tensor]:
-        """The pipeline's prompt inputs, encoded by this model (placeholders expanded)."""
-        return dict(prompt_embeds=self.encode_prompt(prompts),
-                    negative_prompt_embeds=self.encode_prompt(negatives))
-
-    def _warn_long_prompts(self, prompts: Sequence[str]) -> None:
-        limit = self.tokenizer.model_max_length
-        for prompt in dict.fromkeys(prompts):
-            length = self.vocabulary.prompt_length(prompt)
-            if length > limit:
-                print_log(f'Prompt {prompt!r} is {length} tokens (placeholders expanded); the text '
-                          f'encoder reads {limit}, so the end is cut.', logger='current',
-                          level=logging.WARNING)
-
-    def native_image_size(self) -> tuple[int, int]:
-        """(height, width) the UNet was built for, in pixels."""
-        size = self.unet.config.sample_size
-        h, w = (size, size) if isinstance(size, int) else size
-        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        return h * factor, w * factor
-
-    def _check_scheduler(self, cfg: str | dict | None) -> dict:
-        if cfg is None:
-            cfg = dict(type=self.noise_scheduler.load_config(
-                self.pretrained_model, subfolder='scheduler')['_class_name'])
-        elif isinstance(cfg, str):
-            cfg = dict(type=cfg)
-        else:
-            cfg = dict(cfg)
-        name = cfg.get('type')
-        allowed = sorted({c.__name__ for c in self.noise_scheduler.compatibles}
-                         | {type(self.noise_scheduler).__name__})
-        if name not in allowed:
-            raise ValueError(
-                f'Unknown scheduler {name!r} for this model; use one of: {", ".join(allowed)}.')
-        return cfg
-
-    def build_inference_scheduler(self, cfg: str | dict | None = None):
-        """A fresh sampler configured from the training noise schedule."""
-        cfg = self.inference_scheduler_cfg if cfg is None else self._check_scheduler(cfg)
-        cfg = dict(cfg)
-        cls = getattr(diffusers, cfg.pop('type'))
-        return cls.from_config(self.noise_scheduler.config, **cfg)
-
-    # ------------------------------------------------------------- embeddings
-    def get_embeddings(self, tokens: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        """``{token: rows[n, dim]}`` (fp32 copies) of the first text encoder."""
-        return self.get_slot_embeddings(tokens)[0]
-
-    def get_slot_embeddings(self, tokens: Sequence[str] | None = None) -> list[dict[str, torch.Tensor]]:
-        """One ``{token: rows}`` dict (fp32 copies) per text encoder."""
-        tokens = self.concepts if tokens is None else list(tokens)
-        unknown = [t for t in tokens if t not in self.concepts]
-        if unknown:
-            raise KeyError(f'No embedding for {unknown}; this model has {self.concepts}.')
-        rows = {t: self.vocabulary.rows(t) for t in tokens}
-        return [{t: rows[t][slot].detach().float().cpu().clone() for t in tokens}
-                for slot in range(len(self.TEXT_SLOTS))]
-
-    def save_embeddings(self, path: str, tokens: Sequence[str] | None = None,
-                        step: int | None = None, format: str | None = None) -> str:
-        """Write learned rows to a file other tools load (atomically).
-
-        Args:
-            path: Output file.
-            tokens: Concepts to save; defaults to the trained placeholder.
-            step: Training step, recorded in the file.
-            format: 'diffusers' (``{"<tok>": tensor[n, dim]}``; for SDXL the
-                ``learned_embeds.safetensors`` + ``_2`` pair), 'a1111' (``.pt``),
-                'safetensors' (``{"emb_params": ...}``) or, SDXL only, 'sdxl'
-                (``{"clip_l", "clip_g"}``, its default). Non-finite rows are refused.
-        """
-        format = format or self.DEFAULT_FORMAT
-        per_slot = self.get_slot_embeddings([self.placeholder_token] if tokens is None else tokens)
-        meta = dict(step=step, metadata={'base_model': str(self.pretrained_model)})
-        for slot_name, embeddings in zip(self.TEXT_SLOTS, per_slot):
-            for token, rows in embeddings.items():
-                if not torch.isfinite(rows).all():
-                    raise ValueError(f'Rows of {token!r} ({slot_name}) are not finite; not writing '
-                                     f'{path}. Save from an earlier, finite checkpoint.')
-        if len(per_slot) == 2 and format != 'sdxl':
-            write_embedding_file(second_file(Path(path)), per_slot[1], format, **meta)
-            per_slot = per_slot[:1]
-        return str(write_embedding_file(path, per_slot[0], format,
-                                        embeddings_2=per_slot[1] if len(per_slot) == 2 else None,
-                                        **meta))
-
-    def load_embeddings(self, source, token: str | None = None,
-                        replace: bool = False) -> list[str]:
-        """Load embeddings from files, folders or dicts; returns the tokens loaded.
-
-        All or nothing: every source is read and checked before the model
-        changes, so a bad source leaves the model exactly as it was. Rows for
-        the model's own placeholder replace its rows (same shape); a new
-        token is added, frozen; a token loaded earlier is refused unless
-        ``replace=True``; a word of the base vocabulary is always refused.
-
-        Args:
-            source: A file, a folder with ``learned_embeds.*``, a
-                ``{token: rows}`` dict (SDXL: ``{token: (clip_l, clip_g)}``),
-                or a list of these.
-            token: Name for a single-concept source (overrides the file's).
-            replace: Allow replacing rows loaded earlier.
-        """
-        sources = list(source) if isinstance(source, (list, tuple)) else [source]
-        if token is not None and len(sources) != 1:
-            raise ValueError('`token` renames a single source; give one file or dict.')
-        concepts, origins = {}, {}
-        for item in sources:
-            found, origin = read_concepts(item, token, self.TEXT_SLOTS, self.vocabulary.dims)
-            twice = [t for t in found if t in concepts]
-            if twice:
-                raise ValueError(f'Token(s) {twice} are in both {origins[twice[0]]} and {origin}; '
-                                 'load one of them, or rename with token=.')
-            concepts.update(found)
-            origins.update(dict.fromkeys(found, origin))
-        replaceable = self.concepts if replace else [self.placeholder_token]
-        return self.vocabulary.update(concepts, trainable=False, replaceable=replaceable,
-                                      origins=origins)
-
-    def unload_embeddings(self, tokens: Sequence[str] | None = None) -> list[str]:
-        """Remove concepts; with no argument, every one (the trained one too).
-
-        The tokenizers and token tables return to exactly their earlier size
-        and values: ids of the remaining concepts close up, as if the removed
-        ones had never been added.
-        """
-        return self.vocabulary.remove(self.concepts if tokens is None else tokens)
