@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from mmengine.logging import print_log
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mmti.utils import UserError, one_line
 
@@ -224,7 +224,7 @@ def decode_image(path: str | os.PathLike,
             # EXIF rotation by 90 degrees swaps the sides of the original too.
             original = full if upright.size == img.size else (full[1], full[0])
             mode, decoded_size = upright.mode, upright.size
-            rgb, note = _to_rgb(upright, path)
+            rgb, note = to_rgb(upright, path)
         except ImageError:
             raise
         except Exception as err:  # truncated data, bad chunks, unknown compression ...
@@ -239,7 +239,11 @@ _FIX_SIZE = ('downscale it (e.g. to 2048 px on the shorter side) or remove it fr
 
 
 def _unreadable(path: Path, err: Exception) -> ImageError:
-    return ImageError(f'Cannot read image {path}: {one_line(err)}. Re-save it or remove it '
+    reason = one_line(err)
+    if isinstance(err, UnidentifiedImageError):  # its message repeats the path
+        empty = path.is_file() and path.stat().st_size == 0
+        reason = 'the file is empty' if empty else 'its contents are no image format Pillow knows'
+    return ImageError(f'Cannot read image {path}: {reason}. Re-save it or remove it '
                       'from the concept folder.')
 
 
@@ -247,7 +251,8 @@ def _check_shape(path: Path, size: tuple[int, int], max_aspect_ratio: float) -> 
     w, h = size
     ratio = max(w, h) / max(1, min(w, h))
     if ratio > max_aspect_ratio:
-        raise ImageError(f'Image {path} is {w}x{h} pixels, an aspect ratio of {ratio:.3g}:1 (more '
+        shown = f'{ratio:.3g}' if ratio < 1000 else f'{ratio:.0f}'
+        raise ImageError(f'Image {path} is {w}x{h} pixels, an aspect ratio of {shown}:1 (more '
                          f'than {max_aspect_ratio:g}:1 is refused: a square crop would show a '
                          'sliver of it); crop it nearer to a square or remove it from the '
                          'concept folder.')
@@ -263,8 +268,17 @@ def shorter_side_size(size: tuple[int, int], shorter_side: int) -> tuple[int, in
 # --------------------------------------------------------------------------- modes
 
 
-def _to_rgb(img: Image.Image, path: Path) -> tuple[Image.Image, str]:
-    """RGB with the same appearance; transparent pixels shown on white."""
+def to_rgb(img: Image.Image, path: str | os.PathLike = '<image>') -> tuple[Image.Image, str]:
+    """``img`` as RGB with the same appearance, and how its range was read.
+
+    Transparent pixels are shown on white. 16-bit, 32-bit and float grey
+    images are scaled by their real range (see :func:`_to_8bit_grey`) rather
+    than clipped. ``path`` only names the image in errors.
+
+    Returns:
+        The RGB image and a note such as ``'I;16 read as 0..65535'`` ('' for
+        8-bit modes).
+    """
     note = ''
     alpha = None
     if img.mode in ('I', 'F') or img.mode.startswith(('I;', 'F;')):
