@@ -100,7 +100,8 @@ class ConceptFolder:
         skipped = [(self.other_files, 'not an image by extension'), (self.hidden, 'hidden'),
                    (self.folders, 'folders or broken links, not searched')]
         parts = [f'{len(paths)} {why} ({_names(paths)})' for paths, why in skipped if paths]
-        line = f'Concept folder {self.root}: using {len(self.images)} images ({_names(self.images)})'
+        line = (f'Concept folder {self.root}: using {len(self.images)} images '
+                f'({_names(self.images)})')
         return line + (f'; skipped {"; ".join(parts)}' if parts else '')
 
 
@@ -220,17 +221,23 @@ def decode_image(path: str | os.PathLike,
                              f'the {max_pixels / _MEGA:.0f} MP mmti decodes; {_FIX_SIZE}')
         try:
             img.load()
-            upright = ImageOps.exif_transpose(img)
+            stored = img.size
+            ImageOps.exif_transpose(img, in_place=True)  # no full-size copy
             # EXIF rotation by 90 degrees swaps the sides of the original too.
-            original = full if upright.size == img.size else (full[1], full[0])
-            mode, decoded_size = upright.mode, upright.size
-            rgb, note = to_rgb(upright, path)
+            original = full if img.size == stored else (full[1], full[0])
+            mode, decoded_size = img.mode, img.size
+            reduce_to = (shorter_side_size(img.size, shorter_side)
+                         if shorter_side and min(img.size) > shorter_side else None)
+            if reduce_to and mode == 'RGB' and 'transparency' not in img.info:
+                # Same pixels as converting first (a plain copy), without the copy.
+                return DecodedImage(img.resize(reduce_to, resample), original, decoded_size, mode)
+            rgb, note = to_rgb(img, path)
         except ImageError:
             raise
         except Exception as err:  # truncated data, bad chunks, unknown compression ...
             raise _unreadable(path, err) from err
-    if shorter_side and min(rgb.size) > shorter_side:
-        rgb = rgb.resize(shorter_side_size(rgb.size, shorter_side), resample)
+    if reduce_to:
+        rgb = rgb.resize(reduce_to, resample)
     return DecodedImage(rgb, original, decoded_size, mode, note)
 
 
@@ -259,7 +266,7 @@ def _check_shape(path: Path, size: tuple[int, int], max_aspect_ratio: float) -> 
 
 
 def shorter_side_size(size: tuple[int, int], shorter_side: int) -> tuple[int, int]:
-    """``(width, height)`` with the shorter side ``shorter_side``, as ResizeShorterSide computes it."""
+    """``(width, height)`` scaled to ``shorter_side``: ResizeShorterSide's rule."""
     w, h = size
     scale = shorter_side / min(w, h)
     return max(shorter_side, round(w * scale)), max(shorter_side, round(h * scale))

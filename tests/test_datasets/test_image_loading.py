@@ -119,8 +119,8 @@ def test_declared_size_over_our_limit_is_refused_before_decoding(tmp_path):
     # 100 MP: PIL would only warn; mmti refuses above MAX_PIXELS (8192 x 8192).
     path = declared_png(tmp_path / 'huge.png', 10000, 10000)
     assert 10000 * 10000 > MAX_PIXELS
-    with pytest.raises(ImageError, match=re.escape(str(path)) + r' is 10000x10000 pixels '
-                                         r'\(100 MP\), more than the 67 MP mmti decodes; downscale'):
+    pattern = r' is 10000x10000 pixels \(100 MP\), more than the 67 MP mmti decodes; downscale'
+    with pytest.raises(ImageError, match=re.escape(str(path)) + pattern):
         load_rgb(path)
 
 
@@ -222,7 +222,8 @@ def test_reduction_gives_the_same_samples_as_the_full_image(tmp_path):
     """Reducing with ResizeShorterSide's own rule and filter leaves it nothing to do."""
     root = tmp_path / 'exact'
     root.mkdir()
-    sources = {'a.png': noise((301, 199), 1), 'b.png': noise((150, 402), 2), 'c.png': noise((64, 90), 3)}
+    sources = {'a.png': noise((301, 199), 1), 'b.png': noise((150, 402), 2),
+               'c.png': noise((64, 90), 3)}
     for name, img in sources.items():
         img.save(root / name)
     for interpolation in ('bicubic', 'lanczos', 'bilinear'):
@@ -442,4 +443,5 @@ def test_dataset_logs_the_range_of_high_bit_depth_images(tmp_path, log_lines):
     _grey(32896, np.uint16, (64, 64)).save(root / 'scan.png')
     Image.new('RGB', (64, 64)).save(root / 'photo.png')
     TextualInversionDataset(root, TOKEN)
-    assert log_lines[-1] == f'Decoded 2 images from {root}; scaled to 8 bits: scan.png: I;16 read as 0..65535'
+    assert log_lines[-1] == (f'Decoded 2 images from {root}; scaled to 8 bits: '
+                             'scan.png: I;16 read as 0..65535')
