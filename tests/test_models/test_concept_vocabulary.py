@@ -205,3 +205,22 @@ def test_sdxl_good_load_after_a_refused_one(xl):
     assert torch.equal(xl.token_embedding_2.concept_rows('<z>').detach(), pair[1])
     xl.unload_embeddings(['<z>'])
     assert xl.concepts == ['<cat-toy>']
+
+
+def test_inference_prompts_over_the_limit_warn_with_their_length(model):
+    import logging
+
+    from mmengine.logging import MMLogger
+    records = []
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        long_prompt = 'a <kept> ' + 'very ' * 80 + 'long prompt'
+        model.infer([long_prompt, 'a <kept>'], num_inference_steps=1, seed=0, show_progress=False)
+    finally:
+        logger.removeHandler(handler)
+    messages = [r.getMessage() for r in records]
+    assert messages == [f'Prompt {long_prompt!r} is 87 tokens (placeholders expanded); the text '
+                        'encoder reads 77, so the end is cut.']
