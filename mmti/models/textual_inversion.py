@@ -20,6 +20,7 @@ from mmengine.model import BaseModel
 from mmti.registry import MODELS
 from .concept_files import ConceptFilesMixin
 from .concept_vocabulary import ConceptVocabulary, TextSlot
+from .latents import encode_posterior
 from .data_preprocessor import TextualInversionDataPreprocessor
 from .placeholder_embedding import PlaceholderEmbedding
 from .placeholder_tokens import single_token_id, vector_token_names
@@ -253,21 +254,8 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
 
     def encode_posterior(self, images: torch.Tensor,
                          keys: Sequence[str | None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std of the VAE's latent distribution for each image.
-
-        With the latent cache on and keys given, each variant is encoded once,
-        on its own (so its value never depends on which batch it first came
-        in, which keeps resumed runs bitwise identical), then reused.
-        """
-        if self.latent_cache is None or keys is None or any(k is None for k in keys):
-            posterior = self.vae.encode(images.to(weights_dtype(self.vae))).latent_dist
-            return posterior.mean, posterior.std
-        for i, key in enumerate(keys):
-            if key not in self.latent_cache:
-                posterior = self.vae.encode(images[i:i + 1].to(weights_dtype(self.vae))).latent_dist
-                self.latent_cache[key] = (posterior.mean[0], posterior.std[0])
-        cached = [self.latent_cache[k] for k in keys]
-        return torch.stack([m for m, _ in cached]), torch.stack([s for _, s in cached])
+        """Mean and std of each image's latent distribution (see :func:`.latents.encode_posterior`)."""
+        return encode_posterior(self.vae, images, keys, self.latent_cache)
 
     def forward(self, inputs: torch.Tensor, captions: Sequence[str] | None = None,
                 noise_seeds: Sequence[int] | None = None,

@@ -20,7 +20,8 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from mmti.registry import MODELS
 from ..data_preprocessor import TextualInversionDataPreprocessor
-from ..sample_noise import SampleNoise, weights_dtype
+from ..latents import encode_posterior
+from ..sample_noise import SampleNoise
 from ..token_cache import TokenIdCache
 from .autoencoder_pretraining import atomic_export
 
@@ -144,15 +145,7 @@ class DiffusionPretraining(BaseModel):
     @torch.no_grad()
     def encode_posterior(self, images: torch.Tensor,
                          keys: Sequence[str | None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.latent_cache is None or keys is None or any(k is None for k in keys):
-            posterior = self.vae.encode(images.to(weights_dtype(self.vae))).latent_dist
-            return posterior.mean, posterior.std
-        for i, key in enumerate(keys):
-            if key not in self.latent_cache:
-                posterior = self.vae.encode(images[i:i + 1].to(weights_dtype(self.vae))).latent_dist
-                self.latent_cache[key] = (posterior.mean[0], posterior.std[0])
-        cached = [self.latent_cache[k] for k in keys]
-        return torch.stack([m for m, _ in cached]), torch.stack([s for _, s in cached])
+        return encode_posterior(self.vae, images, keys, self.latent_cache)
 
     def loss(self, images: torch.Tensor, captions: Sequence[str],
              noise_seeds: Sequence[int] | None = None,
