@@ -1,50 +1,30 @@
 """Unit-norm CLIP image and text features from a local CLIP folder.
 
-Preprocessing is CLIP's own recipe written with PIL and numpy (no
-torchvision, no ``CLIPProcessor``): resize the shorter side to the vision
-tower's input size (bicubic), centre crop, scale to [0, 1], normalise.
+Images are prepared by transformers' own CLIP recipe (``CLIPImageProcessorPil``:
+shorter side to the vision tower's size, bicubic, centre crop, normalise), the
+PIL backend, so no torchvision is needed.
 """
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
+from transformers import CLIPImageProcessorPil
+from transformers.utils.constants import OPENAI_CLIP_MEAN as CLIP_MEAN
+from transformers.utils.constants import OPENAI_CLIP_STD as CLIP_STD
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def _resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
-    w, h = image.size
-    if min(w, h) == size:
-        return image
-    if w <= h:
-        new_w, new_h = size, max(size, round(h * size / w))
-    else:
-        new_w, new_h = max(size, round(w * size / h)), size
-    return image.resize((new_w, new_h), Image.BICUBIC)
-
-
-def _center_crop(image: Image.Image, size: int) -> Image.Image:
-    w, h = image.size
-    left = round((w - size) / 2.0)
-    top = round((h - size) / 2.0)
-    return image.crop((left, top, left + size, top + size))
+__all__ = ['CLIP_MEAN', 'CLIP_STD', 'ClipScorer', 'preprocess_images']
 
 
 def preprocess_images(images: Sequence[Image.Image], size: int) -> torch.Tensor:
     """PIL images -> float tensor [N, 3, size, size], CLIP-normalised."""
-    mean = np.asarray(CLIP_MEAN, dtype=np.float32)
-    std = np.asarray(CLIP_STD, dtype=np.float32)
-    arrays = []
-    for image in images:
-        image = _center_crop(_resize_shorter_side(image.convert('RGB'), size), size)
-        array = np.asarray(image, dtype=np.float32) / 255.0  # [H, W, 3]
-        arrays.append(((array - mean) / std).transpose(2, 0, 1))
-    if not arrays:
+    images = list(images)
+    if not images:
         return torch.empty(0, 3, size, size)
-    return torch.from_numpy(np.stack(arrays))
+    processor = CLIPImageProcessorPil(size={'shortest_edge': size},
+                                      crop_size={'height': size, 'width': size})
+    return processor(images=[image.convert('RGB') for image in images],
+                     return_tensors='pt')['pixel_values']
 
 
 class ClipScorer:

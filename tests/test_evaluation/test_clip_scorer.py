@@ -36,6 +36,16 @@ def test_preprocessing_crops_the_centre_of_the_shorter_side():
     assert not torch.allclose(pixels[0], black[:, None, None].expand(3, 32, 32))
 
 
+def test_square_images_get_exactly_the_bicubic_resize_the_metric_used_before():
+    # The toy world's samples are square: switching to transformers' CLIP
+    # preprocessing left their pixels, and so the committed metrics, unchanged.
+    image = _images(1, size=(24, 24))[0]
+    pixels = preprocess_images([image], 32)
+    resized = np.asarray(image.resize((32, 32), Image.BICUBIC), dtype=np.float32) / 255.0
+    expected = (resized - np.asarray(CLIP_MEAN, dtype=np.float32)) / np.asarray(CLIP_STD, dtype=np.float32)
+    assert torch.allclose(pixels[0], torch.from_numpy(expected.transpose(2, 0, 1)), atol=1e-6)
+
+
 def test_features_are_unit_norm_and_batched(scorer):
     images = _images(5)
     features = scorer.image_features(images)  # batch_size=2: three batches

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
 from transformers import CLIPConfig, CLIPModel, CLIPTextModel, CLIPTokenizer
+from transformers.utils.constants import OPENAI_CLIP_MEAN as CLIP_MEAN
+from transformers.utils.constants import OPENAI_CLIP_STD as CLIP_STD
 
 from mmti.registry import MODELS
 from ..data_preprocessor import TextualInversionDataPreprocessor
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SD_MAX_LENGTH = 77  # Stable Diffusion pads every prompt to 77 tokens
 
 # The real CLIP BPE vocabulary and special tokens, as in SD's text encoder.
