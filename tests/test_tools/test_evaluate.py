@@ -53,7 +53,7 @@ def test_evaluate_cli_bad_input_is_one_line(case, tiny_clip, embedding_file, tmp
     clip, concept = tiny_clip, str(CAT_TOY)
     expected = {'no clip': 'does not exist', 'clip without config': 'no config.json',
                 'clip without weights': 'no weights',
-                'no concept dir': 'is not a folder', 'empty concept dir': 'has no images'}[case]
+                'no concept dir': 'does not exist or is not a folder', 'empty concept dir': 'has no images'}[case]
     if case == 'no clip':
         clip = str(tmp_path / 'missing')
     elif case == 'clip without config':
