@@ -18,6 +18,7 @@ traceback.
 """
 import argparse
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -100,7 +101,9 @@ def load_config(args: argparse.Namespace) -> Config:
     if not Path(args.config).is_file():
         raise UserError(f'Config {args.config} does not exist; pass the training config '
                         '(e.g. configs/textual_inversion.py).')
-    cfg = Config.fromfile(args.config)
+    # Its custom imports (the models, hence transformers and its import-time
+    # warnings) wait until the input is checked; main() imports the models.
+    cfg = Config.fromfile(args.config, import_custom_modules=False)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     return cfg
@@ -116,9 +119,10 @@ def check_scheduler(name: str | None, cfg: Config) -> None:
     import diffusers
     base = (cfg.model.get('noise_scheduler') or {}).get('type', 'DDPMScheduler')
     base_cls = getattr(diffusers, str(base), None)
-    if base_cls is None or not hasattr(base_cls, 'compatibles'):
+    if base_cls is None or not hasattr(base_cls, '_get_compatibles'):
         return  # a custom schedule: leave the verdict to the model
-    allowed = sorted({c.__name__ for c in base_cls.compatibles} | {base_cls.__name__})
+    # The classmethod behind the instances' ``compatibles``, as the model asks it.
+    allowed = sorted({c.__name__ for c in base_cls._get_compatibles()} | {base_cls.__name__})
     if name not in allowed:
         raise UserError(f'--scheduler {name!r} is not a sampler for this model; use one of: '
                         f'{", ".join(allowed)}.')
@@ -144,8 +148,10 @@ def check_embeddings(path: str, cfg: Config) -> None:
         return
     for name, rows in contents.embeddings.items():
         if rows.shape[1] != dim:
+            sdxl = (' (an SDXL embedding, clip_l + clip_g: use it with an SDXL config)'
+                    if contents.embeddings_2 else '')
             raise UserError(
-                f'Embedding {name!r} from {path} has shape {tuple(rows.shape)}: dimension '
+                f'Embedding {name!r} from {path}{sdxl} has shape {tuple(rows.shape)}: dimension '
                 f'{describe_dim(rows.shape[1])}, but this text encoder uses dimension '
                 f'{describe_dim(dim)}; it was made for another base model than '
                 f'{cfg.model.get("pretrained_model")}.')
@@ -257,14 +263,17 @@ def main(argv: list[str] | None = None, progress: dict | None = None) -> list[Pa
     warn_long_prompts(model, [*args.prompt, args.negative_prompt or ''])
     native_h, native_w = model.native_image_size()
     height, width = args.height or native_h, args.width or native_w
-    jobs = [(prompt, i) for prompt in args.prompt for i in range(args.num_images)]
-    check_disk(args.out_dir, len(jobs), height, width)
     batch = plan_batch(model, args, height, width)
+    check_disk(args.out_dir, len(args.prompt) * args.num_images, height, width)
 
     written = progress.setdefault('written', [])
     progress['out_dir'] = args.out_dir
-    for start in range(0, len(jobs), batch):
-        chunk = jobs[start:start + batch]
+    # Jobs are made chunk by chunk: --num-images may be large.
+    jobs = ((prompt, i) for prompt in args.prompt for i in range(args.num_images))
+    for start in itertools.count(0, batch):
+        chunk = list(itertools.islice(jobs, batch))
+        if not chunk:
+            break
         samples = model.infer(
             [prompt for prompt, _ in chunk], negative_prompt=args.negative_prompt,
             num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
