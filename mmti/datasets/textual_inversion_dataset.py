@@ -1,56 +1,24 @@
 """The few images of one concept, each paired with a templated caption."""
-import os
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from mmengine.dataset import Compose
-from PIL import Image, ImageOps, UnidentifiedImageError
+from mmengine.logging import print_log
+from PIL import Image
 from torch.utils.data import Dataset
 
 from mmti.registry import DATASETS, TRANSFORMS
 from . import transforms  # noqa: F401  (registers the transforms)
+from .image_loading import (DEFAULT_SHORTER_SIDE, IMAGE_EXTENSIONS, MAX_ASPECT_RATIO,
+                            DecodedImage, decode_image, list_concept_images, load_rgb)
 from .templates import fill_template, load_templates, read_template_file
+from .transforms.resize import _FILTERS, ResizeShorterSide
 
-IMAGE_EXTENSIONS = frozenset({'.png', '.jpg', '.jpeg', '.webp', '.bmp', '.gif', '.tif', '.tiff'})
-
-
-def list_concept_images(data_root: str | os.PathLike) -> list[Path]:
-    """Image files directly under ``data_root`` (by extension), sorted."""
-    root = Path(data_root)
-    if root.exists() and not root.is_dir():
-        raise NotADirectoryError(f'Concept folder {root} is a file, not a folder; set data_root '
-                                 'to the folder that holds the images.')
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f'Concept folder {root} does not exist; set data_root to a folder '
-            'with 3-5 images of your concept.')
-    entries = sorted(p for p in root.iterdir() if not p.name.startswith('.'))
-    images = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-    if not images:
-        found = [p.name for p in entries][:20]
-        raise ValueError(
-            f'Concept folder {root} has no images (looked for '
-            f'{", ".join(sorted(IMAGE_EXTENSIONS))}); found: {found or "nothing"}.')
-    return images
-
-
-def load_rgb(path: Path) -> Image.Image:
-    """Decode an image upright (EXIF orientation applied) as RGB."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            upright = ImageOps.exif_transpose(img)
-            if upright.mode in ('RGBA', 'LA', 'PA') or 'transparency' in upright.info:
-                # Transparent pixels hide arbitrary colours; show them as white.
-                rgba = upright.convert('RGBA')
-                canvas = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
-                return Image.alpha_composite(canvas, rgba).convert('RGB')
-            return upright.convert('RGB')
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f'Cannot read image {path}: {err}. Re-save it or remove it '
-                         'from the concept folder.') from None
+__all__ = ['IMAGE_EXTENSIONS', 'TextualInversionDataset', 'list_concept_images', 'load_rgb',
+           'read_caption_file', 'decode_target']
 
 
 def read_caption_file(image_path: Path) -> list[str]:
@@ -67,6 +35,36 @@ def read_caption_file(image_path: Path) -> list[str]:
             f'Caption file {path} needs one or more lines, each with "{{}}" where the '
             f'placeholder goes (like "a {{}} on a red sofa"); found {(bad or ["nothing"])[:3]}.')
     return templates
+
+
+def decode_target(pipeline: Sequence) -> tuple[int, Image.Resampling, str]:
+    """Shorter side and filter to keep the decoded images at, and why.
+
+    A pipeline that starts with ``ResizeShorterSide`` needs exactly its size;
+    reducing with its own size rule and filter leaves that transform nothing
+    to do, so the samples are pixel for pixel the same as from the full-size
+    image. Any other pipeline keeps ``DEFAULT_SHORTER_SIDE`` (or the largest
+    ``size`` one of its transforms asks for), reduced with LANCZOS.
+    """
+    first = pipeline[0] if len(pipeline) else None
+    if isinstance(first, ResizeShorterSide):
+        return first.size, _FILTERS[first.interpolation], "the pipeline's ResizeShorterSide"
+    sizes = [t.size for t in pipeline if isinstance(getattr(t, 'size', None), int)]
+    return (max([DEFAULT_SHORTER_SIDE, *sizes]), Image.Resampling.LANCZOS,
+            'the pipeline does not start with ResizeShorterSide')
+
+
+def _decode_summary(root, paths: list[Path], decoded: list[DecodedImage], side: int,
+                    why: str) -> str:
+    """One line: how many images were reduced, and any high-bit-depth scaling."""
+    reduced = [d for d in decoded if d.reduced]
+    line = f'Decoded {len(decoded)} images from {root}'
+    if reduced:
+        largest = max(reduced, key=lambda d: d.original_size[0] * d.original_size[1])
+        line += (f'; kept {len(reduced)} reduced to {side} px on the shorter side ({why}; '
+                 f'largest {largest.original_size[0]}x{largest.original_size[1]})')
+    notes = [f'{p.name}: {d.range_note}' for p, d in zip(paths, decoded) if d.range_note]
+    return line + (f'; scaled to 8 bits: {", ".join(notes)}' if notes else '')
 
 
 @DATASETS.register_module()
@@ -94,6 +92,13 @@ class TextualInversionDataset(Dataset):
         pipeline: Transforms (configs or callables).
         seed: Base of the per-sample generators; None takes torch's initial
             seed, which the runner sets from ``randomness.seed``.
+        max_aspect_ratio: Images more elongated than this (longer side /
+            shorter side) are refused, naming the file.
+
+    Images are decoded once and kept reduced to the shorter side the pipeline
+    needs (see :func:`decode_target`); files that are too large or too
+    elongated, or unreadable, stop the dataset with a one-line error naming
+    the file (see :mod:`mmti.datasets.image_loading`).
     """
 
     def __init__(self,
@@ -104,7 +109,8 @@ class TextualInversionDataset(Dataset):
                  caption_files: bool = False,
                  repeats: int = 100,
                  pipeline: Sequence = (),
-                 seed: int | None = None):
+                 seed: int | None = None,
+                 max_aspect_ratio: float = MAX_ASPECT_RATIO):
         if repeats < 1:
             raise ValueError(f'repeats must be >= 1, got {repeats}.')
         self.data_root = data_root
@@ -115,11 +121,19 @@ class TextualInversionDataset(Dataset):
         self.caption_files = bool(caption_files)
         self.image_templates = ([read_caption_file(p) for p in self.image_paths]
                                 if caption_files else [self.templates] * len(self.image_paths))
-        # 3-5 small images: decode once, and fail now on a bad file.
-        self.images = [load_rgb(p) for p in self.image_paths]
-        self.repeats = repeats
         # Built from our registry so mmti's transforms resolve without a default scope.
         self.pipeline = Compose([TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline])
+        # A few images, decoded once (failing now on a bad file) and kept no
+        # larger than the pipeline needs: 30 full-size phone photos are 2 GB.
+        side, resample, why = decode_target(self.pipeline.transforms)
+        decoded = [decode_image(p, side, resample, max_aspect_ratio=max_aspect_ratio)
+                   for p in self.image_paths]
+        print_log(_decode_summary(data_root, self.image_paths, decoded, side, why),
+                  logger='current', level=logging.INFO)
+        self.images = [d.image for d in decoded]
+        # (h, w) of the file for SDXL's size conditioning, where the kept copy is smaller.
+        self.original_sizes = [d.original_size[::-1] if d.reduced else None for d in decoded]
+        self.repeats = repeats
         self.seed = int(torch.initial_seed() if seed is None else seed) % 2**63
         # Latents can be cached when every transform's output is fixed by the
         # choices it records (crop position, flip); a random crop is not.
@@ -161,4 +175,6 @@ class TextualInversionDataset(Dataset):
             'latent_cacheable': self.latent_cacheable,
             'rng': rng,
         }
+        if self.original_sizes[image_index] is not None:
+            results['original_size'] = self.original_sizes[image_index]
         return self.pipeline(results)

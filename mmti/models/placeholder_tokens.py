@@ -62,9 +62,7 @@ def remove_added_tokens(tokenizer, names: list[str]) -> None:
 
     The result tokenizes exactly as if ``names`` had never been added.
     """
-    backend = getattr(tokenizer, '_tokenizer', None)
-    if backend is None:
-        raise NotImplementedError('Removing tokens needs a transformers fast tokenizer.')
+    backend = _backend(tokenizer)
     gone = set(names)
     # transformers has no public "remove token"; the backend's serialised form
     # lists added tokens with their ids, so we drop ours, renumber the ones
@@ -86,6 +84,23 @@ def remove_added_tokens(tokenizer, names: list[str]) -> None:
         raise RuntimeError(f'Could not shrink the tokenizer to {expected} tokens.')
 
 
+def tokenizer_state(tokenizer) -> str:
+    """The tokenizer's whole vocabulary state (added tokens included), to restore later."""
+    return _backend(tokenizer).to_str()
+
+
+def restore_tokenizer_state(tokenizer, state: str) -> None:
+    """Return ``tokenizer`` exactly to a state from :func:`tokenizer_state`."""
+    tokenizer._tokenizer = type(_backend(tokenizer)).from_str(state)
+
+
+def _backend(tokenizer):
+    backend = getattr(tokenizer, '_tokenizer', None)
+    if backend is None:
+        raise NotImplementedError('Changing the vocabulary needs a transformers fast tokenizer.')
+    return backend
+
+
 class PromptExpander:
     """Rewrites ``<tok>`` in prompts as ``<tok> <tok>_1 ... <tok>_{n-1}``."""
 
@@ -102,6 +117,13 @@ class PromptExpander:
     def remove(self, token: str, names: list[str]) -> None:
         for name in names:
             self._expansions.pop(name, None)
+        self._compile()
+
+    def state(self) -> dict[str, str]:
+        return dict(self._expansions)
+
+    def restore(self, state: dict[str, str]) -> None:
+        self._expansions = dict(state)
         self._compile()
 
     def _compile(self) -> None:

@@ -33,5 +33,7 @@ class ResizeShorterSide:
             img = source.resize(new_size, _FILTERS[self.interpolation]) if new_size != (w, h) else source
             self._memo.put(source, img)
         results['img'] = img
-        results['original_size'] = (h, w)
+        # The dataset may keep a reduced copy of a larger file; the file's size then
+        # comes with the sample (SDXL conditions on the size before resizing).
+        results['original_size'] = results.get('original_size', (h, w))
         return results

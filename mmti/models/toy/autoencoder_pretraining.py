@@ -18,7 +18,7 @@ from mmengine.model import BaseModel
 
 from mmti.registry import MODELS
 from ..data_preprocessor import TextualInversionDataPreprocessor
-from ..textual_inversion import _SampleNoise
+from ..sample_noise import SampleNoise
 
 
 def atomic_export(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -101,7 +101,7 @@ class AutoencoderPretraining(BaseModel):
 
     def loss(self, images: torch.Tensor,
              noise_seeds: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
-        rng = _SampleNoise(noise_seeds, images.shape[0], images.device)
+        rng = SampleNoise(noise_seeds, images.shape[0], images.device)
         posterior = self.vae.encode(images).latent_dist
         latents = posterior.mean + posterior.std * rng.randn(posterior.mean.shape[1:])
         recon = self.vae.decode(latents).sample

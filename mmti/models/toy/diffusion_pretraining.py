@@ -20,7 +20,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from mmti.registry import MODELS
 from ..data_preprocessor import TextualInversionDataPreprocessor
-from ..textual_inversion import _SampleNoise, _weights_dtype
+from ..sample_noise import SampleNoise, weights_dtype
 from ..token_cache import TokenIdCache
 from .autoencoder_pretraining import atomic_export
 
@@ -145,11 +145,11 @@ class DiffusionPretraining(BaseModel):
     def encode_posterior(self, images: torch.Tensor,
                          keys: Sequence[str | None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if self.latent_cache is None or keys is None or any(k is None for k in keys):
-            posterior = self.vae.encode(images.to(_weights_dtype(self.vae))).latent_dist
+            posterior = self.vae.encode(images.to(weights_dtype(self.vae))).latent_dist
             return posterior.mean, posterior.std
         for i, key in enumerate(keys):
             if key not in self.latent_cache:
-                posterior = self.vae.encode(images[i:i + 1].to(_weights_dtype(self.vae))).latent_dist
+                posterior = self.vae.encode(images[i:i + 1].to(weights_dtype(self.vae))).latent_dist
                 self.latent_cache[key] = (posterior.mean[0], posterior.std[0])
         cached = [self.latent_cache[k] for k in keys]
         return torch.stack([m for m, _ in cached]), torch.stack([s for _, s in cached])
@@ -158,7 +158,7 @@ class DiffusionPretraining(BaseModel):
              noise_seeds: Sequence[int] | None = None,
              latent_keys: Sequence[str | None] | None = None) -> dict[str, torch.Tensor]:
         """Stable Diffusion's denoising loss; draws as in ``TextualInversion.loss``."""
-        rng = _SampleNoise(noise_seeds, images.shape[0], images.device)
+        rng = SampleNoise(noise_seeds, images.shape[0], images.device)
         with torch.no_grad():
             mean, std = self.encode_posterior(images, latent_keys)
             latents = mean + std * rng.randn(mean.shape[1:])

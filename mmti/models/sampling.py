@@ -1,0 +1,141 @@
+"""Sampling through diffusers' own pipelines, assembled from a model's modules.
+
+Nothing is re-implemented or copied: the pipeline shares the model's UNet,
+VAE and text encoders, and is handed prompt embeddings the model encoded
+itself (placeholders expanded, exactly as in training).
+"""
+import logging
+import secrets
+from collections.abc import Sequence
+
+import diffusers
+import torch
+from mmengine.logging import print_log
+from PIL import Image
+
+
+class DiffusersSamplingMixin:
+    """``infer``/``val_step`` for :class:`~mmti.models.TextualInversion`.
+
+    The model class names its pipeline (``PIPELINE``), its default guidance
+    (``DEFAULT_GUIDANCE``) and, where they differ from SD's,
+    :meth:`pipeline_components` and :meth:`prompt_embeds`.
+    """
+
+    def val_step(self, data: dict | None = None) -> list[dict]:
+        """Render the validation prompts (or ``data['prompts']``)."""
+        prompts = list((data or {}).get('prompts') or self.validation_prompts)
+        if not prompts:
+            return []
+        samples = self.infer(prompts, **self.validation_cfg)['samples']
+        per_prompt = len(samples) // len(prompts)
+        return [{'prompt': prompts[i // per_prompt], 'sample': s} for i, s in enumerate(samples)]
+
+    def test_step(self, data: dict | None = None) -> list[dict]:
+        return self.val_step(data)
+
+    @torch.no_grad()
+    def infer(self,
+              prompt: str | Sequence[str],
+              negative_prompt: str | Sequence[str] | None = None,
+              num_inference_steps: int = 50,
+              guidance_scale: float | None = None,
+              height: int | None = None,
+              width: int | None = None,
+              num_images_per_prompt: int = 1,
+              seed: int | None = None,
+              scheduler: str | dict | None = None,
+              show_progress: bool = True,
+              **pipeline_kwargs) -> dict[str, list[Image.Image]]:
+        """Sample images with a diffusers pipeline made of this model's modules.
+
+        The pipeline shares (does not copy) the UNet, VAE and text encoders;
+        prompts are encoded by this model, exactly as in training.
+        Randomness comes from a local generator seeded with ``seed``: the
+        global RNG is neither read nor reseeded.
+
+        Args:
+            guidance_scale: Classifier-free guidance; None: 7.5 (SD), 5.0 (SDXL).
+            Others: as diffusers' pipelines.
+
+        Returns:
+            dict: ``{'samples': [PIL.Image, ...]}``, ``num_images_per_prompt``
+            images per prompt, in prompt order.
+        """
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        negatives = negative_prompt if negative_prompt is not None else ''
+        negatives = [negatives] * len(prompts) if isinstance(negatives, str) else list(negatives)
+        if len(negatives) != len(prompts):
+            raise ValueError(f'Got {len(prompts)} prompts but {len(negatives)} negative prompts.')
+        self._warn_long_prompts(prompts + negatives)
+        # diffusers resets *both* sides when either is None; fill each alone.
+        native_h, native_w = self.native_image_size()
+        height, width = height or native_h, width or native_w
+        was_training = self.training
+        self.eval()
+        try:
+            pipeline = self.PIPELINE(**self.pipeline_components(),
+                                     scheduler=self.build_inference_scheduler(scheduler))
+            pipeline.set_progress_bar_config(disable=not show_progress)
+            generator = torch.Generator(device=self.unet.device).manual_seed(
+                secrets.randbits(63) if seed is None else int(seed))
+            images = pipeline(
+                **self.prompt_embeds(prompts, negatives),
+                num_inference_steps=num_inference_steps,
+                guidance_scale=self.DEFAULT_GUIDANCE if guidance_scale is None else guidance_scale,
+                height=height, width=width, num_images_per_prompt=num_images_per_prompt,
+                generator=generator, output_type='pil', **pipeline_kwargs).images
+        finally:
+            self.train(was_training)
+        return {'samples': images}
+
+    def pipeline_components(self) -> dict:
+        """This model's own modules, as the diffusers pipeline names them."""
+        return dict(vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer,
+                    unet=self.unet, safety_checker=None, feature_extractor=None,
+                    requires_safety_checker=False)
+
+    def prompt_embeds(self, prompts: list[str], negatives: list[str]) -> dict[str, torch.Tensor]:
+        """The pipeline's prompt inputs, encoded by this model (placeholders expanded)."""
+        return dict(prompt_embeds=self.encode_prompt(prompts),
+                    negative_prompt_embeds=self.encode_prompt(negatives))
+
+    def _warn_long_prompts(self, prompts: Sequence[str]) -> None:
+        limit = self.tokenizer.model_max_length
+        for prompt in dict.fromkeys(prompts):
+            length = self.vocabulary.prompt_length(prompt)
+            if length > limit:
+                print_log(f'Prompt {prompt!r} is {length} tokens (placeholders expanded); the text '
+                          f'encoder reads {limit}, so the end is cut.', logger='current',
+                          level=logging.WARNING)
+
+    def native_image_size(self) -> tuple[int, int]:
+        """(height, width) the UNet was built for, in pixels."""
+        size = self.unet.config.sample_size
+        h, w = (size, size) if isinstance(size, int) else size
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return h * factor, w * factor
+
+    def _check_scheduler(self, cfg: str | dict | None) -> dict:
+        if cfg is None:
+            cfg = dict(type=self.noise_scheduler.load_config(
+                self.pretrained_model, subfolder='scheduler')['_class_name'])
+        elif isinstance(cfg, str):
+            cfg = dict(type=cfg)
+        else:
+            cfg = dict(cfg)
+        name = cfg.get('type')
+        allowed = sorted({c.__name__ for c in self.noise_scheduler.compatibles}
+                         | {type(self.noise_scheduler).__name__})
+        if name not in allowed:
+            raise ValueError(
+                f'Unknown scheduler {name!r} for this model; use one of: {", ".join(allowed)}.')
+        return cfg
+
+    def build_inference_scheduler(self, cfg: str | dict | None = None):
+        """A fresh sampler configured from the training noise schedule."""
+        cfg = self.inference_scheduler_cfg if cfg is None else self._check_scheduler(cfg)
+        cfg = dict(cfg)
+        cls = getattr(diffusers, cfg.pop('type'))
+        return cls.from_config(self.noise_scheduler.config, **cfg)
+
