@@ -14,7 +14,8 @@ written is printed.
 Bad input (a size that is no multiple of 8, an unknown scheduler, a damaged
 or mismatched embedding file, an output folder that cannot be written) is
 refused with one line before the model is loaded; ``--debug`` shows the
-traceback.
+traceback. A prompt longer than the text encoder reads is sampled, cut, after
+one warning line from the model that names it.
 """
 import argparse
 import hashlib
@@ -158,19 +159,6 @@ def check_embeddings(path: str, cfg: Config) -> None:
 
 
 # ------------------------------------------------------ checks after loading
-def warn_long_prompts(model, prompts: list[str]) -> None:
-    """One line per prompt the text encoder would cut (placeholders expanded)."""
-    tokenizer = model.tokenizer
-    limit = tokenizer.model_max_length
-    expand = getattr(model, 'expand_prompt', None) or (lambda text: text)
-    for prompt in dict.fromkeys(p for p in prompts if p):
-        length = len(tokenizer(expand(prompt), truncation=False)['input_ids'])
-        if length > limit:
-            print(f'{PROG}: warning: prompt {prompt!r} is {length} tokens with its placeholders '
-                  f'expanded, but the text encoder reads {limit}; the rest is ignored. Shorten '
-                  'it.', file=sys.stderr)
-
-
 def memory_bytes(device: torch.device) -> tuple[int, int]:
     """(available, total) bytes of the memory that sampling on ``device`` uses."""
     if device.type == 'cuda':
@@ -260,7 +248,6 @@ def main(argv: list[str] | None = None, progress: dict | None = None) -> list[Pa
     print(f'Loaded {loaded} from {args.embeddings}')
     if args.scheduler is not None:
         model.build_inference_scheduler(args.scheduler)  # refuses a sampler it cannot make
-    warn_long_prompts(model, [*args.prompt, args.negative_prompt or ''])
     native_h, native_w = model.native_image_size()
     height, width = args.height or native_h, args.width or native_w
     batch = plan_batch(model, args, height, width)
