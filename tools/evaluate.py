@@ -144,8 +144,8 @@ def apply_config_defaults(args: argparse.Namespace, cfg: Config) -> dict:
     unknown = set(evaluation) - set(EVALUATION_DEFAULTS) - {'reconstruction_prompt',
                                                             'edit_prompts'}
     if unknown:
-        raise UserError(f'config evaluation has unknown keys {sorted(unknown)}; known: '
-                        f'{sorted([*EVALUATION_DEFAULTS, "reconstruction_prompt", "edit_prompts"])}.')
+        known = sorted([*EVALUATION_DEFAULTS, 'reconstruction_prompt', 'edit_prompts'])
+        raise UserError(f'config evaluation has unknown keys {sorted(unknown)}; known: {known}.')
     for key, default in EVALUATION_DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, evaluation.get(key, default))

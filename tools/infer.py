@@ -47,9 +47,11 @@ LIVE_DECODER_ACTIVATIONS = 6
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description='Sample images with a learned embedding')
+    parser = argparse.ArgumentParser(prog=PROG,
+                                     description='Sample images with a learned embedding')
     parser.add_argument('config', help='the training config (names the base model)')
-    parser.add_argument('--embeddings', required=True, help='learned_embeds.safetensors (or folder)')
+    parser.add_argument('--embeddings', required=True,
+                        help='learned_embeds.safetensors (or folder)')
     parser.add_argument('--prompt', required=True, action='append',
                         help='prompt using the placeholder token; repeat for several')
     parser.add_argument('--negative-prompt', default=None)

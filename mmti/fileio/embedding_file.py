@@ -114,7 +114,8 @@ def _load_pickle_safely(path: Path) -> object:
             'load, and running such code from a file is unsafe. If you trust its author, '
             'convert it to .safetensors in an isolated environment first. '
             f'(torch said: {_first_line(err)})') from None
-    except Exception as err:  # noqa: BLE001  (garbage bytes raise anything: struct.error, EOFError, ...)
+    # Garbage bytes make torch raise anything (struct.error, EOFError, ...).
+    except Exception as err:  # noqa: BLE001
         raise ValueError(f'{path} is a damaged or truncated torch file ({_first_line(err)}); '
                          're-download or re-export it.') from None
 
