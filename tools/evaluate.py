@@ -26,10 +26,17 @@ prompt, the caption of every held-out image (``<name>.txt`` beside it, with
         --embeddings work_dirs/textual_inversion/learned_embeds.safetensors \
         --clip /models/clip-vit-base-patch32 --concept-dir data/cat_toy \
         --num-samples 8 --steps 25 --out-dir work_dirs/eval
+
+Bad input (a missing folder or CLIP model, a folder without images, numbers
+out of range, an evaluation block that is not a dict, a damaged embedding file,
+an output folder that cannot be written) is refused with one line, exit status
+2, before CLIP or the diffusion model loads; ``--debug`` shows the traceback.
+Images are read as training reads them (EXIF orientation applied,
+transparency on white).
 """
 import argparse
 import json
-import os
+import math
 import os.path as osp
 import sys
 from pathlib import Path
@@ -38,15 +45,17 @@ import torch
 from mmengine.config import Config, DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
-from mmti.fileio import atomic_write  # noqa: E402
+from mmti.fileio import atomic_write, check_output_dir, read_embedding_file  # noqa: E402
 from mmti.registry import MODELS  # noqa: E402
+from mmti.utils import UserError, run_cli  # noqa: E402
 
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
+PROG = 'tools/evaluate.py'
+SIZE_MULTIPLE = 8  # diffusers' pipelines need height and width divisible by 8
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='CLIP image/text similarity of a learned embedding')
+        prog=PROG, description='CLIP image/text similarity of a learned embedding')
     parser.add_argument('config', help='the training config (names the base model)')
     parser.add_argument('--embeddings', required=True,
                         help='learned_embeds.safetensors (or folder)')
@@ -78,49 +87,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def fail(message: str) -> SystemExit:
-    return SystemExit(f'tools/evaluate.py: error: {message}')
-
-
-def image_files(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly in ``folder`` (by suffix), sorted."""
-    return sorted(p for p in Path(folder).iterdir()
-                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+def image_files(folder: str | None, what: str) -> list[Path]:
+    """The images of ``folder`` as training lists them; ``what`` names the option."""
+    from mmti.datasets.textual_inversion_dataset import list_concept_images
+    if not folder or not Path(folder).is_dir():
+        raise UserError(f'{what} {folder} does not exist or is not a folder; pass a folder of '
+                        'images of the concept.')
+    try:
+        return list_concept_images(folder)
+    except (ValueError, OSError) as error:
+        raise UserError(f'{what}: {error}') from None
 
 
 def load_images(folder: str, what: str) -> list:
-    from PIL import Image, UnidentifiedImageError
-    if not Path(folder).is_dir():
-        raise fail(f'{what} {folder} is not a folder.')
-    files = image_files(folder)
-    if not files:
-        raise fail(f'{what} {folder} has no images ({", ".join(IMAGE_SUFFIXES)}).')
-    images = []
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                images.append(image.convert('RGB'))
-        except (OSError, UnidentifiedImageError) as error:
-            raise fail(f'cannot read image {file}: {error}') from None
-    return images
+    """The images of ``folder``, upright and RGB (alpha on white), as training reads them."""
+    from mmti.datasets.textual_inversion_dataset import load_rgb
+    return [load_rgb(file) for file in image_files(folder, what)]
 
 
 def held_out_captions(folder: str | None) -> list[str]:
     """The first line of each held-out image's caption file, in image order."""
     if not folder:
-        raise fail('--reconstruct-held-out-captions needs --held-out-dir (images with caption '
-                   'files beside them).')
-    files = image_files(folder)
+        raise UserError('--reconstruct-held-out-captions needs --held-out-dir (images with '
+                        'caption files beside them).')
+    files = image_files(folder, '--held-out-dir')
     for image in files:
         if not image.with_suffix('.txt').is_file():
-            raise fail(f'--reconstruct-held-out-captions: held-out image {image} has no caption '
-                       f'file {image.with_suffix(".txt").name} beside it (a line like '
-                       '"a {} on a red sofa").')
+            raise UserError(f'--reconstruct-held-out-captions: held-out image {image} has no '
+                            f'caption file {image.with_suffix(".txt").name} beside it (a line '
+                            'like "a {} on a red sofa").')
     from mmti.datasets.textual_inversion_dataset import read_caption_file
-    try:
-        return [read_caption_file(image)[0] for image in files]
-    except ValueError as error:
-        raise fail(str(error)) from None
+    return [read_caption_file(image)[0] for image in files]
 
 
 def markdown_table(rows: dict[str, dict]) -> str:
@@ -139,51 +136,79 @@ EVALUATION_DEFAULTS = dict(clip=None, concept_dir=None, held_out_dir=None, num_s
 
 def apply_config_defaults(args: argparse.Namespace, cfg: Config) -> dict:
     """Fill options left unset from ``cfg.evaluation``; return its prompt settings."""
-    evaluation = dict(cfg.get('evaluation') or {})
+    evaluation = cfg.get('evaluation') or {}
+    if not isinstance(evaluation, dict):
+        raise UserError(f'config {args.config}: evaluation is a {type(evaluation).__name__}; '
+                        "write it as a dict, e.g. evaluation = dict(clip='/models/clip').")
+    evaluation = dict(evaluation)
     unknown = set(evaluation) - set(EVALUATION_DEFAULTS) - {'reconstruction_prompt',
                                                             'edit_prompts'}
     if unknown:
-        raise fail(f'config evaluation has unknown keys {sorted(unknown)}; known: '
-                   f'{sorted([*EVALUATION_DEFAULTS, "reconstruction_prompt", "edit_prompts"])}.')
+        known = sorted([*EVALUATION_DEFAULTS, 'reconstruction_prompt', 'edit_prompts'])
+        raise UserError(f'config evaluation has unknown keys {sorted(unknown)}; known: {known}.')
     for key, default in EVALUATION_DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, evaluation.get(key, default))
     if args.concept_dir is None:
         args.concept_dir = cfg.get('train_dataloader', {}).get('dataset', {}).get('data_root')
     if args.clip is None:
-        raise fail('no CLIP model given: pass --clip FOLDER (a local copy of e.g. '
-                   'openai/clip-vit-base-patch32) or set evaluation.clip in the config.')
+        raise UserError('no CLIP model given: pass --clip FOLDER (a local copy of e.g. '
+                        'openai/clip-vit-base-patch32) or set evaluation.clip in the config.')
     if args.concept_dir is None:
-        raise fail('no training images given: pass --concept-dir FOLDER.')
+        raise UserError('no training images given: pass --concept-dir FOLDER.')
     # Only what the config sets; evaluate_concept has the paper's defaults.
     return {key: (list(value) if key == 'edit_prompts' else value)
             for key, value in evaluation.items()
             if key in ('reconstruction_prompt', 'edit_prompts')}
 
 
+def check_numbers(args: argparse.Namespace) -> None:
+    """Refuse counts, sizes and scales (from the options or the config) out of range."""
+    def where(key: str) -> str:
+        return f'--{key.replace("_", "-")} (or evaluation.{key})'
+
+    for key in ('num_samples', 'steps'):
+        value = getattr(args, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f'{where(key)} is {value!r}; it must be a whole number of at least 1.')
+    size = args.size
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0
+                             or size % SIZE_MULTIPLE):
+        raise UserError(f'{where("size")} is {size!r}; it must be a positive multiple of '
+                        f'{SIZE_MULTIPLE} (e.g. 512), or unset for the model\'s own size.')
+    scale = args.guidance_scale
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise UserError(f'{where("guidance_scale")} is {scale!r}; it must be a finite number '
+                        '(e.g. 7.5).')
+
+
 def main(argv: list[str] | None = None) -> dict:
+    """Evaluate; returns the metrics written. Errors propagate (see :func:`cli`)."""
     args = parse_args(argv)
     if not Path(args.config).is_file():
-        raise fail(f'config {args.config} does not exist.')
+        raise UserError(f'config {args.config} does not exist; pass the training config.')
     # Its custom imports (the models, hence transformers) wait until the inputs
     # are checked: a bad path should fail fast, with nothing but its error.
     cfg = Config.fromfile(args.config, import_custom_modules=False)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     prompts = apply_config_defaults(args, cfg)
-    if args.num_samples < 1 or args.steps < 1:
-        raise fail('--num-samples and --steps must be at least 1.')
+    check_numbers(args)
+    check_output_dir(args.out_dir)
     if not Path(args.embeddings).exists():
-        raise fail(f'embeddings {args.embeddings} do not exist.')
+        raise UserError(f'embeddings {args.embeddings} do not exist; pass --embeddings with a '
+                        'learned_embeds.safetensors (or its folder).')
+    read_embedding_file(args.embeddings)  # damaged, empty or NaN: refused before any loading
     clip = Path(args.clip)
     if not clip.is_dir():
-        raise fail(f'CLIP folder {args.clip} does not exist.')
+        raise UserError(f'CLIP folder {args.clip} does not exist; pass --clip with a local '
+                        'CLIP model folder (e.g. openai/clip-vit-base-patch32).')
     if not (clip / 'config.json').is_file():
-        raise fail(f'CLIP folder {args.clip} has no config.json (expected a local CLIP model '
-                   'saved with save_pretrained, e.g. openai/clip-vit-base-patch32).')
+        raise UserError(f'CLIP folder {args.clip} has no config.json (expected a local CLIP '
+                        'model saved with save_pretrained, e.g. openai/clip-vit-base-patch32).')
     if not any(clip.glob('*.safetensors')) and not any(clip.glob('pytorch_model*.bin')):
-        raise fail(f'CLIP folder {args.clip} has no weights (model.safetensors or '
-                   'pytorch_model.bin).')
+        raise UserError(f'CLIP folder {args.clip} has no weights (model.safetensors or '
+                        'pytorch_model.bin).')
     training = load_images(args.concept_dir, '--concept-dir')
     held_out = load_images(args.held_out_dir, '--held-out-dir') if args.held_out_dir else None
     if args.reconstruct_held_out_captions:
@@ -194,13 +219,13 @@ def main(argv: list[str] | None = None) -> dict:
         scorer = ClipScorer(args.clip, device=args.device)
     except Exception as error:  # noqa: BLE001  (any loading failure: one line)
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise fail(f'cannot load CLIP from {args.clip}: {first_line}') from None
+        raise UserError(f'cannot load CLIP from {args.clip}: {first_line}') from None
     import mmti.models  # noqa: F401  (registers TextualInversion)
     model = MODELS.build(cfg.model).to(args.device)
     try:
         loaded = model.load_embeddings(args.embeddings)
     except (ValueError, KeyError, OSError) as error:
-        raise fail(f'cannot load {args.embeddings}: {error}') from None
+        raise UserError(f'cannot load {args.embeddings}: {error}') from None
     print(f'Loaded {loaded} from {args.embeddings}')
     placeholder = args.placeholder
     if placeholder is None:
@@ -209,9 +234,9 @@ def main(argv: list[str] | None = None) -> dict:
         elif len(loaded) == 1:
             placeholder = loaded[0]
         else:
-            raise fail(f'{args.embeddings} holds {loaded}; choose one with --placeholder.')
+            raise UserError(f'{args.embeddings} holds {loaded}; choose one with --placeholder.')
     elif placeholder not in model.concepts:
-        raise fail(f'--placeholder {placeholder!r} is not loaded (loaded: {loaded}).')
+        raise UserError(f'--placeholder {placeholder!r} is not loaded (loaded: {loaded}).')
     initializer = (cfg.model.get('initializer_token') if args.initializer is None
                    else args.initializer) or None
 
@@ -240,5 +265,11 @@ def main(argv: list[str] | None = None) -> dict:
     return metrics
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """Entry point: user errors are one line on stderr and exit status 2."""
+    run_cli(PROG, main, argv, on_interrupt=lambda: 'interrupted; nothing was written (results '
+            'are written at the end).')
+
+
 if __name__ == '__main__':
-    main()
+    cli()

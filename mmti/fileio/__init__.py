@@ -1,8 +1,11 @@
 from .atomic_write import atomic_write
-from .embedding_file import (FORMATS, EmbeddingFile, describe_dim, read_embedding_file,
-                             read_embeddings, write_embedding_file, write_embeddings)
-from .sample_names import prompt_slug, sample_filename
+from .embedding_file import (FORMATS, EmbeddingFile, check_finite, check_token_name,
+                             describe_dim, read_embedding_file, read_embeddings,
+                             write_embedding_file, write_embeddings)
+from .output_dir import check_output_dir
+from .sample_names import prompt_slug, sample_filename, save_new_sample
 
-__all__ = ['FORMATS', 'EmbeddingFile', 'atomic_write', 'describe_dim', 'read_embedding_file',
-           'prompt_slug', 'read_embeddings', 'sample_filename', 'write_embedding_file',
+__all__ = ['FORMATS', 'EmbeddingFile', 'atomic_write', 'check_finite', 'check_output_dir',
+           'check_token_name', 'describe_dim', 'prompt_slug', 'read_embedding_file',
+           'read_embeddings', 'sample_filename', 'save_new_sample', 'write_embedding_file',
            'write_embeddings']

@@ -16,6 +16,11 @@ Layouts (told apart by content, not by file extension):
 
 Pickle-based files are opened with ``torch.load(weights_only=True)`` only; a
 file that needs anything else is refused, never loaded "unsafely".
+
+Every problem with a file (damaged or truncated, an unknown layout, a row
+that is NaN or infinite, an odd token name) is a one-line ``ValueError`` that
+names the file; rows that are not finite are refused on write as well, so
+such a file is never produced here.
 """
 import os
 import pickle
@@ -61,10 +66,19 @@ class EmbeddingFile:
 def _is_safetensors(path: Path) -> bool:
     with open(path, 'rb') as f:
         head = f.read(9)
-    if len(head) < 9:
-        return False
-    header_len = int.from_bytes(head[:8], 'little')  # safetensors opens with a u64 length
-    return 0 < header_len < path.stat().st_size and head[8:9] == b'{'
+    # safetensors opens with a u64 header length, then the JSON header. A
+    # truncated file still starts so; safetensors then says what is wrong.
+    return len(head) == 9 and head[8:9] == b'{'
+
+
+def _read_safetensors(path: Path) -> tuple[dict, dict[str, str]]:
+    try:
+        with safetensors.safe_open(str(path), framework='pt') as f:
+            metadata = dict(f.metadata() or {})
+        return safetensors.torch.load_file(str(path)), metadata
+    except (safetensors.SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f'{path} is a damaged or truncated safetensors file '
+                         f'({_first_line(err)}); re-download or re-export it.') from None
 
 
 def _is_torch_file(path: Path) -> bool:
@@ -80,6 +94,8 @@ def _first_line(err: Exception) -> str:
 
 
 def _load_pickle_safely(path: Path) -> object:
+    if path.stat().st_size == 0:
+        raise ValueError(f'{path} is empty (0 bytes); re-download or re-export it.')
     if not _is_torch_file(path):
         raise ValueError(f'{path} is neither a safetensors file nor a torch-saved file; it is '
                          'not an embedding file this library can read.')
@@ -89,26 +105,65 @@ def _load_pickle_safely(path: Path) -> object:
         with open(path, 'rb') as f:
             return torch.load(f, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
+        if 'numpy' in str(err):
+            raise ValueError(
+                f'{path} holds numpy arrays, which a safe load does not read; re-save its rows '
+                'as torch tensors (torch.from_numpy) or as .safetensors.') from None
         raise ValueError(
             f'Refusing to load {path}: it is a pickle that needs code beyond plain tensors to '
             'load, and running such code from a file is unsafe. If you trust its author, '
             'convert it to .safetensors in an isolated environment first. '
             f'(torch said: {_first_line(err)})') from None
-    except RuntimeError as err:
-        raise ValueError(f'{path} is a damaged or truncated torch file ({_first_line(err)}).') from None
+    # Garbage bytes make torch raise anything (struct.error, EOFError, ...).
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(f'{path} is a damaged or truncated torch file ({_first_line(err)}); '
+                         're-download or re-export it.') from None
+
+
+KNOWN_LAYOUTS = ('{"<token>": tensor[n, dim]}, A1111 string_to_param, {"emb_params": ...} '
+                 'or SDXL clip_l + clip_g')
+
+
+def check_finite(name: str, rows: torch.Tensor, where: object) -> None:
+    """Refuse rows with NaN or infinite values: they turn every image black."""
+    if rows.is_floating_point() and not bool(torch.isfinite(rows).all()):
+        bad = sorted({int(i) for i in (~torch.isfinite(rows)).nonzero()[:, 0]})
+        raise ValueError(f'{where}: embedding {name!r} has NaN or infinite values (vector(s) '
+                         f'{bad[:5]}); it is damaged. Use an earlier checkpoint of it.')
+
+
+def check_token_name(name: object, where: object) -> str:
+    """A token name is a string a prompt can contain: not empty, no leading or
+    trailing blanks, no line breaks or control characters."""
+    if not isinstance(name, str):
+        raise ValueError(f'{where}: token name {name!r} is a {type(name).__name__}, not a '
+                         'string; re-save the file with string keys like "<cat-toy>".')
+    if (not name or name != name.strip()
+            or any(not c.isprintable() or (c.isspace() and c != ' ') for c in name)):
+        raise ValueError(f'{where}: token name {name!r} is empty or has blanks at its ends, '
+                         'line breaks or control characters; no prompt can use it. Give the '
+                         'concept a name like "<cat-toy>" (tools/convert_embeddings.py --token).')
+    return name
 
 
 def _rows(name: str, value: object, path: Path) -> torch.Tensor:
     if isinstance(value, torch.nn.Parameter):
         value = value.data
     if not isinstance(value, torch.Tensor):
-        raise ValueError(f'{path}: entry {name!r} is a {type(value).__name__}, not a tensor.')
+        kind = 'a numpy array' if type(value).__module__ == 'numpy' else f'a {type(value).__name__}'
+        raise ValueError(f'{path}: entry {name!r} is {kind}, not a tensor; not a known '
+                         f'embedding layout ({KNOWN_LAYOUTS}).')
+    if not value.is_floating_point():
+        raise ValueError(f'{path}: entry {name!r} holds {value.dtype} values; embedding rows '
+                         'are floating point.')
     if value.ndim == 1:  # a single vector, as some tools write it
         value = value[None]
     if value.ndim != 2 or value.shape[0] == 0:
         raise ValueError(f'{path}: entry {name!r} has shape {tuple(value.shape)}; expected '
                          '[num_vectors, dim].')
-    return value.detach().float().contiguous()
+    value = value.detach().float().contiguous()
+    check_finite(name, value, path)
+    return value
 
 
 def _int_or_none(value) -> int | None:
@@ -139,11 +194,11 @@ def read_embedding_file(path: str | os.PathLike, token: str | None = None) -> Em
         path = _resolve_folder(path)
     if not path.is_file():
         raise FileNotFoundError(f'Embedding file {path} does not exist.')
+    if token is not None:
+        check_token_name(token, f'{path} (renamed)')
     metadata: dict[str, str] = {}
     if _is_safetensors(path):
-        with safetensors.safe_open(str(path), framework='pt') as f:
-            metadata = dict(f.metadata() or {})
-        data = safetensors.torch.load_file(str(path))
+        data, metadata = _read_safetensors(path)
     else:
         data = _load_pickle_safely(path)
     if not isinstance(data, dict) or not data:
@@ -156,20 +211,23 @@ def read_embedding_file(path: str | os.PathLike, token: str | None = None) -> Em
         if not isinstance(params, dict) or len(params) != 1:
             raise ValueError(f'{path}: an A1111 file needs exactly one entry in string_to_param.')
         name = token or (data.get('name') if isinstance(data.get('name'), str) else None) or path.stem
+        check_token_name(name, path)
         rows = _rows(name, next(iter(params.values())), path)
         return EmbeddingFile({name: rows}, format='a1111', step=_int_or_none(data.get('step')))
     if 'clip_l' in data or 'clip_g' in data:
         if not ('clip_l' in data and 'clip_g' in data):
             raise ValueError(f'{path}: an SDXL file needs both clip_l and clip_g rows.')
+        check_token_name(default_name, path)
         rows_l, rows_g = _rows('clip_l', data['clip_l'], path), _rows('clip_g', data['clip_g'], path)
         if rows_l.shape[0] != rows_g.shape[0]:
             raise ValueError(f'{path}: clip_l has {rows_l.shape[0]} vectors but clip_g '
                              f'{rows_g.shape[0]}; they must match.')
         return EmbeddingFile({default_name: rows_l}, {default_name: rows_g}, 'sdxl', step)
     if 'emb_params' in data:
+        check_token_name(default_name, path)
         return EmbeddingFile({default_name: _rows('emb_params', data['emb_params'], path)},
                              format='safetensors', step=step)
-    embeddings = {str(k): _rows(str(k), v, path) for k, v in data.items()}
+    embeddings = {check_token_name(k, path): _rows(k, v, path) for k, v in data.items()}
     if token is not None:
         if len(embeddings) != 1:
             raise ValueError(f'{path} holds {list(embeddings)}; a new token name can only be '
@@ -220,6 +278,9 @@ def write_embedding_file(path: str | os.PathLike,
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in embeddings.items()}
     if not tensors:
         raise ValueError('No embeddings to write.')
+    for name, rows in [*tensors.items(), *(embeddings_2 or {}).items()]:
+        check_token_name(name, path)
+        check_finite(name, rows, path)
     with atomic_write(path) as tmp:
         if format == 'diffusers':
             token, rows = next(iter(tensors.items()))

@@ -198,3 +198,98 @@ def test_the_evil_pickle_really_carries_a_code_call(tmp_path):
     assert 'touch' in names or any('touch' in str(n) for n in names)
     assert any(name == 'REDUCE' for name, _ in ops)
     assert not marker.exists()
+
+
+# ------------------------------------------- damaged files: one-line ValueErrors naming the file
+def _damaged(tmp_path, kind: str) -> pathlib.Path:
+    good_st = tmp_path / 'good.safetensors'
+    safetensors.torch.save_file({'<x>': rows(2)}, str(good_st))
+    good_pt = tmp_path / 'good.pt'
+    torch.save({'<x>': rows(2)}, good_pt)
+    path = tmp_path / f'damaged-{kind}.bin'
+    data = {'empty': b'',
+            'safetensors body cut': good_st.read_bytes()[:-20],
+            'safetensors header cut': good_st.read_bytes()[:30],
+            'zip cut': good_pt.read_bytes()[:len(good_pt.read_bytes()) // 2],
+            'pickle cut': b'\x80\x02}q\x00(X',
+            'text': b'hello, I am not an embedding\n'}[kind]
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize('kind, message', [
+    ('empty', r'is empty \(0 bytes\)'),
+    ('safetensors body cut', 'damaged or truncated safetensors file'),
+    ('safetensors header cut', 'damaged or truncated safetensors file'),
+    ('zip cut', 'damaged or truncated torch file'),
+    ('pickle cut', 'damaged or truncated torch file'),
+    ('text', 'neither a safetensors file nor a torch-saved file'),
+])
+def test_damaged_file_is_one_line_naming_it(tmp_path, kind, message):
+    path = _damaged(tmp_path, kind)
+    with pytest.raises(ValueError, match=message) as info:
+        read_embeddings(path)
+    assert str(path) in str(info.value) and '\n' not in str(info.value)
+
+
+@pytest.mark.parametrize('save', ['safetensors', 'torch'])
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
+def test_non_finite_rows_are_refused_on_read(tmp_path, save, bad):
+    values = rows(3)
+    values[1, 4] = bad
+    path = tmp_path / f'bad.{save}'
+    if save == 'torch':
+        torch.save({'<x>': values}, path)
+    else:
+        safetensors.torch.save_file({'<x>': values}, str(path))
+    with pytest.raises(ValueError, match=r"'<x>' has NaN or infinite values \(vector\(s\) \[1\]\)") as info:
+        read_embeddings(path)
+    assert str(path) in str(info.value)
+
+
+def test_non_finite_rows_are_refused_on_write_and_keep_the_old_file(tmp_path):
+    path = write_embeddings(tmp_path / 'learned_embeds.safetensors', {'<x>': rows(1)})
+    before = path.read_bytes()
+    values = rows(2)
+    values[0, 0] = float('nan')
+    with pytest.raises(ValueError, match=r"'<x>' has NaN or infinite values") as info:
+        write_embeddings(path, {'<x>': values})
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ['learned_embeds.safetensors']
+
+
+def test_numpy_arrays_are_refused_clearly(tmp_path):
+    import numpy as np
+    path = tmp_path / 'numpy.pt'
+    torch.save({'<x>': np.zeros((1, 32), dtype=np.float32)}, path)
+    with pytest.raises(ValueError, match=r'holds numpy arrays.*torch.from_numpy') as info:
+        read_embeddings(path)
+    assert str(path) in str(info.value)
+
+
+def test_integer_rows_are_refused(tmp_path):
+    path = tmp_path / 'ints.safetensors'
+    safetensors.torch.save_file({'<x>': torch.zeros(1, 32, dtype=torch.int64)}, str(path))
+    with pytest.raises(ValueError, match=r"'<x>' holds torch.int64 values; embedding rows are floating"):
+        read_embeddings(path)
+
+
+@pytest.mark.parametrize('name', ['', ' <x>', '<x>\n', 'a\tb', 7])
+def test_odd_token_names_are_refused(tmp_path, name):
+    path = tmp_path / 'odd.pt'
+    torch.save({name: rows(1)}, path)
+    with pytest.raises(ValueError, match='token name') as info:
+        read_embeddings(path)
+    assert str(path) in str(info.value) and '\n' not in str(info.value).replace(repr(name), '')
+    with pytest.raises(ValueError, match='token name'):
+        write_embeddings(tmp_path / 'out.pt', {name: rows(1)})
+    assert not (tmp_path / 'out.pt').exists()
+
+
+def test_a_whole_checkpoint_is_an_unknown_layout(tmp_path):
+    path = tmp_path / 'model.ckpt'
+    torch.save({'state_dict': {'unet.weight': rows(2)}, 'global_step': 3}, path)
+    with pytest.raises(ValueError, match=r"'state_dict' is a dict, not a tensor; not a known "
+                                         r'embedding layout \(\{"<token>"'):
+        read_embeddings(path)

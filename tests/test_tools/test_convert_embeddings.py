@@ -37,14 +37,14 @@ def test_sdxl_to_diffusers_writes_the_pair_and_back(tmp_path):
     assert [p.name for p in written] == ['learned_embeds.safetensors', 'learned_embeds_2.safetensors']
     assert torch.equal(read_embedding_file(written[0]).embeddings['<s>'], rows(2, 768))
     assert torch.equal(read_embedding_file(written[1]).embeddings['<s>'], rows(2, 1280, seed=1))
-    with pytest.raises(SystemExit, match='cannot become one'):
+    with pytest.raises(ValueError, match='cannot become one'):
         convert.main([str(written[0]), str(tmp_path / 'x.safetensors'), '--to', 'sdxl'])
 
 
 def test_token_renames_or_selects(tmp_path):
     convert = load_tool('convert_embeddings')
     two = write_embedding_file(tmp_path / 'two.safetensors', {'<a>': rows(1), '<b>': rows(2, seed=1)})
-    with pytest.raises(SystemExit, match=r"holds \['<a>', '<b>'\]; the a1111 layout takes one"):
+    with pytest.raises(ValueError, match=r"holds \['<a>', '<b>'\]; the a1111 layout takes one"):
         convert.main([str(two), str(tmp_path / 'x.pt')])
     convert.main([str(two), str(tmp_path / 'b.pt'), '--token', '<b>'])
     assert torch.equal(read_embedding_file(tmp_path / 'b.pt').embeddings['<b>'], rows(2, seed=1))
@@ -52,13 +52,15 @@ def test_token_renames_or_selects(tmp_path):
     assert list(read_embedding_file(tmp_path / 'renamed.safetensors').embeddings) == ['<c>']
 
 
-def test_existing_output_is_not_overwritten(tmp_path):
+def test_existing_output_is_not_overwritten(tmp_path, capsys):
     convert = load_tool('convert_embeddings')
     src = write_embedding_file(tmp_path / 'in.safetensors', {'<a>': rows(1)})
     out = tmp_path / 'out.pt'
     out.write_bytes(b'precious')
-    with pytest.raises(SystemExit, match='exists; pass --force'):
-        convert.main([str(src), str(out)])
+    with pytest.raises(SystemExit) as info:
+        convert.cli([str(src), str(out)])
+    assert info.value.code == 2
+    assert 'exists; pass --force' in capsys.readouterr().err
     assert out.read_bytes() == b'precious'
     convert.main([str(src), str(out), '--force'])
     assert read_embedding_file(out).format == 'a1111'

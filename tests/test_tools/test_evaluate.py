@@ -53,7 +53,7 @@ def test_evaluate_cli_bad_input_is_one_line(case, tiny_clip, embedding_file, tmp
     clip, concept = tiny_clip, str(CAT_TOY)
     expected = {'no clip': 'does not exist', 'clip without config': 'no config.json',
                 'clip without weights': 'no weights',
-                'no concept dir': 'is not a folder', 'empty concept dir': 'has no images'}[case]
+                'no concept dir': 'does not exist or is not a folder', 'empty concept dir': 'has no images'}[case]
     if case == 'no clip':
         clip = str(tmp_path / 'missing')
     elif case == 'clip without config':
@@ -143,3 +143,21 @@ def test_reconstruct_held_out_captions_errors(case, tiny_clip, embedding_file, t
     expected = 'needs --held-out-dir' if case == 'no held-out dir' else 'has no caption file 3.txt'
     assert expected in lines[0]
     assert not (tmp_path / 'o').exists()
+
+
+def test_images_are_read_as_training_reads_them(tmp_path):
+    """Issue 13: EXIF rotation applied and transparency on white, as in training."""
+    from tool_runner import load_tool
+    folder = tmp_path / 'concept'
+    folder.mkdir()
+    tall = Image.new('RGB', (40, 20), 'red')
+    exif = tall.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees to view upright
+    tall.save(folder / 'a_rotated.jpg', exif=exif)
+    clear = Image.new('RGBA', (16, 16), (0, 0, 0, 0))
+    clear.save(folder / 'b_transparent.png')
+    (folder / '.hidden.png').write_bytes(b'not an image, and hidden')
+    images = load_tool('evaluate').load_images(str(folder), '--concept-dir')
+    assert [im.size for im in images] == [(20, 40), (16, 16)]
+    assert all(im.mode == 'RGB' for im in images)
+    assert images[1].getpixel((3, 3)) == (255, 255, 255)
