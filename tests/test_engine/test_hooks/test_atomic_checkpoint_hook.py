@@ -1,4 +1,4 @@
-"""mmti's CheckpointHook on a real mmengine Runner: safe to load, safe to kill."""
+"""AtomicCheckpointHook on a real mmengine Runner: safe to load, safe to kill."""
 import os
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 
-from mmti.engine.hooks import checkpoint_hook
-from mmti.engine.hooks.checkpoint_hook import _from_plain, _to_plain
+from mmti.engine.hooks.plain_state import from_plain as _from_plain
+from mmti.engine.hooks.plain_state import to_plain as _to_plain
 
 PLAIN_TYPES = (torch.Tensor, str, int, float, bool, type(None))
 
@@ -120,7 +120,7 @@ def test_failed_rename_keeps_previous_checkpoint(build_tiny_runner, tmp_path, mo
                 raise OSError(28, 'injected: no space left on device')
         return real_replace(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint_hook.os, 'replace', replace_failing_once)
+    monkeypatch.setattr(os, 'replace', replace_failing_once)
     with pytest.raises(OSError, match='injected'):
         runner.train()
     monkeypatch.undo()
