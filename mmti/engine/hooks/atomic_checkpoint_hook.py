@@ -2,6 +2,7 @@
 import os
 from pathlib import Path
 
+from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
@@ -28,7 +29,9 @@ class AtomicCheckpointHook(Hook):
     - with ``max_keep_ckpts`` an old checkpoint is deleted only after the new
       one is written, finite and pointed at;
     - the message hub is stored as tensors and builtins, so checkpoints load
-      with ``torch.load(weights_only=True)``.
+      with ``torch.load(weights_only=True)``;
+    - ``--resume`` trains with the config's learning rate
+      (:func:`use_configured_lr`), so lowering it after a divergence works.
 
     Only rank 0 touches files. ``mmengine``'s ``Runner.resume`` finds the
     checkpoint through ``last_checkpoint`` as usual.
@@ -124,3 +127,41 @@ class AtomicCheckpointHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint['message_hub'] = from_plain(checkpoint['message_hub'])
+        use_configured_lr(runner, checkpoint)
+
+
+def _lr_scheduler_states(states) -> list[dict]:
+    if isinstance(states, dict):  # one list per optimizer
+        states = [s for group in states.values() for s in group]
+    return [s for s in states or [] if isinstance(s, dict) and s.get('param_name') == 'lr']
+
+
+def use_configured_lr(runner, checkpoint: dict) -> None:
+    """Resume with ``optim_wrapper.optimizer.lr`` of the config, not of the checkpoint.
+
+    mmengine restores the optimizer's and the schedulers' learning rates from
+    the checkpoint, so "lower the learning rate and --resume" after a
+    divergence would silently train with the old one and diverge again. When
+    the configured base lr differs from the one the checkpoint was trained
+    with, every saved lr (groups and lr schedulers) is scaled by their ratio;
+    when it is the same, nothing changes and the resume stays bitwise exact.
+    """
+    try:
+        wanted = float(runner.cfg.optim_wrapper.optimizer.lr)
+        saved_cfg = Config.fromstring(checkpoint['meta']['cfg'], file_format='.py')
+        saved = float(saved_cfg.optim_wrapper.optimizer.lr)
+    except Exception:  # no config in the checkpoint or the runner: keep mmengine's way
+        return
+    if wanted == saved or saved <= 0 or 'optimizer' not in checkpoint:
+        return
+    ratio = wanted / saved
+    for group in checkpoint['optimizer'].get('param_groups', []):
+        for key in ('lr', 'initial_lr'):
+            if key in group:
+                group[key] *= ratio
+    for state in _lr_scheduler_states(checkpoint.get('param_schedulers')):
+        for key in ('base_values', '_last_value'):
+            if isinstance(state.get(key), list):
+                state[key] = [v * ratio for v in state[key]]
+    runner.logger.warning(f'Resuming with the learning rate of the config ({wanted:g}) instead '
+                          f"of the checkpoint's ({saved:g}).")
