@@ -69,10 +69,10 @@ class AtomicCheckpointHook(Hook):
         # After --resume the message hub holds the kept ids of the checkpoint.
         self.keep_ckpt_ids = list(runner.message_hub.get_info('keep_ckpt_ids', []) or [])
         if is_main_process():
-            # A process killed mid-save could not remove its temporary file.
-            for pattern in (self.filename_tmpl.format('*'), 'last_checkpoint'):
-                for path in remove_stale_temps(runner.work_dir, pattern):
-                    runner.logger.info(f'Removed {path.name}, left by a killed run.')
+            # A process killed mid-save (a checkpoint, an embedding, the
+            # pointer) could not remove its temporary file.
+            for path in remove_stale_temps(runner.work_dir):
+                runner.logger.info(f'Removed {path.name}, left by a killed run.')
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if (self.every_n_train_iters(runner, self.interval)

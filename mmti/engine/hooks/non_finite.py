@@ -74,20 +74,20 @@ def stop_message(work_dir: str | Path, problem: str, step: int) -> str:
     """One line: ``problem``, what on disk is whole and finite, and the fix."""
     kept = []
     checkpoint = last_checkpoint(work_dir)
-    resume_from = None
+    fix = "lower optim_wrapper.optimizer.lr (or use model.dtype='fp32')"
     if checkpoint is None:
         kept.append('no checkpoint yet')
+        fix += ' and train again'
     elif checkpoint[2]:
         path, ckpt_step, _ = checkpoint
-        resume_from = path
         kept.append(f'checkpoint {path} (iteration {ckpt_step}; last_checkpoint points at it)')
-    else:
-        kept.append(f'last_checkpoint names {checkpoint[0]}, which is unreadable or not finite '
-                    '(written by an older mmti?): resume from an earlier iter_*.pth')
+        fix += f', then --resume {path}'
+    else:  # e.g. written by an mmti that did not check
+        kept.append(f'no usable checkpoint (last_checkpoint names {checkpoint[0]}, which is '
+                    'unreadable or not finite)')
+        fix += ', then --resume PATH with an earlier, finite iter_*.pth, or train again'
     embedding = last_embedding_file(work_dir, step)
     if embedding is not None:
         kept.append(f'{embedding[0].name} (iteration {embedding[1]})')
-    fix = "lower optim_wrapper.optimizer.lr (or use model.dtype='fp32')"
-    fix += f', then --resume {resume_from}' if resume_from else ' and train again'
     return (f'{problem}; training stopped without saving anything from it. Kept: '
             f'{", ".join(kept)}. Fix: {fix}.')
