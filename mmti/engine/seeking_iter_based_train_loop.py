@@ -6,6 +6,7 @@ from mmengine.logging import print_log
 from mmengine.runner import IterBasedTrainLoop
 
 from mmti.registry import LOOPS
+from .hooks.non_finite import NonFiniteLossError, stop_message
 
 
 class EndlessIterator:
@@ -70,3 +71,17 @@ class SeekingIterBasedTrainLoop(IterBasedTrainLoop):
         self.runner.call_hook('after_train_epoch')
         self.runner.call_hook('after_train')
         return self.runner.model
+
+    def run_iter(self, data_batch) -> None:
+        try:
+            super().run_iter(data_batch)
+        except RuntimeError as err:
+            # torch refuses an update step (lr / bias correction) beyond float32
+            # range: the same divergence as an inf update, said the same way.
+            if 'without overflow' not in str(err):
+                raise
+            step = self.iter + 1
+            lr = self.runner.optim_wrapper.get_lr()['lr'][0]
+            raise NonFiniteLossError(stop_message(
+                self.runner.work_dir, f'The update of iteration {step} overflows float32 '
+                f'(learning rate {lr:g})', step - 1)) from err

@@ -202,6 +202,19 @@ def test_saving_hooks_refuse_non_finite_rows_without_the_guard_hook(
     assert_checkpoints(work_dir, [2])
 
 
+def test_learning_rate_beyond_float32_is_one_line(tmp_path, capsys):
+    """torch refuses the update outright (RuntimeError) instead of producing inf."""
+    work_dir = prepare_work_dir(tmp_path)
+    before = snapshot(work_dir)
+    config = write_config(tmp_path, max_iters=4, ckpt_interval=2, keep=1, embed_interval=2)
+    code, err = train(capsys, config, work_dir, options=('optim_wrapper.optimizer.lr=1e39',))
+    assert_refused(code, err, PROG, r'The update of iteration 1 overflows float32 \(learning rate '
+                   r'1e\+39\).*Kept: no checkpoint yet\. Fix: lower optim_wrapper\.optimizer\.lr',
+                   status=STATUS)
+    assert_kept(before, work_dir)
+    assert not list(work_dir.glob('iter_*')) and not list(work_dir.glob('*-steps-*'))
+
+
 def test_resume_after_divergence_uses_the_kept_checkpoint(tmp_path, capsys):
     work_dir = prepare_work_dir(tmp_path)
     diverging = write_config(tmp_path, max_iters=6, ckpt_interval=2, keep=1, embed_interval=2,
