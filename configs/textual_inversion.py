@@ -52,18 +52,19 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0))
 param_scheduler = dict(type='ConstantLR', factor=1.0, by_epoch=False)
 
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=3000)
+train_cfg = dict(type='SeekingIterBasedTrainLoop', max_iters=3000)
 val_cfg = None
 val_dataloader = None
 val_evaluator = None
 test_cfg = None
 
 default_hooks = dict(
+    runtime_info=dict(type='BatchedRuntimeInfoHook'),
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
     # Checkpoints hold the learned rows and optimizer state only (KB).
-    checkpoint=dict(type='CheckpointHook', interval=500, by_epoch=False, max_keep_ckpts=3),
+    checkpoint=dict(type='AtomicCheckpointHook', interval=500, by_epoch=False, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'))
 custom_hooks = [
     dict(type='NonFiniteLossHook'),  # stop at a NaN loss before anything is saved

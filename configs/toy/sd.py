@@ -66,7 +66,7 @@ param_scheduler = [
          end=max_iters, T_max=max_iters - warmup_iters),
 ]
 
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
+train_cfg = dict(type='SeekingIterBasedTrainLoop', max_iters=max_iters)
 
 default_hooks = dict(
     # Checkpoints hold the UNet and optimizer state; VAE and text encoder are

@@ -71,7 +71,7 @@ param_scheduler = [
          end=max_iters, T_max=max_iters - warmup_iters),
 ]
 
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
+train_cfg = dict(type='SeekingIterBasedTrainLoop', max_iters=max_iters)
 
 custom_hooks = [
     dict(type='NonFiniteLossHook'),  # stop at a NaN loss before anything is saved

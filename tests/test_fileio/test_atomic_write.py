@@ -104,3 +104,40 @@ def test_creates_parent_folders(tmp_path):
         tmp.write_text('deep')
     assert target.read_text() == 'deep'
     assert [p.name for p in target.parent.iterdir()] == ['out.txt']
+
+
+def test_temp_name_carries_the_pid_and_is_unique(tmp_path):
+    target = tmp_path / 'out.bin'
+    with atomic_write(target) as first, atomic_write(target) as second:
+        assert first != second  # mkstemp creates each name exclusively
+        for tmp in (first, second):
+            assert tmp.name.startswith(f'.out.bin.{os.getpid()}.') and tmp.name.endswith('.tmp')
+        first.write_bytes(b'1')
+        second.write_bytes(b'2')
+    assert target.read_bytes() == b'1'  # the first body finished last: its rename wins
+    assert temp_files(tmp_path, 'out.bin') == []
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                          capture_output=True, text=True, check=True)
+    return int(proc.stdout)
+
+
+def test_remove_stale_temps_only_removes_files_of_dead_writers(tmp_path):
+    from mmti.fileio.atomic_write import remove_stale_temps
+    dead = dead_pid()
+    stale = [tmp_path / f'.iter_4.pth.{dead}.abc_12.tmp', tmp_path / f'.last_checkpoint.{dead}.x9.tmp']
+    alive = [tmp_path / f'.iter_6.pth.{os.getpid()}.abc.tmp',  # this process: still writing
+             tmp_path / f'.iter_8.pth.1.abc.tmp']  # pid 1 (init) is always alive
+    others = [tmp_path / 'iter_4.pth', tmp_path / f'.iter_4.pth.{dead}.partial',
+              tmp_path / f'notes.{dead}.abc.tmp']
+    for path in stale + alive + others:
+        path.write_bytes(b'x')
+    assert remove_stale_temps(tmp_path, 'last_*') == [stale[1]]
+    assert sorted(remove_stale_temps(tmp_path)) == [stale[0]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in alive + others)
+    assert remove_stale_temps(tmp_path / 'missing') == []

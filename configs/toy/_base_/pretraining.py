@@ -29,10 +29,11 @@ val_evaluator = None
 test_cfg = None
 
 default_hooks = dict(
+    runtime_info=dict(type='BatchedRuntimeInfoHook'),
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1000, by_epoch=False, max_keep_ckpts=2),
+    checkpoint=dict(type='AtomicCheckpointHook', interval=1000, by_epoch=False, max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'))
 
 env_cfg = dict(

@@ -1,10 +1,11 @@
-from .checkpoint_hook import CheckpointHook
+from .atomic_checkpoint_hook import AtomicCheckpointHook
+from .batched_runtime_info_hook import BatchedRuntimeInfoHook
 from .embedding_save_hook import EmbeddingSaveHook
 from .export_hook import ExportHook
-from .non_finite_loss_hook import NonFiniteLossError, NonFiniteLossHook
-from .runtime_info_hook import RuntimeInfoHook
+from .non_finite import NonFiniteLossError
+from .non_finite_loss_hook import NonFiniteLossHook
 from .sync_points import is_sync_point
 from .validation_sample_hook import ValidationSampleHook
 
-__all__ = ['CheckpointHook', 'EmbeddingSaveHook', 'ExportHook', 'NonFiniteLossError', 'NonFiniteLossHook',
-           'RuntimeInfoHook', 'ValidationSampleHook', 'is_sync_point']
+__all__ = ['AtomicCheckpointHook', 'BatchedRuntimeInfoHook', 'EmbeddingSaveHook', 'ExportHook',
+           'NonFiniteLossError', 'NonFiniteLossHook', 'ValidationSampleHook', 'is_sync_point']

@@ -1,12 +1,12 @@
 """Write the learned rows in diffusers' format while training runs."""
 from pathlib import Path
 
-import torch
 from mmengine.dist import master_only
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmti.registry import HOOKS
+from .non_finite import NonFiniteLossError, all_finite, stop_message
 
 
 @HOOKS.register_module()
@@ -16,7 +16,8 @@ class EmbeddingSaveHook(Hook):
 
     These files are the product (a few KB each): they load into diffusers'
     ``load_textual_inversion`` and into :meth:`TextualInversion.load_embeddings`.
-    Only rank 0 writes; every write is atomic.
+    Only rank 0 writes; every write is atomic; rows that are not finite are
+    never written (:class:`NonFiniteLossError`).
 
     Args:
         interval: Steps between snapshots; 0 or less saves only the final file.
@@ -41,8 +42,9 @@ class EmbeddingSaveHook(Hook):
     def _save(self, runner, name: str, step: int) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         rows = model.get_embeddings([model.placeholder_token])[model.placeholder_token]
-        if not torch.isfinite(rows).all():
-            raise FloatingPointError(f'Learned rows are not finite at step {step}; not saving '
-                                     f'{name} so the previous file stays intact.')
+        if not all_finite([rows]):  # NonFiniteLossHook missing from custom_hooks?
+            raise NonFiniteLossError(stop_message(
+                runner.work_dir, f'Not saving {name}: the learned rows of iteration {step} hold '
+                'NaN or inf', step - 1))
         path = model.save_embeddings(str(Path(runner.work_dir) / name), step=step)
         runner.logger.info(f'Saved learned embedding to {path}')

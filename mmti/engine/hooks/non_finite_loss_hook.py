@@ -1,51 +1,94 @@
-"""Stop at the first NaN/inf loss instead of training on garbage."""
+"""Stop at the first NaN/inf loss or parameter instead of saving garbage."""
 import torch
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 
 from mmti.registry import HOOKS
+from .non_finite import NonFiniteLossError, stop_message
 from .sync_points import is_sync_point
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+def trainable_parameters(runner) -> dict[str, torch.Tensor]:
+    """``{name: parameter}`` of what the optimizer updates."""
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    names = {id(p): n for n, p in model.named_parameters()}
+    params = {}
+    for group in runner.optim_wrapper.param_groups:
+        for param in group['params']:
+            params.setdefault(names.get(id(param), f'param_{len(params)}'), param)
+    return params
+
+
+class _FirstBad:
+    """The first step at which a flag was set, kept on the device (no sync)."""
+
+    def __init__(self):
+        self.step = None
+        self.value = None
+
+    def update(self, bad: torch.Tensor, step: int, value: torch.Tensor) -> None:
+        if self.step is None:
+            self.step = torch.zeros((), dtype=torch.long, device=bad.device)
+            self.value = torch.zeros((), device=bad.device)
+        new = bad & (self.step == 0)
+        # torch.full, not torch.tensor: no host-to-device copy to wait for.
+        self.step = torch.where(new, torch.full((), step, dtype=torch.long, device=bad.device),
+                                self.step)
+        self.value = torch.where(new, value.float(), self.value)
+
+    def read(self) -> tuple[int, float] | None:
+        if self.step is None or not int(self.step):
+            return None
+        return int(self.step), float(self.value)
 
 
 @HOOKS.register_module()
 class NonFiniteLossHook(Hook):
-    """Raise, naming the first bad iteration, when the loss is not finite.
+    """Raise :class:`NonFiniteLossError` when the loss or a trainable
+    parameter is no longer finite, before anything is saved from it.
 
-    The check costs no per-step sync: the first bad iteration is tracked on
-    the device and read out only where something would be saved or logged
-    (:func:`is_sync_point`). Its priority puts it before every saving hook,
-    so neither ``learned_embeds*.safetensors`` nor a checkpoint is ever
-    written from poisoned rows: the last good files stay as they were.
+    An update after a finite loss can still blow the parameters up (an
+    absurd learning rate), so both are watched. The check costs no per-step
+    sync: the first bad iteration is tracked on the device and read out only
+    where something would be saved or logged (:func:`is_sync_point`). Its
+    priority puts it before every saving hook, so neither
+    ``learned_embeds*.safetensors`` nor a checkpoint is written from
+    poisoned rows; the message names the last good files and the fix.
     """
 
     priority = 'ABOVE_NORMAL'
 
     def before_train(self, runner) -> None:
-        self._first_bad_step = None
-        self._first_bad_value = None
+        self._loss = _FirstBad()
+        self._params = _FirstBad()
+        self._trainable = trainable_parameters(runner)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        step = runner.iter + 1
         loss = (outputs or {}).get('loss')
         if isinstance(loss, torch.Tensor):
             loss = loss.detach().float().reshape(())
-            if self._first_bad_step is None:
-                self._first_bad_step = torch.zeros((), dtype=torch.long, device=loss.device)
-                self._first_bad_value = torch.zeros((), device=loss.device)
-            new = ~torch.isfinite(loss) & (self._first_bad_step == 0)
-            # torch.full, not torch.tensor: no host-to-device copy to wait for.
-            step = torch.full((), runner.iter + 1, dtype=torch.long, device=loss.device)
-            self._first_bad_step = torch.where(new, step, self._first_bad_step)
-            self._first_bad_value = torch.where(new, loss, self._first_bad_value)
-        if self._first_bad_step is not None and is_sync_point(runner):
-            self.check()
+            self._loss.update(~torch.isfinite(loss), step, loss)
+        params = [p.detach() for p in self._trainable.values()]
+        if params:
+            # The inf-norm propagates NaN and inf and never overflows on finite values.
+            norm = torch.nn.utils.get_total_norm(params, float('inf'))
+            self._params.update(~torch.isfinite(norm), step, norm)
+        if is_sync_point(runner):
+            self.check(runner)
 
-    def check(self) -> None:
-        step = int(self._first_bad_step)
-        if step:
-            raise NonFiniteLossError(
-                f'Loss is {float(self._first_bad_value)} at iteration {step}; training stopped '
-                'and the files in the work dir were left as they were. Lower the learning rate, '
-                "use dtype='fp32', or resume from the last checkpoint with --resume.")
+    def check(self, runner) -> None:
+        """Raise if a loss or the parameters were non-finite at any step so far."""
+        loss, params = self._loss.read(), self._params.read()
+        if params is not None and (loss is None or params[0] < loss[0]):
+            # The update of that step broke the rows; its own loss was finite.
+            names = ', '.join(self._trainable)
+            step = params[0]
+            problem = (f'The trainable parameters ({names}) became {params[1]} in the update of '
+                       f'iteration {step}, though its loss was finite')
+        elif loss is not None:
+            step = loss[0]
+            problem = f'Loss is {loss[1]} at iteration {step}'
+        else:
+            return
+        raise NonFiniteLossError(stop_message(runner.work_dir, problem, step - 1))

@@ -2,7 +2,7 @@
 import torch
 from mmengine.hooks import Hook
 
-from mmti.engine.hooks import RuntimeInfoHook, is_sync_point
+from mmti.engine.hooks import BatchedRuntimeInfoHook, is_sync_point
 
 
 class RecordLoss(Hook):
@@ -25,7 +25,7 @@ def test_deferred_losses_match_every_step(build_tiny_runner, tmp_path):
             hook.interval = 3
     recorder = RecordLoss()
     runner.register_hook(recorder)
-    assert any(isinstance(h, RuntimeInfoHook) for h in runner.hooks)  # ours, via default_scope
+    assert any(isinstance(h, BatchedRuntimeInfoHook) for h in runner.hooks)  # the config's runtime_info
     runner.train()
     assert recorder.sync_points == [False, False, True, False, False, True, True]
     history, counts = runner.message_hub.get_scalar('train/loss').data

@@ -1,20 +1,21 @@
-"""mmengine's RuntimeInfoHook without a device-to-host sync every step."""
+"""Log losses without a device-to-host sync every step."""
 import torch
-from mmengine.hooks import RuntimeInfoHook as MMEngineRuntimeInfoHook
+from mmengine.hooks import RuntimeInfoHook
 
 from mmti.registry import HOOKS
 from .sync_points import is_sync_point
 
 
 @HOOKS.register_module()
-class RuntimeInfoHook(MMEngineRuntimeInfoHook):
+class BatchedRuntimeInfoHook(RuntimeInfoHook):
     """Record losses in the message hub in batches instead of one by one.
 
     mmengine converts every step's loss with ``.item()``, which makes the host
     wait for the GPU each step. Here the detached loss tensors wait on the
     device and are read out together (one sync) at the next point where a
     hook actually looks at them (see :func:`is_sync_point`). The logged values
-    are the same.
+    are the same. Use it as ``default_hooks.runtime_info``; it changes only
+    ``after_train_iter`` of mmengine's hook.
     """
 
     def before_train(self, runner) -> None:

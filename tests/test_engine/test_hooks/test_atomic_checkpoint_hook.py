@@ -1,4 +1,4 @@
-"""mmti's CheckpointHook on a real mmengine Runner: safe to load, safe to kill."""
+"""AtomicCheckpointHook on a real mmengine Runner: safe to load, safe to kill."""
 import os
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 
-from mmti.engine.hooks import checkpoint_hook
-from mmti.engine.hooks.checkpoint_hook import _from_plain, _to_plain
+from mmti.engine.hooks.plain_state import from_plain as _from_plain
+from mmti.engine.hooks.plain_state import to_plain as _to_plain
 
 PLAIN_TYPES = (torch.Tensor, str, int, float, bool, type(None))
 
@@ -120,7 +120,7 @@ def test_failed_rename_keeps_previous_checkpoint(build_tiny_runner, tmp_path, mo
                 raise OSError(28, 'injected: no space left on device')
         return real_replace(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint_hook.os, 'replace', replace_failing_once)
+    monkeypatch.setattr(os, 'replace', replace_failing_once)
     with pytest.raises(OSError, match='injected'):
         runner.train()
     monkeypatch.undo()
@@ -209,3 +209,51 @@ def test_keep_all_checkpoints(build_tiny_runner, tmp_path):
                                   max_keep_ckpts=-1, batch_size=1)
     runner.train()
     assert sorted(p.name for p in tmp_path.glob('iter_*.pth')) == ['iter_1.pth', 'iter_2.pth']
+
+
+def test_mmti_names_never_shadow_mmengine_names():
+    """type='CheckpointHook' (or any mmengine name) means mmengine's class, not ours."""
+    import mmengine.registry as mmengine_registry
+
+    import mmti.engine  # noqa: F401  (registers everything)
+    from mmti.registry import HOOKS, LOOPS
+    for ours, theirs in ((HOOKS, mmengine_registry.HOOKS), (LOOPS, mmengine_registry.LOOPS)):
+        shadowed = sorted(set(ours.module_dict) & set(theirs.module_dict))
+        assert shadowed == [], f'{ours.name}: {shadowed}'
+    from mmengine.hooks import CheckpointHook
+    assert type(HOOKS.build(dict(type='CheckpointHook', interval=1))) is CheckpointHook
+
+
+def test_by_epoch_is_refused():
+    from mmti.registry import HOOKS
+    with pytest.raises(ValueError, match='by_epoch=False'):
+        HOOKS.build(dict(type='AtomicCheckpointHook', interval=1, by_epoch=True))
+
+
+def test_stale_temp_files_are_removed_at_start(build_tiny_runner, tmp_path):
+    import subprocess
+    import sys
+    dead = int(subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                              capture_output=True, text=True, check=True).stdout)
+    stale = tmp_path / f'.iter_2.pth.{dead}.k1ll3d.tmp'
+    stale.write_bytes(b'half a checkpoint')
+    runner, _ = build_tiny_runner(tmp_path, max_iters=1, checkpoint_interval=1,
+                                  embedding_interval=0, validation_interval=None, batch_size=1)
+    runner.train()
+    assert not stale.exists()
+    assert sorted(p.name for p in tmp_path.glob('.*')) == []
+
+
+def test_only_rank_0_touches_files(build_tiny_runner, tmp_path, monkeypatch):
+    """On other ranks: no checkpoint, no pointer, no cleanup of stale files."""
+    from mmti.engine.hooks import atomic_checkpoint_hook
+    monkeypatch.setattr(atomic_checkpoint_hook, 'is_main_process', lambda: False)
+    stale = tmp_path / '.iter_2.pth.999999999.k1ll3d.tmp'  # no such pid
+    stale.write_bytes(b'x')
+    runner, _ = build_tiny_runner(tmp_path, max_iters=2, checkpoint_interval=1,
+                                  embedding_interval=0, validation_interval=None, batch_size=1)
+    runner.train()
+    assert stale.exists()
+    assert not list(tmp_path.glob('iter_*.pth')) and not (tmp_path / 'last_checkpoint').exists()
+    hook = next(h for h in runner.hooks if type(h).__name__ == 'AtomicCheckpointHook')
+    assert hook.keep_ckpt_ids == [1, 2]  # the bookkeeping runs on every rank, like mmengine's

@@ -1,0 +1,93 @@
+"""One error for a run that diverged, saying what was kept and how to go on."""
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from mmti.utils import UserError
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
+    """The loss or the trainable parameters became NaN or infinite.
+
+    A :class:`~mmti.utils.UserError`, so ``run_cli`` prints its one-line
+    message (what diverged, what was kept, the fix) and exits with status 2.
+    """
+
+
+def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+    """True if every floating point tensor holds only finite values (one sync)."""
+    tensors = [t.detach() for t in tensors if torch.is_tensor(t) and t.is_floating_point()]
+    if not tensors:
+        return True
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for tensor in tensors:
+        by_device.setdefault(tensor.device, []).append(tensor)
+    # The inf-norm propagates NaN and inf and never overflows on finite values.
+    norms = [torch.nn.utils.get_total_norm(group, float('inf')).cpu()
+             for group in by_device.values()]
+    return bool(torch.isfinite(torch.stack(norms)).all())
+
+
+def last_checkpoint(work_dir: str | Path) -> tuple[str, int | None, bool] | None:
+    """``(path, iteration, finite)`` of the checkpoint ``--resume`` would load.
+
+    ``None`` if there is no ``last_checkpoint`` file; iteration ``None`` and
+    finite ``False`` if the file it names cannot be read.
+    """
+    marker = Path(work_dir) / 'last_checkpoint'
+    try:
+        path = marker.read_text().strip()
+    except OSError:
+        return None
+    try:
+        # mmap: only the rows are read, however large the file.
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+        return path, int(checkpoint['meta']['iter']), all_finite(checkpoint['state_dict'].values())
+    except Exception:  # missing, truncated, not a checkpoint: say so, do not mask the stop
+        return path, None, False
+
+
+_SNAPSHOT_STEP = re.compile(r'-steps-(\d+)\.safetensors$')
+
+
+def last_embedding_file(work_dir: str | Path, before: int) -> tuple[Path, int] | None:
+    """The newest ``*-steps-N.safetensors`` with ``N <= before`` and finite rows."""
+    found = []
+    for path in Path(work_dir).glob('*-steps-*.safetensors'):
+        match = _SNAPSHOT_STEP.search(path.name)
+        if match and int(match.group(1)) <= before:
+            found.append((int(match.group(1)), path))
+    for step, path in sorted(found, reverse=True):
+        try:
+            with safe_open(str(path), 'pt') as f:
+                if all_finite(f.get_tensor(key) for key in f.keys()):
+                    return path, step
+        except Exception:  # unreadable: not a file to point the user at
+            continue
+    return None
+
+
+def stop_message(work_dir: str | Path, problem: str, step: int) -> str:
+    """One line: ``problem``, what on disk is whole and finite, and the fix."""
+    kept = []
+    checkpoint = last_checkpoint(work_dir)
+    fix = "lower optim_wrapper.optimizer.lr (or use model.dtype='fp32')"
+    if checkpoint is None:
+        kept.append('no checkpoint yet')
+        fix += ' and train again'
+    elif checkpoint[2]:
+        path, ckpt_step, _ = checkpoint
+        kept.append(f'checkpoint {path} (iteration {ckpt_step}; last_checkpoint points at it)')
+        fix += f', then --resume {path}'
+    else:  # e.g. written by an mmti that did not check
+        kept.append(f'no usable checkpoint (last_checkpoint names {checkpoint[0]}, which is '
+                    'unreadable or not finite)')
+        fix += ', then --resume PATH with an earlier, finite iter_*.pth, or train again'
+    embedding = last_embedding_file(work_dir, step)
+    if embedding is not None:
+        kept.append(f'{embedding[0].name} (iteration {embedding[1]})')
+    return (f'{problem}; training stopped without saving anything from it. Kept: '
+            f'{", ".join(kept)}. Fix: {fix}.')

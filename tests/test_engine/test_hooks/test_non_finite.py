@@ -1,0 +1,54 @@
+"""The stop message of a diverged run names only files that are whole and finite."""
+import torch
+from safetensors.torch import save_file
+
+from mmti.engine import NonFiniteLossError
+from mmti.engine.hooks.non_finite import all_finite, stop_message
+from mmti.utils import UserError
+
+
+def write_checkpoint(work_dir, step: int, value: float) -> None:
+    path = work_dir / f'iter_{step}.pth'
+    torch.save({'meta': {'iter': step}, 'state_dict': {'rows': torch.full((2, 4), value)}}, path)
+    (work_dir / 'last_checkpoint').write_text(str(path))
+
+
+def test_error_is_a_user_error():
+    assert issubclass(NonFiniteLossError, UserError)
+    assert issubclass(NonFiniteLossError, FloatingPointError)  # for code that caught it before
+
+
+def test_all_finite():
+    assert all_finite([torch.ones(3), torch.zeros(2, 2, dtype=torch.float16), torch.arange(3)])
+    assert all_finite([torch.full((2,), 3e38)])  # large is not infinite
+    assert not all_finite([torch.ones(3), torch.tensor([1.0, float('nan')])])
+    assert not all_finite([torch.tensor([-float('inf')])])
+    assert all_finite([])
+
+
+def test_names_the_checkpoint_and_newest_good_snapshot(tmp_path):
+    write_checkpoint(tmp_path, 4, 0.5)
+    for step, value in ((2, 1.0), (4, 1.0), (6, float('inf')), (8, 1.0)):
+        save_file({'<c>': torch.full((1, 4), value)}, tmp_path / f'learned_embeds-steps-{step}.safetensors')
+    message = stop_message(tmp_path, 'Loss is nan at iteration 7', 6)
+    assert message == (
+        f'Loss is nan at iteration 7; training stopped without saving anything from it. Kept: '
+        f'checkpoint {tmp_path}/iter_4.pth (iteration 4; last_checkpoint points at it), '
+        f'learned_embeds-steps-4.safetensors (iteration 4). Fix: lower optim_wrapper.optimizer.lr '
+        f"(or use model.dtype='fp32'), then --resume {tmp_path}/iter_4.pth.")
+    assert '\n' not in message
+
+
+def test_no_checkpoint_yet(tmp_path):
+    message = stop_message(tmp_path, 'Loss is inf at iteration 1', 0)
+    assert 'Kept: no checkpoint yet. Fix:' in message and message.endswith('and train again.')
+
+
+def test_a_non_finite_or_broken_checkpoint_is_not_called_good(tmp_path):
+    write_checkpoint(tmp_path, 4, float('nan'))  # e.g. written before this check existed
+    message = stop_message(tmp_path, 'Loss is nan at iteration 5', 4)
+    assert 'iter_4.pth, which is unreadable or not finite' in message
+    assert 'Kept: no usable checkpoint' in message
+    assert message.endswith('--resume PATH with an earlier, finite iter_*.pth, or train again.')
+    (tmp_path / 'iter_4.pth').write_bytes(b'truncated')
+    assert 'unreadable or not finite' in stop_message(tmp_path, 'x', 4)
