@@ -5,21 +5,10 @@ import numpy as np
 from mmengine.dist import master_only
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from PIL import Image
+from diffusers.utils import make_image_grid
 
 from mmti.fileio import atomic_write
 from mmti.registry import HOOKS
-
-
-def make_grid(images: list[Image.Image], columns: int) -> Image.Image:
-    """Tile equally sized images row by row."""
-    columns = max(1, min(columns, len(images)))
-    rows = -(-len(images) // columns)
-    w, h = images[0].size
-    grid = Image.new('RGB', (columns * w, rows * h), 'white')
-    for i, img in enumerate(images):
-        grid.paste(img, ((i % columns) * w, (i // columns) * h))
-    return grid
 
 
 @HOOKS.register_module()
@@ -56,7 +45,8 @@ class ValidationSampleHook(Hook):
         if not results:
             return
         prompts = list(dict.fromkeys(r['prompt'] for r in results))
-        grid = make_grid([r['sample'] for r in results], columns=len(results) // len(prompts))
+        grid = make_image_grid([r['sample'] for r in results], rows=len(prompts),
+                               cols=len(results) // len(prompts))
         path = Path(runner.work_dir) / 'samples' / f'step_{step}.png'
         with atomic_write(path) as tmp:
             grid.save(tmp, format='PNG')
