@@ -1,16 +1,13 @@
 """Write the learned rows in diffusers' format while training runs."""
 from pathlib import Path
 
-from mmengine.dist import master_only
-from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
-
 from mmti.registry import HOOKS
 from .non_finite import NonFiniteLossError, all_finite, stop_message
+from .periodic_hook import PeriodicHook
 
 
 @HOOKS.register_module()
-class EmbeddingSaveHook(Hook):
+class EmbeddingSaveHook(PeriodicHook):
     """Save ``learned_embeds-steps-N.safetensors`` every ``interval`` steps and
     ``learned_embeds.safetensors`` when training ends, in the work dir.
 
@@ -24,23 +21,12 @@ class EmbeddingSaveHook(Hook):
         filename: Name of the final file.
     """
 
-    priority = 'LOW'
-
     def __init__(self, interval: int = 500, filename: str = 'learned_embeds.safetensors'):
-        self.interval = interval
+        super().__init__(interval)
         self.filename = filename
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if self.interval > 0 and self.every_n_train_iters(runner, self.interval):
-            step = runner.iter + 1
-            self._save(runner, f'{Path(self.filename).stem}-steps-{step}.safetensors', step)
-
-    def after_train(self, runner) -> None:
-        self._save(runner, self.filename, runner.iter)
-
-    @master_only
-    def _save(self, runner, name: str, step: int) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    def act(self, runner, model, step: int, final: bool) -> None:
+        name = self.filename if final else f'{Path(self.filename).stem}-steps-{step}.safetensors'
         rows = model.get_embeddings([model.placeholder_token])[model.placeholder_token]
         if not all_finite([rows]):  # NonFiniteLossHook missing from custom_hooks?
             raise NonFiniteLossError(stop_message(

@@ -1,16 +1,16 @@
 """Stop at the first NaN/inf loss or parameter instead of saving garbage."""
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from mmti.registry import HOOKS
+from .periodic_hook import unwrap_model
 from .non_finite import NonFiniteLossError, stop_message
 from .sync_points import is_sync_point
 
 
 def trainable_parameters(runner) -> dict[str, torch.Tensor]:
     """``{name: parameter}`` of what the optimizer updates."""
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    model = unwrap_model(runner.model)
     names = {id(p): n for n, p in model.named_parameters()}
     params = {}
     for group in runner.optim_wrapper.param_groups:

@@ -2,17 +2,15 @@
 from pathlib import Path
 
 import numpy as np
-from mmengine.dist import master_only
-from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from diffusers.utils import make_image_grid
 
 from mmti.fileio import atomic_write
 from mmti.registry import HOOKS
+from .periodic_hook import PeriodicHook
 
 
 @HOOKS.register_module()
-class ValidationSampleHook(Hook):
+class ValidationSampleHook(PeriodicHook):
     """Every ``interval`` steps (and at the end), sample the model's
     validation prompts into ``<work_dir>/samples/step_<N>.png`` (one row per
     prompt) and send the grid to the visualizer.
@@ -25,22 +23,11 @@ class ValidationSampleHook(Hook):
         prompts: Overrides the model's ``validation_prompts``.
     """
 
-    priority = 'LOW'
-
     def __init__(self, interval: int = 500, prompts: list[str] | None = None):
-        self.interval = interval
+        super().__init__(interval)
         self.prompts = prompts
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if self.interval > 0 and self.every_n_train_iters(runner, self.interval):
-            self._render(runner, runner.iter + 1)
-
-    def after_train(self, runner) -> None:
-        self._render(runner, runner.iter)
-
-    @master_only
-    def _render(self, runner, step: int) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    def act(self, runner, model, step: int, final: bool) -> None:
         results = model.val_step({'prompts': self.prompts} if self.prompts else None)
         if not results:
             return

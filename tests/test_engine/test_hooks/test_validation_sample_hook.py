@@ -56,7 +56,7 @@ def test_render_leaves_global_rng_untouched(shared_run, tmp_path, monkeypatch):
     random.seed(1234)
     torch_state, np_state, py_state = (torch.get_rng_state(), np.random.get_state(),
                                        random.getstate())
-    hook._render(runner, 99)
+    hook.act(runner, runner.model, 99, final=False)
     assert torch.equal(torch.get_rng_state(), torch_state)
     after = np.random.get_state()
     assert after[0] == np_state[0] and np.array_equal(after[1], np_state[1])
@@ -75,6 +75,6 @@ def test_render_is_reproducible(shared_run, tmp_path, monkeypatch):
     for name in ('a', 'b'):
         monkeypatch.setattr(runner, '_work_dir', str(tmp_path / name))
         torch.manual_seed(len(name) + ord(name))  # a different global state each time
-        hook._render(runner, 7)
+        hook.act(runner, runner.model, 7, final=False)
         grids.append(np.asarray(Image.open(tmp_path / name / 'samples' / 'step_7.png')))
     assert np.array_equal(grids[0], grids[1])
