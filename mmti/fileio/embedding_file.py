@@ -28,6 +28,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import io
+import json
 import safetensors
 import safetensors.torch
 import torch
@@ -285,14 +287,14 @@ def write_embedding_file(path: str | os.PathLike,
         if format == 'diffusers':
             token, rows = next(iter(tensors.items()))
             if path.suffix == '.bin':
-                torch.save(tensors, tmp)
+                _save_torch(tensors, tmp)
             else:
                 meta = _metadata('diffusers', ','.join(tensors), rows, step, metadata)
                 meta['num_vectors'] = ','.join(str(v.shape[0]) for v in tensors.values())
-                safetensors.torch.save_file(tensors, str(tmp), metadata=meta)
+                _save_safetensors(tensors, tmp, meta)
         elif format == 'a1111':
             token, rows = _single(tensors, 'a1111')
-            torch.save({'string_to_token': {'*': A1111_STAR_TOKEN_ID},
+            _save_torch({'string_to_token': {'*': A1111_STAR_TOKEN_ID},
                         'string_to_param': {'*': rows},
                         'name': token,
                         'step': int(step or 0),
@@ -300,8 +302,8 @@ def write_embedding_file(path: str | os.PathLike,
                         'sd_checkpoint_name': str((metadata or {}).get('base_model', ''))}, tmp)
         elif format == 'safetensors':
             token, rows = _single(tensors, 'safetensors')
-            safetensors.torch.save_file({'emb_params': rows}, str(tmp),
-                                        metadata=_metadata('safetensors', token, rows, step, metadata))
+            _save_safetensors({'emb_params': rows}, tmp,
+                              _metadata('safetensors', token, rows, step, metadata))
         else:  # sdxl
             token, rows = _single(tensors, 'sdxl')
             second = {k: v.detach().float().cpu().contiguous() for k, v in (embeddings_2 or {}).items()}
@@ -311,9 +313,34 @@ def write_embedding_file(path: str | os.PathLike,
             if second[token].shape[0] != rows.shape[0]:
                 raise ValueError(f'clip_l has {rows.shape[0]} vectors but clip_g '
                                  f'{second[token].shape[0]}; they must match.')
-            safetensors.torch.save_file({'clip_l': rows, 'clip_g': second[token]}, str(tmp),
-                                        metadata=_metadata('sdxl', token, rows, step, metadata))
+            _save_safetensors({'clip_l': rows, 'clip_g': second[token]}, tmp,
+                              _metadata('sdxl', token, rows, step, metadata))
     return path
+
+
+def _save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """safetensors with its JSON header in sorted key order.
+
+    safetensors serialises the metadata from a hash map whose order changes
+    from process to process, so two identical runs would write files with
+    different bytes (and sha256). The header is re-written sorted and padded
+    as the format allows (spaces up to a multiple of 8); the tensor bytes and
+    offsets are untouched.
+    """
+    data = safetensors.torch.save(tensors, metadata=metadata)
+    length = int.from_bytes(data[:8], 'little')
+    header = json.dumps(json.loads(data[8:8 + length]), sort_keys=True, separators=(',', ':'))
+    header = header.encode('utf-8')
+    header += b' ' * (-len(header) % 8)
+    path.write_bytes(len(header).to_bytes(8, 'little') + header + data[8 + length:])
+
+
+def _save_torch(obj, path: Path) -> None:
+    # Through a buffer: torch.save names the zip's inner folder after the
+    # file, and the temporary name differs on every write.
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    path.write_bytes(buffer.getvalue())
 
 
 def write_embeddings(path: str | os.PathLike, embeddings: dict[str, torch.Tensor],

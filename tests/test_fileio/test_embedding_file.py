@@ -1,4 +1,5 @@
 """Embedding files: diffusers' {"<tok>": rows} layout, told by content, loaded without code."""
+import os
 import pathlib
 
 import pytest
@@ -6,7 +7,7 @@ import safetensors.torch
 import torch
 from safetensors import safe_open
 
-from mmti.fileio import read_embeddings, write_embeddings
+from mmti.fileio import read_embedding_file, read_embeddings, write_embeddings
 
 
 
@@ -293,3 +294,36 @@ def test_a_whole_checkpoint_is_an_unknown_layout(tmp_path):
     with pytest.raises(ValueError, match=r"'state_dict' is a dict, not a tensor; not a known "
                                          r'embedding layout \(\{"<token>"'):
         read_embeddings(path)
+
+
+WRITE_EVERY_FORMAT = '''
+import sys, torch
+from mmti.fileio import write_embedding_file
+out = sys.argv[1]
+rows = torch.arange(64, dtype=torch.float32).reshape(2, 32)
+for fmt, name in [('diffusers', 'a.safetensors'), ('diffusers', 'a.bin'), ('a1111', 'a.pt'),
+                  ('safetensors', 'k.safetensors')]:
+    write_embedding_file(f'{out}/{name}', {'<t>': rows}, fmt, step=3, metadata={'base_model': 'x'})
+write_embedding_file(f'{out}/xl.safetensors', {'<t>': rows}, 'sdxl', embeddings_2={'<t>': rows + 1},
+                     step=3, metadata={'base_model': 'x'})
+'''
+
+
+def test_identical_writes_in_two_processes_are_byte_identical(tmp_path):
+    # Each process has its own hash seed (safetensors' metadata order followed
+    # it) and its own temporary names (torch.save's inner folder followed them).
+    import subprocess
+    import sys
+
+    from mmti_testing import REPO_ROOT
+    outputs = []
+    for run in ('first', 'second'):
+        out = tmp_path / run
+        out.mkdir()
+        subprocess.run([sys.executable, '-c', WRITE_EVERY_FORMAT, str(out)], cwd=REPO_ROOT, check=True,
+                       env={**os.environ, 'PYTHONPATH': str(REPO_ROOT)})
+        outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert sorted(outputs[0]) == ['a.bin', 'a.pt', 'a.safetensors', 'k.safetensors', 'xl.safetensors']
+    assert outputs[0] == outputs[1]
+    loaded = read_embedding_file(tmp_path / 'first' / 'xl.safetensors')
+    assert torch.equal(loaded.embeddings_2['<t>'], torch.arange(64.).reshape(2, 32) + 1)
