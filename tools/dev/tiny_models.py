@@ -24,13 +24,7 @@ from clip_vocab import (CLIP_EOS, CLIP_MAX_LENGTH, CLIP_VOCAB_SIZE, OPENCLIP_PAD
 from staged_output import write_json  # noqa: E402
 
 if TYPE_CHECKING:
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        EulerDiscreteScheduler,
-        PNDMScheduler,
-        UNet2DConditionModel,
-    )
+    from diffusers import AutoencoderKL, SchedulerMixin, UNet2DConditionModel
 
 # The SD 1.5 model, whose converted tokenizer the other families copy.
 TINY_SD = Path(__file__).resolve().parents[2] / "data" / "tiny-sd"
@@ -95,11 +89,9 @@ SD15_SCHEDULER = dict(
     set_alpha_to_one=False,
     prediction_type="epsilon",
 )
-
-
-def count_params(model: torch.nn.Module) -> int:
-    """Return the number of parameters of ``model``."""
-    return sum(p.numel() for p in model.parameters())
+# SD 1.5's scheduler config also carries clip_sample=False. PNDM ignores it,
+# but it must be there for users who swap in DDIM, whose default is True.
+SD15_SCHEDULER_UNUSED = dict(clip_sample=False)
 
 
 def build_seeded(name: str, factory: Callable[[], torch.nn.Module]) -> torch.nn.Module:
@@ -138,32 +130,49 @@ def make_vae(config: dict) -> AutoencoderKL:
     return build_seeded("vae", lambda: AutoencoderKL(**config))
 
 
-def save_components(out_dir: Path, models: dict[str, torch.nn.Module], scheduler) -> dict[str, int]:
-    """Save each model and the scheduler in its subfolder; parameter count per model."""
-    for name, model in models.items():
-        model.save_pretrained(out_dir / name, safe_serialization=True)
-    scheduler.save_pretrained(out_dir / "scheduler")
-    return {name: count_params(model) for name, model in models.items()}
+def make_scheduler(name: str, config: dict, **unused) -> SchedulerMixin:
+    """Build diffusers' scheduler class ``name`` from ``config``.
+
+    Args:
+        name: The scheduler class.
+        config: Its constructor arguments.
+        unused: Keys the original checkpoint's scheduler config carries
+            although this class ignores them; other schedulers read them when
+            users swap those in, so they are recorded too.
+    """
+    import diffusers
+
+    scheduler = getattr(diffusers, name)(**config)
+    scheduler.register_to_config(**unused)
+    return scheduler
 
 
-def write_model_index(out_dir: Path, pipeline: str, models: dict[str, torch.nn.Module], scheduler,
-                      tokenizers: tuple[str, ...], absent: tuple[str, ...], **flags) -> None:
-    """Write ``model_index.json`` for a diffusers pipeline folder.
+def save_pipeline(out_dir: Path, pipeline: str, models: dict[str, torch.nn.Module], scheduler,
+                  tokenizers: tuple[str, ...], absent: tuple[str, ...], readme: str | None,
+                  **flags) -> dict[str, int]:
+    """Save the models and scheduler, ``model_index.json`` and the README.
 
     Optional components (safety checker, feature extractor, image encoder) are
     declared absent (null) rather than left out, so diffusers does not look
     for them.
 
     Args:
-        out_dir: The pipeline folder.
+        out_dir: The pipeline folder; the tokenizers are written separately.
         pipeline: The diffusers pipeline class name.
-        models, scheduler: The saved components (their classes are recorded).
+        models, scheduler: The components (``model_index.json`` records their classes).
         tokenizers: Subfolders holding a ``CLIPTokenizer``.
         absent: Optional components the folder does not have.
+        readme: Text of ``README.md``; ``None`` writes none.
         flags: Other pipeline settings (``requires_safety_checker`` ...).
+
+    Returns:
+        Parameter count per model.
     """
     import diffusers
 
+    for name, model in models.items():
+        model.save_pretrained(out_dir / name, safe_serialization=True)
+    scheduler.save_pretrained(out_dir / "scheduler")
     entries = {name: [type(m).__module__.split(".")[0], type(m).__name__] for name, m in models.items()}
     entries["scheduler"] = ["diffusers", type(scheduler).__name__]
     entries.update({name: ["transformers", "CLIPTokenizer"] for name in tokenizers})
@@ -172,21 +181,36 @@ def write_model_index(out_dir: Path, pipeline: str, models: dict[str, torch.nn.M
     write_json(out_dir / "model_index.json",
                {"_class_name": pipeline, "_diffusers_version": diffusers.__version__,
                 **dict(sorted(entries.items()))})
+    if readme is not None:
+        (out_dir / "README.md").write_text(readme, encoding="utf-8")
+    return {name: sum(p.numel() for p in model.parameters()) for name, model in models.items()}
 
 
-# Optional parts of an SD 1.x/2.x pipeline folder that these models do not have.
-SD_ABSENT = ("feature_extractor", "image_encoder", "safety_checker")
+def make_sd(out_dir: Path, text_encoder: dict, unet: dict, vae: dict, scheduler: SchedulerMixin,
+            readme: str | None, half: bool = False) -> dict[str, int]:
+    """Build and save an SD 1.x/2.x pipeline; the caller writes ``out_dir/tokenizer``.
 
-
-def make_sd15_scheduler() -> PNDMScheduler:
-    """Build SD 1.5's PNDM scheduler with its original configuration."""
-    from diffusers import PNDMScheduler
-
-    scheduler = PNDMScheduler(**SD15_SCHEDULER)
-    # SD 1.5's scheduler config also carries clip_sample=False. PNDM ignores it,
-    # but it must be there for users who swap in DDIM, whose default is True.
-    scheduler.register_to_config(clip_sample=False)
-    return scheduler
+    Args:
+        out_dir: The pipeline folder.
+        text_encoder, unet, vae: The models' configs.
+        scheduler: The scheduler.
+        readme: See :func:`save_pipeline`.
+        half: Store the UNet and VAE in fp16. The text encoder stays fp32, as
+            on the hub, because trainers that load it without a dtype train
+            its token table.
+    """
+    models = {
+        "text_encoder": make_text_encoder("text_encoder", text_encoder),
+        "unet": make_unet(unet),
+        "vae": make_vae(vae),
+    }
+    if half:
+        models["unet"].half()
+        models["vae"].half()
+    # The optional parts of an SD 1.x/2.x folder, which these models lack.
+    absent = ("feature_extractor", "image_encoder", "safety_checker")
+    return save_pipeline(out_dir, "StableDiffusionPipeline", models, scheduler, ("tokenizer",),
+                         absent, readme, requires_safety_checker=False)
 
 
 SD15_README = (
@@ -202,26 +226,10 @@ SD15_README = (
 
 
 def make_sd15(out_dir: Path) -> dict[str, int]:
-    """Write a tiny SD 1.5 pipeline folder.
-
-    Args:
-        out_dir: Empty folder to fill.
-
-    Returns:
-        Parameter count per model component.
-    """
-    models = {
-        "text_encoder": make_text_encoder("text_encoder", SD15_TEXT_ENCODER),
-        "unet": make_unet(SD15_UNET),
-        "vae": make_vae(SD15_VAE),
-    }
-    scheduler = make_sd15_scheduler()
-    params = save_components(out_dir, models, scheduler)
+    """Write a tiny SD 1.5 pipeline folder (see :data:`MODEL_FAMILIES`)."""
     write_clip_tokenizer(out_dir / "tokenizer")
-    write_model_index(out_dir, "StableDiffusionPipeline", models, scheduler, ("tokenizer",),
-                      SD_ABSENT, requires_safety_checker=False)
-    (out_dir / "README.md").write_text(SD15_README, encoding="utf-8")
-    return params
+    scheduler = make_scheduler("PNDMScheduler", SD15_SCHEDULER, **SD15_SCHEDULER_UNUSED)
+    return make_sd(out_dir, SD15_TEXT_ENCODER, SD15_UNET, SD15_VAE, scheduler, SD15_README)
 
 
 # --------------------------------------------------------------------------
@@ -254,19 +262,11 @@ def make_sd15_full_random(out_dir: Path) -> dict[str, int]:
     this folder stands in for ``stable-diffusion-v1-5`` in speed tests. The
     tokenizer is copied from ``data/tiny-sd`` (same real CLIP BPE).
     """
-    models = {
-        "text_encoder": make_text_encoder("text_encoder", SD15_FULL_TEXT_ENCODER),
-        # fp16 files keep the folder at 2 GB; the text encoder stays fp32, as on
-        # the hub, because trainers that load it without a dtype train its table.
-        "unet": make_unet(SD15_FULL_UNET).half(),
-        "vae": make_vae(SD15_FULL_VAE).half(),
-    }
-    scheduler = make_sd15_scheduler()
-    params = save_components(out_dir, models, scheduler)
     shutil.copytree(TINY_SD / "tokenizer", out_dir / "tokenizer")
-    write_model_index(out_dir, "StableDiffusionPipeline", models, scheduler, ("tokenizer",),
-                      SD_ABSENT, requires_safety_checker=False)
-    return params
+    scheduler = make_scheduler("PNDMScheduler", SD15_SCHEDULER, **SD15_SCHEDULER_UNUSED)
+    # fp16 files keep the folder at 2 GB.
+    return make_sd(out_dir, SD15_FULL_TEXT_ENCODER, SD15_FULL_UNET, SD15_FULL_VAE, scheduler, None,
+                   half=True)
 
 
 # --------------------------------------------------------------------------
@@ -299,17 +299,9 @@ SD2_SCHEDULER = dict(
     prediction_type="v_prediction",
     timestep_spacing="leading",
 )
-
-
-def make_sd2_scheduler() -> DDIMScheduler:
-    """Build SD 2.1's DDIM scheduler with its original configuration."""
-    from diffusers import DDIMScheduler
-
-    scheduler = DDIMScheduler(**SD2_SCHEDULER)
-    # SD 2.1's scheduler config also carries skip_prk_steps=True. DDIM ignores
-    # it, but users who swap in PNDM need it (PNDM's default is False).
-    scheduler.register_to_config(skip_prk_steps=True)
-    return scheduler
+# SD 2.1's scheduler config also carries skip_prk_steps=True. DDIM ignores
+# it, but users who swap in PNDM need it (PNDM's default is False).
+SD2_SCHEDULER_UNUSED = dict(skip_prk_steps=True)
 
 
 SD2_README = """\
@@ -329,26 +321,10 @@ of openai/CLIP (MIT licence, Copyright (c) 2021 OpenAI).
 
 
 def make_sd2(out_dir: Path) -> dict[str, int]:
-    """Write a tiny SD 2.x pipeline folder.
-
-    Args:
-        out_dir: Empty folder to fill.
-
-    Returns:
-        Parameter count per model component.
-    """
-    models = {
-        "text_encoder": make_text_encoder("text_encoder", SD2_TEXT_ENCODER),
-        "unet": make_unet(SD2_UNET),
-        "vae": make_vae(SD2_VAE),
-    }
-    scheduler = make_sd2_scheduler()
-    params = save_components(out_dir, models, scheduler)
+    """Write a tiny SD 2.x pipeline folder (see :data:`MODEL_FAMILIES`)."""
     copy_clip_tokenizer(TINY_SD / "tokenizer", out_dir / "tokenizer", pad_token=OPENCLIP_PAD)
-    write_model_index(out_dir, "StableDiffusionPipeline", models, scheduler, ("tokenizer",),
-                      SD_ABSENT, requires_safety_checker=False)
-    (out_dir / "README.md").write_text(SD2_README, encoding="utf-8")
-    return params
+    scheduler = make_scheduler("DDIMScheduler", SD2_SCHEDULER, **SD2_SCHEDULER_UNUSED)
+    return make_sd(out_dir, SD2_TEXT_ENCODER, SD2_UNET, SD2_VAE, scheduler, SD2_README)
 
 
 # --------------------------------------------------------------------------
@@ -419,17 +395,10 @@ SDXL_SCHEDULER = dict(
 )
 
 
-def make_sdxl_scheduler() -> EulerDiscreteScheduler:
-    """Build SDXL's Euler scheduler with its original configuration."""
-    from diffusers import EulerDiscreteScheduler
-
-    scheduler = EulerDiscreteScheduler(**SDXL_SCHEDULER)
-    # Keys of SDXL's scheduler config that Euler ignores but other schedulers
-    # read when users swap them in (DDIM, PNDM).
-    scheduler.register_to_config(
-        clip_sample=False, sample_max_value=1.0, set_alpha_to_one=False, skip_prk_steps=True
-    )
-    return scheduler
+# Keys of SDXL's scheduler config that Euler ignores but other schedulers
+# read when users swap them in (DDIM, PNDM).
+SDXL_SCHEDULER_UNUSED = dict(clip_sample=False, sample_max_value=1.0, set_alpha_to_one=False,
+                             skip_prk_steps=True)
 
 
 SDXL_README = """\
@@ -458,34 +427,26 @@ of openai/CLIP (MIT licence, Copyright (c) 2021 OpenAI).
 
 
 def make_sdxl(out_dir: Path) -> dict[str, int]:
-    """Write a tiny SDXL pipeline folder.
-
-    Args:
-        out_dir: Empty folder to fill.
-
-    Returns:
-        Parameter count per model component.
-    """
+    """Write a tiny SDXL pipeline folder (see :data:`MODEL_FAMILIES`)."""
     models = {
         "text_encoder": make_text_encoder("text_encoder", SDXL_TEXT_ENCODER),
         "text_encoder_2": make_text_encoder("text_encoder_2", SDXL_TEXT_ENCODER_2, with_projection=True),
         "unet": make_unet(SDXL_UNET),
         "vae": make_vae(SDXL_VAE),
     }
-    scheduler = make_sdxl_scheduler()
-    params = save_components(out_dir, models, scheduler)
+    scheduler = make_scheduler("EulerDiscreteScheduler", SDXL_SCHEDULER, **SDXL_SCHEDULER_UNUSED)
     copy_clip_tokenizer(TINY_SD / "tokenizer", out_dir / "tokenizer", pad_token=CLIP_EOS)
     copy_clip_tokenizer(TINY_SD / "tokenizer", out_dir / "tokenizer_2", pad_token=OPENCLIP_PAD)
     # No watermark: a tiny model's output needs none, and the pipeline would
     # otherwise turn it on whenever invisible-watermark happens to be installed.
-    write_model_index(out_dir, "StableDiffusionXLPipeline", models, scheduler,
-                      ("tokenizer", "tokenizer_2"), ("feature_extractor", "image_encoder"),
-                      add_watermarker=False, force_zeros_for_empty_prompt=True)
-    (out_dir / "README.md").write_text(SDXL_README, encoding="utf-8")
-    return params
+    return save_pipeline(out_dir, "StableDiffusionXLPipeline", models, scheduler,
+                         ("tokenizer", "tokenizer_2"), ("feature_extractor", "image_encoder"),
+                         SDXL_README, add_watermarker=False, force_zeros_for_empty_prompt=True)
 
 
-# Model families, by their name on the command line.
+# Model families, by their name on the command line. Each writes a complete
+# pipeline folder into the empty folder it is given and returns the parameter
+# count per model.
 MODEL_FAMILIES: dict[str, Callable[[Path], dict[str, int]]] = {
     "sd15": make_sd15,
     "sd15-full-random": make_sd15_full_random,
