@@ -4,7 +4,7 @@
 #
 #   OUT_DIR=results DIFFUSERS_SCRIPT=path/to/textual_inversion.py bash tools/gpu_benchmark.sh
 #
-# Uses a random-weight SD 1.5-size model (tools/make_tiny_model.py --family
+# Uses a random-weight SD 1.5-size model (tools/dev/make_tiny_model.py --family
 # sd15-full-random): speed and memory depend on the architecture, not on the
 # weights, and no checkpoint can be downloaded on the benchmark machines.
 set -uo pipefail
@@ -27,7 +27,7 @@ run() {  # name, command...: time it, keep its output, go on if it fails
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT_DIR/gpu.txt"
 $PY -c "import torch, diffusers, transformers, mmengine; print(torch.__version__, diffusers.__version__, transformers.__version__, mmengine.__version__)" >> "$OUT_DIR/gpu.txt"
 cat "$OUT_DIR/gpu.txt"
-[ -d "$MODEL" ] || run make_model $PY tools/make_tiny_model.py --family sd15-full-random --out "$MODEL" --model-only
+[ -d "$MODEL" ] || run make_model $PY tools/dev/make_tiny_model.py --family sd15-full-random --out "$MODEL" --model-only
 
 COMMON="model.pretrained_model=$MODEL train_dataloader.dataset.data_root=data/cat_toy"
 run mmti_fp16 $PY tools/benchmark.py configs/textual_inversion.py --steps "$STEPS" --warmup 5 --json \

@@ -1,4 +1,4 @@
-"""tools/make_toy_concepts.py: deterministic, and the committed data/toy_concepts is its output."""
+"""tools/dev/make_toy_concepts.py: deterministic, and the committed data/toy_concepts is its output."""
 from mmti_testing import REPO_ROOT
 from tool_runner import run_tool
 
@@ -13,7 +13,7 @@ def _files(root):
 
 def test_rerun_reproduces_the_committed_folder_byte_for_byte(tmp_path):
     out = tmp_path / 'concepts'
-    run_tool('tools/make_toy_concepts.py', '--out', str(out), '--seed', '0', '--size', '32')
+    run_tool('tools/dev/make_toy_concepts.py', '--out', str(out), '--seed', '0', '--size', '32')
     assert _files(out) == _files(COMMITTED)
 
 
@@ -34,6 +34,6 @@ def test_existing_folder_is_kept_without_force(tmp_path):
     out = tmp_path / 'concepts'
     out.mkdir()
     (out / 'mine.txt').write_text('keep me')
-    result = run_tool('tools/make_toy_concepts.py', '--out', str(out), check=False)
+    result = run_tool('tools/dev/make_toy_concepts.py', '--out', str(out), check=False)
     assert result.returncode != 0 and '--force' in result.stderr
     assert (out / 'mine.txt').read_text() == 'keep me'

@@ -12,16 +12,15 @@ an interrupted run leaves either the old folder or the new one.
 
 Usage::
 
-    python tools/make_toy_concepts.py [--out data/toy_concepts] [--seed 0] [--force]
+    python tools/dev/make_toy_concepts.py [--out data/toy_concepts] [--seed 0] [--force]
 """
 import argparse
-import os.path as osp
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+from staged_output import staged_output
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout
 from mmti.toy_world import (HELD_OUT_CONCEPTS, caption, concept_scenes,  # noqa: E402
                              concept_template, render_scene)
 
@@ -44,7 +43,7 @@ blue background". All are
 {size} x {size} PNGs of the concept with size, position and background varied;
 no image repeats within a concept.
 
-Made by `python tools/make_toy_concepts.py --seed {seed} --size {size}`, which
+Made by `python tools/dev/make_toy_concepts.py --seed {seed} --size {size}`, which
 is deterministic: rerunning it (with `--force`) gives the same images.
 
 | concept | attributes | train captions |
@@ -88,21 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists() and not args.force:
         print(f'{out} exists; pass --force to replace it.', file=sys.stderr)
         return 1
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Same parent, so the final rename stays on one file system.
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
-    try:
+    with staged_output(out, force=True) as tmp:  # out is absent, or --force was given
         write_concepts(tmp, args.seed, args.size)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f'.{out.name}.old.', dir=out.parent))
-            out.rename(old / out.name)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(f'Wrote {len(HELD_OUT_CONCEPTS)} concepts to {out}')
     return 0
 
