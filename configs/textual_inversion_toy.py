@@ -1,4 +1,4 @@
-# Textual Inversion on the toy world (mmti/toy_world): learn
+# Textual Inversion on the toy world (projects/toy_world/world/): learn
 # <purple-dotted-star>, a shape/colour/pattern combination the toy Stable
 # Diffusion (data/toy/sd) never saw in pretraining, from the 5 images in
 # data/toy_concepts/purple-dotted-star/train. Minutes on 2 CPU cores; the
@@ -61,7 +61,7 @@ custom_hooks = [
 # Defaults of tools/evaluate.py for this config: the toy world's evaluation
 # CLIP (data/toy/clip_eval: its image features are mostly about the object,
 # as a real CLIP's are; the toy CLIP's weigh background and position more, see
-# configs/toy/clip_eval.py), toy-world prompts (the toy model knows no "photo"
+# projects/toy_world/configs/clip_eval.py), toy-world prompts (the toy model knows no "photo"
 # or "beach"), the held-out images. Reconstruction renders the held-out
 # images' own captions ("a large {} at the top on a white background", ...),
 # so the learned, initializer and "image only" rows show the same scenes and

@@ -2,6 +2,5 @@ from . import transforms  # noqa: F401  (registers the transforms)
 from .seeded_infinite_sampler import SeededInfiniteSampler
 from .templates import load_templates
 from .textual_inversion_dataset import TextualInversionDataset
-from .toy_world_dataset import ToyWorldDataset
 
-__all__ = ['SeededInfiniteSampler', 'TextualInversionDataset', 'ToyWorldDataset', 'load_templates']
+__all__ = ['SeededInfiniteSampler', 'TextualInversionDataset', 'load_templates']

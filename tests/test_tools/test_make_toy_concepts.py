@@ -2,7 +2,7 @@
 from mmti_testing import REPO_ROOT
 from tool_runner import run_tool
 
-from mmti.toy_world import HELD_OUT_CONCEPTS, concept_scenes, concept_template
+from projects.toy_world.world import HELD_OUT_CONCEPTS, concept_scenes, concept_template
 
 COMMITTED = REPO_ROOT / 'data' / 'toy_concepts'
 

@@ -1,6 +1,6 @@
 """Write the held-out toy-world concepts as Textual Inversion image folders.
 
-For each of ``mmti.toy_world.HELD_OUT_CONCEPTS`` this writes::
+For each of ``projects.toy_world.world.HELD_OUT_CONCEPTS`` this writes::
 
     <out>/<name>/train/0.png ... 4.png      (images to learn the concept from)
     <out>/<name>/*/<i>.txt                  (each image's caption, the concept as {})
@@ -21,7 +21,7 @@ from pathlib import Path
 from staged_output import staged_output
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout
-from mmti.toy_world import (HELD_OUT_CONCEPTS, caption, concept_scenes,  # noqa: E402
+from projects.toy_world.world import (HELD_OUT_CONCEPTS, caption, concept_scenes,  # noqa: E402
                              concept_template, render_scene)
 
 N_TRAIN = 5
@@ -29,7 +29,7 @@ N_HELD_OUT = 8
 
 README = """# Toy-world concepts
 
-Synthetic Textual Inversion concepts from mmti's toy world (`mmti/toy_world`):
+Synthetic Textual Inversion concepts from mmti's toy world (`projects/toy_world/world/`):
 attribute combinations that the toy world's pretraining scenes never show
 (`ToyWorldDataset(exclude_held_out=True)`), although each part (shape, colour,
 pattern) appears there on its own.

@@ -11,7 +11,7 @@ class ExportHook(PeriodicHook):
     ``interval > 0``, every ``interval`` iterations.
 
     The model's ``export`` writes atomically and replaces the previous export
-    (e.g. :meth:`mmti.models.toy.ContrastiveCLIP.export`). Only rank 0 writes.
+    (e.g. :meth:`projects.toy_world.models.ContrastiveCLIP.export`). Only rank 0 writes.
 
     Args:
         interval: Iterations between exports; 0 or less exports only at the end.

@@ -1,4 +1,4 @@
-"""ExportHook: a real (tiny) mmengine run of configs/toy/clip.py leaves a loadable export."""
+"""ExportHook: a real (tiny) mmengine run of projects/toy_world/configs/clip.py leaves a loadable export."""
 import itertools
 from types import SimpleNamespace
 
@@ -12,7 +12,7 @@ from mmti.engine import build_runner
 from mmti.engine.hooks.export_hook import ExportHook
 from mmti.registry import HOOKS
 
-CLIP_CONFIG = REPO_ROOT / 'configs' / 'toy' / 'clip.py'
+CLIP_CONFIG = REPO_ROOT / 'projects' / 'toy_world' / 'configs' / 'clip.py'
 _run_ids = itertools.count()
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from mmti.datasets.toy_world_dataset import ToyWorldDataset
-from mmti.models.toy.autoencoder_pretraining import AutoencoderPretraining
+from projects.toy_world.datasets.toy_world_dataset import ToyWorldDataset
+from projects.toy_world.models.autoencoder_pretraining import AutoencoderPretraining
 
 TINY_VAE = dict(block_out_channels=(8, 16),
                 down_block_types=('DownEncoderBlock2D', 'DownEncoderBlock2D'),

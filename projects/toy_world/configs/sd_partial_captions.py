@@ -1,10 +1,10 @@
 # Third stage of the toy Stable Diffusion: fine-tune the UNet of
-# configs/toy/sd_zero_snr.py on captions that leave words unsaid, as real
+# projects/toy_world/configs/sd_zero_snr.py on captions that leave words unsaid, as real
 # captions do. The result is data/toy/sd.
 #
-#     python tools/train.py configs/toy/sd.py                # stage 1
-#     python tools/train.py configs/toy/sd_zero_snr.py       # stage 2
-#     python tools/train.py configs/toy/sd_partial_captions.py
+#     python tools/train.py projects/toy_world/configs/sd.py                # stage 1
+#     python tools/train.py projects/toy_world/configs/sd_zero_snr.py       # stage 2
+#     python tools/train.py projects/toy_world/configs/sd_partial_captions.py
 #
 # Why: stages 1 and 2 saw every caption name the colour (and any pattern), so
 # a bare "a small triangle on the left ..." was a prompt the UNet had never

@@ -4,10 +4,10 @@
 # runtime around it. Each config sets the model, optimizer, schedule, batch
 # size, image size, caption dropout and its export hooks.
 default_scope = 'mmti'
-# mmti.models.toy registers all three pretraining models.
+# The project registers its three pretraining models and its dataset.
 custom_imports = dict(
-    imports=['mmti.models', 'mmti.models.toy', 'mmti.datasets', 'mmti.engine',
-             'mmti.engine.hooks.export_hook'],
+    imports=['mmti.models', 'mmti.datasets', 'mmti.engine', 'projects.toy_world.models',
+             'projects.toy_world.datasets'],
     allow_failed_imports=False)
 
 train_dataloader = dict(

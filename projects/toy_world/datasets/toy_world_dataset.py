@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mmti.registry import DATASETS
-from mmti.toy_world import (CONCEPT_ATTRIBUTES, CONTEXT_ATTRIBUTES, HELD_OUT_CONCEPTS,
+from projects.toy_world.world import (CONCEPT_ATTRIBUTES, CONTEXT_ATTRIBUTES, HELD_OUT_CONCEPTS,
                             LOOK_ATTRIBUTES, Scene, caption, near_twins, render_scene,
                             sample_scene)
 

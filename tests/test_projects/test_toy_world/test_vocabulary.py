@@ -2,7 +2,7 @@
 import pytest
 from transformers import CLIPTokenizer
 
-from mmti.toy_world import (BACKGROUNDS, COLOURS, PATTERNS, POSITION_PHRASES, POSITIONS, SHAPES,
+from projects.toy_world.world import (BACKGROUNDS, COLOURS, PATTERNS, POSITION_PHRASES, POSITIONS, SHAPES,
                             SIZES, all_words)
 from mmti_testing import TINY_SD
 

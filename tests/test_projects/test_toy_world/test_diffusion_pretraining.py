@@ -9,11 +9,11 @@ from diffusers import StableDiffusionPipeline
 from mmti_testing import TINY_SD
 
 import mmti.models  # noqa: F401  (registers TextualInversion)
-from mmti.datasets.toy_world_dataset import ToyWorldDataset
-from mmti.models.toy.autoencoder_pretraining import AutoencoderPretraining
-from mmti.models.toy.diffusion_pretraining import DiffusionPretraining
+from projects.toy_world.datasets.toy_world_dataset import ToyWorldDataset
+from projects.toy_world.models.autoencoder_pretraining import AutoencoderPretraining
+from projects.toy_world.models.diffusion_pretraining import DiffusionPretraining
 from mmti.registry import DATASETS, MODELS
-from mmti.toy_world import COLOURS
+from projects.toy_world.world import COLOURS
 
 SIZE = 16
 TINY_UNET = dict(block_out_channels=(16, 32), layers_per_block=1,
@@ -147,7 +147,7 @@ def test_toy_configs_build(name, folders):
     from mmengine.registry import DefaultScope, init_default_scope
 
     from mmti_testing import REPO_ROOT
-    cfg = Config.fromfile(REPO_ROOT / 'configs' / 'toy' / f'{name}.py')
+    cfg = Config.fromfile(REPO_ROOT / 'projects' / 'toy_world' / 'configs' / f'{name}.py')
     assert cfg.default_scope == 'mmti'
     assert cfg.custom_hooks[-1]['type'] == 'ExportHook'
     assert cfg.optim_wrapper.clip_grad == dict(max_norm=1.0)
@@ -171,8 +171,8 @@ def test_zero_snr_stage_fine_tunes_the_first_on_a_zero_terminal_snr_schedule():
     from mmengine.registry import DefaultScope, init_default_scope
 
     from mmti_testing import REPO_ROOT
-    cfg = Config.fromfile(REPO_ROOT / 'configs' / 'toy' / 'sd_zero_snr.py')
-    first = Config.fromfile(REPO_ROOT / 'configs' / 'toy' / 'sd.py')
+    cfg = Config.fromfile(REPO_ROOT / 'projects' / 'toy_world' / 'configs' / 'sd_zero_snr.py')
+    first = Config.fromfile(REPO_ROOT / 'projects' / 'toy_world' / 'configs' / 'sd.py')
     assert cfg.load_from == f'{first.work_dir}/iter_{first.train_cfg.max_iters}.pth'
     assert cfg.model.unet_config == first.model.unet_config  # same UNet, so weights load
     assert cfg.train_cfg.max_iters == cfg.param_scheduler[-1]['end']
@@ -191,8 +191,8 @@ def test_partial_captions_stage_fine_tunes_the_second_with_words_left_unsaid():
     from mmengine.config import Config
 
     from mmti_testing import REPO_ROOT
-    cfg = Config.fromfile(REPO_ROOT / 'configs' / 'toy' / 'sd_partial_captions.py')
-    second = Config.fromfile(REPO_ROOT / 'configs' / 'toy' / 'sd_zero_snr.py')
+    cfg = Config.fromfile(REPO_ROOT / 'projects' / 'toy_world' / 'configs' / 'sd_partial_captions.py')
+    second = Config.fromfile(REPO_ROOT / 'projects' / 'toy_world' / 'configs' / 'sd_zero_snr.py')
     assert cfg.load_from == f'{second.work_dir}/iter_{second.train_cfg.max_iters}.pth'
     assert cfg.work_dir not in (second.work_dir, 'work_dirs/toy_sd')
     # The same UNet and schedule as the committed data/toy/sd: only the captions change.

@@ -1,11 +1,11 @@
 # Pretrain the toy Stable Diffusion's VAE on the synthetic toy world
-# (mmti/toy_world): a diffusers AutoencoderKL with one downsampling (factor 2,
+# (projects/toy_world/world/): a diffusers AutoencoderKL with one downsampling (factor 2,
 # 32 px images -> 4 x 16 x 16 latents).
 #
-#     python tools/train.py configs/toy/vae.py
+#     python tools/train.py projects/toy_world/configs/vae.py
 #
 # Writes work_dirs/toy_vae/export (AutoencoderKL.from_pretrained-able; its
-# scaling_factor is 1/RMS of the training latents), which configs/toy/sd.py
+# scaling_factor is 1/RMS of the training latents), which projects/toy_world/configs/sd.py
 # loads.
 #
 # Why factor 2 and not a no-downsampling VAE: the UNet is what costs, and it

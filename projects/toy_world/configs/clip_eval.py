@@ -1,6 +1,6 @@
 # The toy world's evaluation CLIP (data/toy/clip_eval), the instrument of
 # tools/evaluate.py on the toy SD, fine-tuned from the toy CLIP of
-# configs/toy/clip.py. The toy CLIP itself stays the toy SD's text encoder.
+# projects/toy_world/configs/clip.py. The toy CLIP itself stays the toy SD's text encoder.
 #
 # Why a second CLIP: the paper scores a concept by CLIP image similarity to
 # its training images, which works because a real CLIP's image features are
@@ -22,8 +22,8 @@
 #   * images are 32 px scenes enlarged to 64 px, as evaluate shows it the toy
 #     SD's samples and the 32 px concept images.
 #
-#     python tools/train.py configs/toy/clip.py       # stage 1, if not yet run
-#     python tools/train.py configs/toy/clip_eval.py
+#     python tools/train.py projects/toy_world/configs/clip.py       # stage 1, if not yet run
+#     python tools/train.py projects/toy_world/configs/clip_eval.py
 #
 # Writes work_dirs/toy_clip_eval/export (copied to data/toy/clip_eval).
 _base_ = ['./clip.py']

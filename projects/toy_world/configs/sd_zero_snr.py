@@ -1,11 +1,11 @@
 # Second stage of the toy Stable Diffusion: fine-tune the UNet of
-# configs/toy/sd.py on a zero-terminal-SNR noise schedule with v-prediction
+# projects/toy_world/configs/sd.py on a zero-terminal-SNR noise schedule with v-prediction
 # (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps Are
-# Flawed"). configs/toy/sd_partial_captions.py fine-tunes the result into
+# Flawed"). projects/toy_world/configs/sd_partial_captions.py fine-tunes the result into
 # data/toy/sd.
 #
-#     python tools/train.py configs/toy/sd.py           # -> work_dirs/toy_sd
-#     python tools/train.py configs/toy/sd_zero_snr.py  # -> work_dirs/toy_sd_zero_snr/export
+#     python tools/train.py projects/toy_world/configs/sd.py           # -> work_dirs/toy_sd
+#     python tools/train.py projects/toy_world/configs/sd_zero_snr.py  # -> work_dirs/toy_sd_zero_snr/export
 #
 # Why: SD 1.x's schedule leaves sqrt(alpha_bar) = 0.068 of the image in the
 # noisiest training step. On 16 x 16 latents of flat backgrounds that leak is

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from mmti.toy_world import (BACKGROUNDS, COLOURS, CONTEXT_ATTRIBUTES, Scene, caption,
+from projects.toy_world.world import (BACKGROUNDS, COLOURS, CONTEXT_ATTRIBUTES, Scene, caption,
                             concept_template, render_scene)
-from mmti.toy_world.scene import pattern_colour
+from projects.toy_world.world.scene import pattern_colour
 
 
 def _pixels(scene, **kwargs):

@@ -5,10 +5,10 @@ import pytest
 import torch
 from mmengine.dataset import pseudo_collate
 
-from mmti.datasets.toy_world_dataset import ToyWorldDataset
+from projects.toy_world.datasets.toy_world_dataset import ToyWorldDataset
 from mmti.models.data_preprocessor import TextualInversionDataPreprocessor
 from mmti.registry import DATASETS
-from mmti.toy_world import (COLOURS, HELD_OUT_CONCEPTS, PATTERNS, SHAPES, caption, is_held_out,
+from projects.toy_world.world import (COLOURS, HELD_OUT_CONCEPTS, PATTERNS, SHAPES, caption, is_held_out,
                             scene_for_index)
 
 OBJECT_WORDS = {*SHAPES, *COLOURS, *PATTERNS}

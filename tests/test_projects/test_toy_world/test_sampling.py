@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 
-from mmti.toy_world import (BACKGROUNDS, COLOURS, CONCEPT_ATTRIBUTES, HELD_OUT_CONCEPTS, PATTERNS,
+from projects.toy_world.world import (BACKGROUNDS, COLOURS, CONCEPT_ATTRIBUTES, HELD_OUT_CONCEPTS, PATTERNS,
                             POSITIONS, SHAPES, SIZES, Scene, concept_scenes, is_held_out, matches,
                             near_twins, scene_for_index, vary_one)
 

@@ -7,8 +7,8 @@ from safetensors import safe_open
 from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
 
 from mmti_testing import TINY_SD
-from mmti.datasets.toy_world_dataset import ToyWorldDataset
-from mmti.models.toy import ContrastiveCLIP
+from projects.toy_world.datasets.toy_world_dataset import ToyWorldDataset
+from projects.toy_world.models import ContrastiveCLIP
 from mmti.registry import MODELS
 
 SIZE = 32
@@ -221,12 +221,12 @@ def test_evaluation_clip_config_keeps_near_twins_together_and_starts_from_stage_
     from mmengine.config import Config
 
     from mmti_testing import REPO_ROOT
-    stage_1 = Config.fromfile(REPO_ROOT / 'configs' / 'toy' / 'clip.py')
-    cfg = Config.fromfile(REPO_ROOT / 'configs' / 'toy' / 'clip_eval.py')
+    stage_1 = Config.fromfile(REPO_ROOT / 'projects' / 'toy_world' / 'configs' / 'clip.py')
+    cfg = Config.fromfile(REPO_ROOT / 'projects' / 'toy_world' / 'configs' / 'clip_eval.py')
     loader = cfg.train_dataloader
     assert loader.batch_size % loader.dataset.group_size == 0  # no group straddles two batches
     assert loader.sampler.shuffle is False  # consecutive indices form the groups
     assert loader.dataset.size < cfg.model.vision_config.image_size and cfg.model.upsample_inputs
-    # Fine-tunes the final checkpoint of configs/toy/clip.py.
+    # Fine-tunes the final checkpoint of projects/toy_world/configs/clip.py.
     assert cfg.load_from == f'{stage_1.work_dir}/iter_{stage_1.train_cfg.max_iters}.pth'
     assert cfg.work_dir != stage_1.work_dir

@@ -17,8 +17,8 @@ from diffusers import AutoencoderKL
 from mmengine.model import BaseModel
 
 from mmti.registry import MODELS
-from ..data_preprocessor import TextualInversionDataPreprocessor
-from ..sample_noise import SampleNoise
+from mmti.models.data_preprocessor import TextualInversionDataPreprocessor
+from mmti.models.sample_noise import SampleNoise
 
 
 def atomic_export(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:

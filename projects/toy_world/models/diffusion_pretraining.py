@@ -19,10 +19,10 @@ from mmengine.model import BaseModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from mmti.registry import MODELS
-from ..data_preprocessor import TextualInversionDataPreprocessor
-from ..latents import encode_posterior
-from ..sample_noise import SampleNoise
-from ..token_cache import TokenIdCache
+from mmti.models.data_preprocessor import TextualInversionDataPreprocessor
+from mmti.models.latents import encode_posterior
+from mmti.models.sample_noise import SampleNoise
+from mmti.models.token_cache import TokenIdCache
 from .autoencoder_pretraining import atomic_export
 
 FROZEN = ('vae', 'text_encoder')

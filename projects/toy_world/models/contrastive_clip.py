@@ -20,7 +20,7 @@ from transformers.utils.constants import OPENAI_CLIP_MEAN as CLIP_MEAN
 from transformers.utils.constants import OPENAI_CLIP_STD as CLIP_STD
 
 from mmti.registry import MODELS
-from ..data_preprocessor import TextualInversionDataPreprocessor
+from mmti.models.data_preprocessor import TextualInversionDataPreprocessor
 
 SD_MAX_LENGTH = 77  # Stable Diffusion pads every prompt to 77 tokens
 

@@ -17,7 +17,7 @@ from diffusers import StableDiffusionPipeline
 from mmti_testing import REPO_ROOT
 
 from mmti.evaluation import ClipScorer
-from mmti.toy_world import (COLOURS, CONCEPT_ATTRIBUTES, CONTEXT_ATTRIBUTES, HELD_OUT_CONCEPTS,
+from projects.toy_world.world import (COLOURS, CONCEPT_ATTRIBUTES, CONTEXT_ATTRIBUTES, HELD_OUT_CONCEPTS,
                             PATTERNS, Scene, caption, render_scene, scene_for_index)
 
 TOY_CLIP = REPO_ROOT / 'data' / 'toy' / 'clip'
@@ -118,7 +118,7 @@ def test_toy_sd_draws_a_bare_shape_word_in_varied_colours(scorer):
 
     Textual Inversion's initializer word is drawn alone ("prompt only"); a
     model that turned it into one blend of every colour and pattern (as the
-    toy SD did before configs/toy/sd_partial_captions.py) would make that
+    toy SD did before projects/toy_world/configs/sd_partial_captions.py) would make that
     baseline an arbitrary point, which may even lie near the concept.
     """
     torch.set_num_threads(2)

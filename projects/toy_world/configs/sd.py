@@ -1,17 +1,17 @@
 # Pretrain the UNet of a toy Stable Diffusion on the synthetic toy world, on
-# the frozen toy VAE (data/toy/vae, made by configs/toy/vae.py) and the frozen
-# text tower of the toy CLIP (data/toy/clip, made by configs/toy/clip.py;
+# the frozen toy VAE (data/toy/vae, made by projects/toy_world/configs/vae.py) and the frozen
+# text tower of the toy CLIP (data/toy/clip, made by projects/toy_world/configs/clip.py;
 # CLIPTextModel loads its text tower from the CLIPModel folder):
 #
-#     python tools/train.py configs/toy/sd.py     # -> work_dirs/toy_sd/export
+#     python tools/train.py projects/toy_world/configs/sd.py     # -> work_dirs/toy_sd/export
 #
 # The export is a complete diffusers Stable Diffusion folder (DDIM sampler on
 # the training schedule, no safety checker) that StableDiffusionPipeline and
 # mmti's TextualInversion load: pretrained_model='work_dirs/toy_sd/export'.
 # Captions are padded to 77 tokens, exactly as Textual Inversion encodes them.
 # This is stage 1: its samples get backgrounds and colours wrong (measured in
-# data/toy/README.md); configs/toy/sd_zero_snr.py and then
-# configs/toy/sd_partial_captions.py fine-tune it into the committed
+# data/toy/README.md); projects/toy_world/configs/sd_zero_snr.py and then
+# projects/toy_world/configs/sd_partial_captions.py fine-tune it into the committed
 # data/toy/sd.
 #
 # Speed: a 20-step run of this config through tools/train.py (UNet 1.69 M

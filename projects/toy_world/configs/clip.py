@@ -1,9 +1,9 @@
-# Pretrain a toy CLIP on the synthetic toy world (mmti/toy_world): its text
+# Pretrain a toy CLIP on the synthetic toy world (projects/toy_world/world/): its text
 # tower becomes the text encoder of the toy Stable Diffusion, so it keeps the
 # real CLIP tokenizer and SD's 77 positions. The held-out concepts are never
 # shown, so Textual Inversion can learn them later.
 #
-#     python tools/train.py configs/toy/clip.py
+#     python tools/train.py projects/toy_world/configs/clip.py
 #
 # Writes work_dirs/toy_clip/export (CLIPModel + tokenizer, model_max_length 77)
 # and work_dirs/toy_clip/export_text (its text tower, the toy SD's text encoder).

@@ -1,0 +1,3 @@
+from .toy_world_dataset import ToyWorldDataset
+
+__all__ = ['ToyWorldDataset']
