@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_config(path: str) -> Config:
     """``Config.fromfile`` with a missing, misspelt or broken file named in one line."""
+    if osp.isdir(path):
+        raise UserError(f'config {path} is a folder; give a config file such as '
+                        'configs/textual_inversion_tiny.py.')
     if not osp.isfile(path):
         folder = osp.dirname(path) or '.'
         near = difflib.get_close_matches(
@@ -130,21 +133,33 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = build_config(args)
     prepare_launch(cfg, args.launcher)
-    # Only rank 0 touches shared paths: the lock and the refusals that read them.
-    rank_zero = is_rank_zero()
-    lock = WorkDirLock(cfg.work_dir) if rank_zero else None
-    if rank_zero:
-        refuse_previous_run(cfg.work_dir, resume=bool(cfg.get('resume')))
+    # Every rank reads the work dir (same refusal everywhere, so torchrun sees
+    # one clean exit status); only rank 0 writes there: the lock.
+    resume = bool(cfg.get('resume'))
+    refuse_previous_run(cfg.work_dir, resume=resume)
+    lock = WorkDirLock(cfg.work_dir) if is_rank_zero() else None
 
     def claim_work_dir() -> None:
-        lock.acquire()
-        # Another run may have finished between the first look and the lock.
-        refuse_previous_run(cfg.work_dir, resume=bool(cfg.get('resume')))
+        refusal = None
+        if lock is not None:
+            try:
+                lock.acquire()
+                # Another run may have finished between the first look and the lock.
+                refuse_previous_run(cfg.work_dir, resume=resume)
+            except UserError as err:
+                lock.release()
+                refusal = str(err)
+        if dist.is_available() and dist.is_initialized():  # the other ranks learn rank 0's answer
+            answer = [refusal]
+            dist.broadcast_object_list(answer, src=0)
+            refusal = answer[0]
+        if refusal:
+            raise UserError(refusal)
         _run.update(work_dir=cfg.work_dir, argv=argv)
 
     try:
         try:
-            runner = build_runner(cfg, claim_work_dir if rank_zero else None)
+            runner = build_runner(cfg, claim_work_dir)
         except RunFinished as done:
             print(f'{PROG}: {done}; raise train_cfg.max_iters to train further.',
                   file=sys.stderr)

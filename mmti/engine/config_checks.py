@@ -55,6 +55,12 @@ def _registry_for(path: list[str]):
 
 def component_fields(cls) -> set[str] | None:
     """Keyword arguments ``cls`` accepts; None when it takes ``**kwargs``."""
+    from mmengine.hooks import CheckpointHook
+    from mmengine.runner import Runner
+    if inspect.isclass(cls) and issubclass(cls, CheckpointHook):
+        # Its **kwargs go to Runner.save_checkpoint, whose arguments are known.
+        own = _parameters(CheckpointHook.__init__)
+        return (own - {'kwargs'}) | _parameters(Runner.save_checkpoint) | {'type'}
     init = cls.__init__ if inspect.isclass(cls) else cls
     try:
         params = inspect.signature(init).parameters.values()
@@ -63,6 +69,10 @@ def component_fields(cls) -> set[str] | None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
     return {p.name for p in params if p.name != 'self'} | {'type'}
+
+
+def _parameters(func) -> set[str]:
+    return {name for name in inspect.signature(func).parameters if name != 'self'}
 
 
 def _component_class(cfg: Config, path: list[str], node: Mapping):
@@ -146,6 +156,24 @@ def fill_placeholder_token(cfg: Config) -> None:
             'of the config (placeholder_token = ...) and drop the dataset\'s copy.')
 
 
+def check_validation_prompts(cfg: Config) -> None:
+    """Refuse validation prompts that all miss the trained placeholder.
+
+    Changing ``model.placeholder_token`` alone leaves prompts like
+    "a <cat-toy>" that render without the new concept: samples that look
+    like a failed run.
+    """
+    model = cfg.get('model') or {}
+    token, prompts = model.get('placeholder_token'), model.get('validation_prompts')
+    if not isinstance(token, str) or not prompts or isinstance(prompts, str):
+        return
+    if not any(isinstance(p, str) and token in p for p in prompts):
+        raise UserError(
+            f'model.validation_prompts never mention model.placeholder_token={token!r} (first: '
+            f'{prompts[0]!r}); the samples would not show the concept. Set '
+            'model.validation_prompts too (or declare the token once at the top of the config).')
+
+
 def _number(value, field: str, kind=float):
     if isinstance(value, bool) or not isinstance(value, int | float) or (
             kind is int and not isinstance(value, int)):
@@ -225,6 +253,7 @@ def check_config(cfg: Config) -> None:
     if 'lr' in optimizer and _number(optimizer.lr, 'optim_wrapper.optimizer.lr') < 0:
         raise UserError(f'optim_wrapper.optimizer.lr must be >= 0, got {optimizer.lr}.')
     model = cfg.get('model') or {}
+    check_validation_prompts(cfg)
     if 'num_vectors' in model:
         _number(model.num_vectors, 'model.num_vectors', int)
     if 'pretrained_model' in model:
