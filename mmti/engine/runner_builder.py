@@ -47,7 +47,8 @@ def _unknown_field(err: TypeError, field: str) -> UserError | TypeError:
     match = re.search(r"unexpected keyword argument '(\w+)'", str(err))
     if not match:
         return err
-    owner = re.match(r'class `(\w+)`', str(err))
+    # "TextualInversion.__init__() got ..." (mmengine may prefix "class `X` in m: ")
+    owner = re.search(r'(\w+)\.__init__\(\)', str(err)) or re.match(r'class `(\w+)`', str(err))
     cls = f' ({owner.group(1)})' if owner else ''
     return UserError(f'{field}.{match.group(1)} is not a field of {field}{cls}; remove it or '
                      'check its spelling.')
