@@ -25,9 +25,9 @@ class RunFinished(Exception):
 def read_last_checkpoint(work_dir: str) -> tuple[str | None, str | None]:
     """The checkpoint ``work_dir/last_checkpoint`` names, and a note if it was moved.
 
-    When the recorded (absolute) path no longer exists but a file of the same
-    name lies in ``work_dir`` (the work dir was moved or copied), that file is
-    used.
+    When a file of the recorded (absolute) path's name lies in ``work_dir``
+    but the path points elsewhere (the work dir was moved or copied), the
+    file beside the marker is used.
     """
     marker = osp.join(work_dir, 'last_checkpoint')
     if not osp.isfile(marker):
@@ -42,12 +42,12 @@ def read_last_checkpoint(work_dir: str) -> tuple[str | None, str | None]:
     if not recorded:
         raise UserError(f'{marker} is empty; delete it and pass --resume PATH with a '
                         'checkpoint of that folder.')
-    if osp.isfile(recorded):
-        return recorded, None
     beside = osp.join(work_dir, osp.basename(recorded))
-    if osp.isfile(beside):
-        return beside, (f'last_checkpoint names {recorded}, which does not exist; resuming from '
-                        f'{beside} beside it (the work dir was moved).')
+    if osp.isfile(beside) and not (osp.isfile(recorded) and osp.samefile(recorded, beside)):
+        # A moved (or copied) work dir: its own file, not one in the old place.
+        state = 'is elsewhere' if osp.isfile(recorded) else 'does not exist'
+        return beside, (f'last_checkpoint names {recorded}, which {state}; resuming from '
+                        f'{beside} beside it (the work dir was moved or copied).')
     return recorded, None
 
 

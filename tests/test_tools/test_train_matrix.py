@@ -270,16 +270,18 @@ def test_bad_last_checkpoint_is_named(run_copy, capsys, content, pattern):
 
 
 def test_moved_work_dir_resumes_from_the_checkpoint_beside_it(finished_run, tmp_path):
-    moved = tmp_path / 'moved'
-    shutil.copytree(finished_run, moved)  # last_checkpoint still names the old folder
-    assert not (moved / 'last_checkpoint').read_text().startswith(str(moved))
+    old = tmp_path / 'old'
+    shutil.copytree(finished_run, old)
+    (old / 'last_checkpoint').write_text(str(old / 'iter_4.pth'))  # as if it had run there
+    moved = old.rename(tmp_path / 'moved')  # last_checkpoint still names the old folder
     before = snapshot(moved)
     result = run_tool(PROG, *map(str, resume_args(moved, max_iters=5)))
     assert 'resuming from ' + str(moved / 'iter_4.pth') + ' beside it' in result.stdout + result.stderr
     assert (moved / 'last_checkpoint').read_text() == str(moved / 'iter_5.pth')
-    # Resuming rewrites the final embedding and the marker; everything else stays.
-    assert_kept({k: v for k, v in before.items()
-                 if k not in ('learned_embeds.safetensors', 'last_checkpoint')}, moved)
+    # Resuming rewrites the final embedding, the marker and mmengine's dump of
+    # the (now longer) config; every checkpoint, snapshot and log stays.
+    rewritten = ('learned_embeds.safetensors', 'last_checkpoint', 'textual_inversion_tiny.py')
+    assert_kept({k: v for k, v in before.items() if k not in rewritten}, moved)
 
 
 # --------------------------------------------------------- real processes
@@ -318,7 +320,10 @@ def test_second_run_in_a_busy_work_dir_is_refused_and_a_stale_lock_does_not_bloc
         second = run_tool(PROG, TINY_CONFIG, '--work-dir', str(work_dir), check=False)
         assert_refused(second.returncode, second.stderr, PROG,
                        rf'work dir .*work is in use by another training run \(pid {first.pid}\)')
-        assert_kept(before, work_dir)
+        # The first run keeps logging; the second added nothing (no log folder
+        # of its own) and left the lock and the notes as they were.
+        assert_kept({name: before[name] for name in ('notes.txt', '.train.lock')}, work_dir)
+        assert {p.name for p in work_dir.iterdir()} == {name.split('/')[0] for name in before}
     finally:
         first.kill()  # SIGKILL: no cleanup runs, the lock file stays behind
         first.communicate()
@@ -340,15 +345,17 @@ def test_ctrl_c_names_the_kept_checkpoint_and_the_resume_command(tmp_path):
     work_dir = work_dir_with_notes(tmp_path)
     proc = start(work_dir, 'default_hooks.checkpoint.interval=2', 'custom_hooks.1.interval=2')
     wait_for_line(proc, 'Saving checkpoint at 2 iterations')
-    wait_for_line(proc, 'Iter(train) [  3/')  # well after the checkpoint landed
-    before = snapshot(work_dir)
+    wait_for_line(proc, 'Iter(train)')  # the checkpoint landed; training goes on
+    notes = snapshot(work_dir)['notes.txt']
     code, out = interrupt(proc)
     kept = (work_dir / 'last_checkpoint').read_text()
     line = assert_refused(code, out, PROG, r'interrupted; kept .*iter_\d+\.pth \(step \d+\)\. '
                           r'Continue with: python tools/train.py .* --resume$', INTERRUPTED)
     assert kept in line
-    # mmengine appends to its log (the timestamped folder) after our snapshot.
-    assert_kept({k: v for k, v in before.items() if not k.startswith('2')}, work_dir)
+    # What it names is whole (rotation and Ctrl-C may land anywhere in a save).
+    checkpoint = torch.load(kept, map_location='cpu', weights_only=True)
+    assert f'(step {checkpoint["meta"]["iter"]})' in line
+    assert_kept({'notes.txt': notes}, work_dir)
     assert not (work_dir / '.train.lock').exists()
     # The printed command parses back to this run, resuming.
     args = load_tool('train').parse_args(shlex.split(line.split('Continue with: ')[1])[2:])
