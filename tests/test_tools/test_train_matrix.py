@@ -316,6 +316,7 @@ def test_second_run_in_a_busy_work_dir_is_refused_and_a_stale_lock_does_not_bloc
         wait_for_line(first, 'Iter(train)')  # training: the lock is held
         holder = (work_dir / '.train.lock').read_text().strip()
         assert holder == str(first.pid)
+        first.send_signal(signal.SIGSTOP)  # still holds the lock; frees the CPU meanwhile
         before = snapshot(work_dir)
         second = run_tool(PROG, TINY_CONFIG, '--work-dir', str(work_dir), check=False)
         assert_refused(second.returncode, second.stderr, PROG,
