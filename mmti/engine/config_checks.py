@@ -243,8 +243,54 @@ def check_initial_embedding(path) -> None:
                         f'truncated or not an embedding file ({reason}).') from None
 
 
+def _components(cfg: Config):
+    """``(field, config)`` of the components the Runner builds after creating the work dir."""
+    for name, hook in (cfg.get('default_hooks') or {}).items():
+        yield f'default_hooks.{name}', ['default_hooks', name], hook
+    for i, hook in enumerate(cfg.get('custom_hooks') or []):
+        yield f'custom_hooks.{i}', ['custom_hooks', str(i)], hook
+    wrapper = cfg.get('optim_wrapper') or {}
+    yield 'optim_wrapper', ['optim_wrapper'], wrapper
+    yield 'optim_wrapper.optimizer', ['optim_wrapper', 'optimizer'], wrapper.get('optimizer')
+    schedulers = cfg.get('param_scheduler')
+    for i, scheduler in enumerate(schedulers if isinstance(schedulers, list) else [schedulers]):
+        yield 'param_scheduler', ['param_scheduler', str(i)], scheduler
+    yield 'train_cfg', ['train_cfg'], cfg.get('train_cfg')
+    loader = cfg.get('train_dataloader') or {}
+    yield 'train_dataloader.sampler', ['train_dataloader', 'sampler'], loader.get('sampler')
+
+
+def check_component_types(cfg: Config) -> None:
+    """Unknown ``type`` names of hooks, optimizer, scheduler, loop and sampler.
+
+    mmengine builds these only after it created the work dir and its log
+    folder; a typo would leave both behind with a registry traceback.
+    """
+    for field, path, node in _components(cfg):
+        if not isinstance(node, Mapping) or not isinstance(node.get('type'), str):
+            continue
+        registry = _registry_for(path)
+        if registry is None:
+            continue
+        with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmti')):
+            try:
+                found = registry.get(node['type'])
+            except Exception:  # e.g. a dotted name whose module does not import
+                found = None
+        if found is None:
+            known = sorted({k for r in (registry, registry.parent) if r is not None
+                            for k in r.module_dict})
+            by_lower = {k.lower(): k for k in known}
+            close = [by_lower[k] for k in difflib.get_close_matches(
+                node['type'].lower(), list(by_lower), n=1)]
+            hint = f'did you mean {close[0]!r}?' if close else f'known: {", ".join(known[:8])}, ...'
+            raise UserError(f'{field}.type={node["type"]!r} is not a registered {registry.name}; '
+                            f'{hint}')
+
+
 def check_config(cfg: Config) -> None:
     """Values that would fail late or train nothing, named by their field."""
+    check_component_types(cfg)
     train_cfg = cfg.get('train_cfg') or {}
     if 'max_iters' in train_cfg:
         if _number(train_cfg.max_iters, 'train_cfg.max_iters', int) <= 0:

@@ -63,7 +63,7 @@ def load_checkpoint(path: str, source: str) -> dict:
         raise ValueError(f'Cannot resume from {path}: the file is corrupt, truncated or not an '
                          f'mmti checkpoint ({reason}). Delete it and pass --resume with an '
                          'earlier iter_*.pth.') from None
-    if not isinstance(checkpoint, dict) or 'state_dict' not in checkpoint or 'meta' not in checkpoint:
+    if not (isinstance(checkpoint, dict) and 'state_dict' in checkpoint and 'meta' in checkpoint):
         raise ValueError(f'Cannot resume from {path}: it is not an mmengine checkpoint '
                          '(no state_dict/meta).')
     return checkpoint

@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-import diffusers.loaders.ip_adapter  # noqa: F401  (its import warning goes out now, not into a case)
+# Imported now so its one-time import warning is not printed into a case's stderr.
+import diffusers.loaders.ip_adapter  # noqa: F401
 import pytest
 import torch
 from fault_matrix import assert_kept, assert_refused, snapshot
@@ -102,6 +103,14 @@ CONFIG_CASES = {
     'hook index out of range': (
         lambda t: [TINY_CONFIG, '--cfg-options', 'custom_hooks.7.interval=2'],
         r"custom_hooks is a list of 3; '7' is not an index"),
+    'unknown hook type': (
+        lambda t: [TINY_CONFIG, '--cfg-options', 'custom_hooks.1.type=EmbedingSaveHook'],
+        r"custom_hooks\.1\.type='EmbedingSaveHook' is not a registered hook; did you mean "
+        r"'EmbeddingSaveHook'"),
+    'unknown optimizer type': (
+        lambda t: [TINY_CONFIG, '--cfg-options', 'optim_wrapper.optimizer.type=Adamw'],
+        r"optim_wrapper\.optimizer\.type='Adamw' is not a registered optimizer; did you mean "
+        r"'AdamW'"),
     'unknown field in the config file': (
         lambda t: [_config(t, f"_base_ = ['{TINY_CONFIG}']\nmodel = dict(num_vector=2)\n")],
         r'model\.num_vector is not a field of model \(TextualInversion\)'),
@@ -125,7 +134,8 @@ CONFIG_CASES = {
         lambda t: [TINY_CONFIG, '--cfg-options', 'model.pretrained_model=nobody/no-such-model'],
         r'nobody/no-such-model is neither a local folder nor in the Hugging Face cache'),
     'model and dataset tokens differ': (
-        lambda t: [TINY_CONFIG, '--cfg-options', 'train_dataloader.dataset.placeholder_token=<dog>'],
+        lambda t: [TINY_CONFIG, '--cfg-options',
+                   'train_dataloader.dataset.placeholder_token=<dog>'],
         r"model\.placeholder_token='<cat-toy>' but train_dataloader\.dataset\.placeholder_token="
         r"'<dog>'"),
     'token changed, prompts not': (
@@ -232,7 +242,8 @@ def test_finished_work_dir_without_resume_is_refused(run_copy, capsys):
 
 def test_work_dir_with_only_embeddings_is_refused(tmp_path, capsys):
     work_dir = work_dir_with_notes(tmp_path)
-    save_file({'<cat-toy>': torch.ones(1, 32)}, str(work_dir / 'learned_embeds-steps-100.safetensors'))
+    save_file({'<cat-toy>': torch.ones(1, 32)},
+              str(work_dir / 'learned_embeds-steps-100.safetensors'))
     refused([TINY_CONFIG, '--work-dir', work_dir],
             r'already holds a run \(learned_embeds-steps-100\.safetensors\)', capsys, work_dir)
 
@@ -253,8 +264,8 @@ def test_resume_with_changed_num_vectors_is_refused(run_copy, capsys):
 
 
 def test_resume_with_another_placeholder_is_refused(run_copy, capsys):
-    refused(resume_args(run_copy, 'model.placeholder_token=<dog>', 'model.validation_prompts=[<dog>]',
-                        max_iters=8),
+    refused(resume_args(run_copy, 'model.placeholder_token=<dog>',
+                        'model.validation_prompts=[<dog>]', max_iters=8),
             r"it trained placeholder '<cat-toy>' but the config has model\.placeholder_token="
             r"'<dog>'", capsys, run_copy)
 
@@ -262,7 +273,8 @@ def test_resume_with_another_placeholder_is_refused(run_copy, capsys):
 @pytest.mark.parametrize('content, pattern', [
     (b'\xff\xfe/iter_4.pth', r'last_checkpoint is not UTF-8 text'),
     (b'  \n', r'last_checkpoint is empty'),
-    (b'/gone/iter_9.pth', r'Checkpoint /gone/iter_9\.pth \(from .*last_checkpoint\) does not exist'),
+    (b'/gone/iter_9.pth',
+     r'Checkpoint /gone/iter_9\.pth \(from .*last_checkpoint\) does not exist'),
 ])
 def test_bad_last_checkpoint_is_named(run_copy, capsys, content, pattern):
     (run_copy / 'last_checkpoint').write_bytes(content)
@@ -276,7 +288,7 @@ def test_moved_work_dir_resumes_from_the_checkpoint_beside_it(finished_run, tmp_
     moved = old.rename(tmp_path / 'moved')  # last_checkpoint still names the old folder
     before = snapshot(moved)
     result = run_tool(PROG, *map(str, resume_args(moved, max_iters=5)))
-    assert 'resuming from ' + str(moved / 'iter_4.pth') + ' beside it' in result.stdout + result.stderr
+    assert f'resuming from {moved / "iter_4.pth"} beside it' in result.stdout + result.stderr
     assert (moved / 'last_checkpoint').read_text() == str(moved / 'iter_5.pth')
     # Resuming rewrites the final embedding, the marker and mmengine's dump of
     # the (now longer) config; every checkpoint, snapshot and log stays.
