@@ -35,7 +35,7 @@ train_dataloader = dict(
     dataset=dict(
         type='TextualInversionDataset',
         data_root='data/cat_toy',
-        placeholder_token=placeholder_token,
+        # placeholder_token: taken from model.placeholder_token (declared once)
         learnable_property='object',  # 'style' for a look rather than a thing
         repeats=100,
         pipeline=[

@@ -15,5 +15,4 @@ model = dict(
 
 train_dataloader = dict(dataset=dict(
     data_root='data/cat_toy',  # replace with a folder of images in your style
-    placeholder_token=placeholder_token,
     learnable_property='style'))

@@ -38,7 +38,6 @@ train_dataloader = dict(
     pin_memory=False,
     dataset=dict(
         data_root='data/toy_concepts/purple-dotted-star/train',
-        placeholder_token=placeholder_token,
         caption_files=True,
         pipeline=[
             dict(type='ResizeShorterSide', size=resolution),

@@ -5,6 +5,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmti_testing import REPO_ROOT, TINY_SD
 
+from mmti.engine import fill_placeholder_token
 from mmti.registry import (DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, MODELS,
                            OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS,
                            PARAM_SCHEDULERS, TRANSFORMS, VISBACKENDS, VISUALIZERS)
@@ -57,6 +58,9 @@ def test_config_names_registered_types(cfg):
 
 def test_config_is_consistent(cfg):
     placeholder = cfg.model.placeholder_token
+    # Declared once: the dataset takes model.placeholder_token (build_runner fills it).
+    assert 'placeholder_token' not in cfg.train_dataloader.dataset
+    fill_placeholder_token(cfg)
     assert cfg.train_dataloader.dataset.placeholder_token == placeholder
     assert cfg.model.validation_prompts
     assert all(placeholder in prompt for prompt in cfg.model.validation_prompts)
@@ -72,6 +76,7 @@ def test_model_and_dataset_build_on_the_tiny_components(cfg):
     family = ('tiny-sdxl' if cfg.model.type == 'TextualInversionXL'
               else 'tiny-sd2' if 'stable-diffusion-2' in cfg.model.pretrained_model else 'tiny-sd')
     cfg.model.pretrained_model = str(TINY_SD.parent / family)
+    fill_placeholder_token(cfg)
     with DefaultScope.overwrite_default_scope('mmti'):
         model = MODELS.build(cfg.model)
         dataset = DATASETS.build(cfg.train_dataloader.dataset)

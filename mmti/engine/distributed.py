@@ -5,6 +5,15 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config
 
+from mmti.utils import UserError
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is rank 0 (before the process group exists, from torchrun's env)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get('RANK', '0')) == 0
+
 
 def prepare_launch(cfg: Config, launcher: str) -> None:
     """Adjust ``cfg`` for the launcher and, on CPU, start the process group.
@@ -15,6 +24,15 @@ def prepare_launch(cfg: Config, launcher: str) -> None:
     DDP without device ids. With GPUs, mmengine's path is used unchanged.
     """
     cfg.launcher = launcher
+    if launcher == 'pytorch':
+        # LOCAL_RANK is not asked for: tools/train.py sets it from --local-rank.
+        missing = [name for name in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+                   if name not in os.environ]
+        if missing:
+            raise UserError(f'--launcher pytorch needs the environment torchrun sets '
+                            f'({", ".join(missing)} missing); start it with bash '
+                            'tools/dist_train.sh CONFIG NUM_PROCS, or drop --launcher for one '
+                            'process.')
     if launcher == 'none' or torch.cuda.is_available():
         return
     if launcher != 'pytorch':

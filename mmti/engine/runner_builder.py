@@ -2,18 +2,25 @@
 
 mmengine creates the work dir, log files and a config dump before it builds
 the model or touches the data; a typo in the concept folder would then leave
-those behind. Here the model and a throwaway copy of the dataset are built
-first, and the work dir is checked for writability without creating it.
+those behind. Here the config values, the resume checkpoint, the model and a
+throwaway copy of the dataset (whose captions the model checks) are checked
+first, and the work dir for writability without creating it.
 """
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-import torch
-from mmengine.runner import Runner, find_latest_checkpoint
+from mmengine.runner import Runner
 
 from mmti.registry import DATASETS, MODELS
+from mmti.utils import UserError
+
+from .config_checks import check_config, fill_placeholder_token
+from .resume import (check_checkpoint_matches, check_not_finished,
+                     find_resume_checkpoint)
 
 
 def check_work_dir(work_dir: str) -> None:
@@ -32,34 +39,86 @@ def check_work_dir(work_dir: str) -> None:
 
 def resume_checkpoint(cfg: Config) -> str | None:
     """The checkpoint ``--resume`` will load, checked to be whole and safe."""
-    if not cfg.get('resume'):
-        return None
-    path = cfg.get('load_from') or find_latest_checkpoint(cfg.work_dir)
-    if path is None:
-        return None  # nothing to resume from: mmengine starts afresh, as documented
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'Checkpoint {path} (from {cfg.work_dir}/last_checkpoint) does '
-                                'not exist; pass --resume PATH with an existing checkpoint.')
+    return find_resume_checkpoint(cfg)[0]
+
+
+def _unknown_field(err: TypeError, field: str) -> UserError | TypeError:
+    """mmengine's "unexpected keyword argument 'x'" as a message naming the config field."""
+    match = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+    if not match:
+        return err
+    # "TextualInversion.__init__() got ..." (mmengine may prefix "class `X` in m: ")
+    owner = re.search(r'(\w+)\.__init__\(\)', str(err)) or re.match(r'class `(\w+)`', str(err))
+    cls = f' ({owner.group(1)})' if owner else ''
+    return UserError(f'{field}.{match.group(1)} is not a field of {field}{cls}; remove it or '
+                     'check its spelling.')
+
+
+def _build(registry, cfg_node, field: str):
     try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # truncated zip, wrong format, unsafe pickle ...
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f'Cannot resume from {path}: the file is corrupt, truncated or not an '
-                         f'mmti checkpoint ({reason}). Delete it and pass --resume with an '
-                         'earlier iter_*.pth.') from None
-    if not isinstance(checkpoint, dict) or 'state_dict' not in checkpoint or 'meta' not in checkpoint:
-        raise ValueError(f'Cannot resume from {path}: it is not an mmengine checkpoint '
-                         '(no state_dict/meta).')
-    return path
+        return registry.build(cfg_node)
+    except TypeError as err:
+        raise _unknown_field(err, field) from None
+    except UnicodeDecodeError as err:
+        fix = _non_utf8_file(cfg_node) or 'check its templates and caption files'
+        raise UserError(f'{field}: a text file it reads is not UTF-8 ({err.reason} at byte '
+                        f'{err.start}); {fix}.') from None
 
 
-def build_runner(cfg: Config) -> Runner:
-    """``Runner.from_cfg`` with the model, the data and the resume file checked first."""
+def _non_utf8_file(dataset_cfg) -> str | None:
+    """Name the template or caption file that is not UTF-8 (the decoder does not)."""
+    candidates = []
+    templates = dataset_cfg.get('templates') if hasattr(dataset_cfg, 'get') else None
+    if isinstance(templates, str):
+        candidates.append(Path(templates))
+    root = dataset_cfg.get('data_root') if hasattr(dataset_cfg, 'get') else None
+    if isinstance(root, str) and os.path.isdir(root):
+        candidates += sorted(Path(root).glob('*.txt'))
+    for path in candidates:
+        try:
+            path.read_bytes().decode('utf-8')
+        except UnicodeDecodeError:
+            return f're-save {path} as UTF-8'
+        except OSError:
+            continue
+    return None
+
+
+def build_runner(cfg: Config, claim_work_dir: Callable[[], None] | None = None) -> Runner:
+    """``Runner.from_cfg`` with the model, the data and the resume file checked first.
+
+    Args:
+        cfg: The training config.
+        claim_work_dir: Called after every check passed and before the
+            Runner creates anything in the work dir (tools/train.py locks it).
+
+    Raises:
+        RunFinished: ``--resume`` of a run that already reached max_iters.
+    """
+    fill_placeholder_token(cfg)
+    check_config(cfg)
     check_work_dir(cfg.work_dir)
-    resume_checkpoint(cfg)
+    resume_from, checkpoint, note = find_resume_checkpoint(cfg)
+    if checkpoint is not None:
+        check_not_finished(cfg, resume_from, checkpoint)
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmti')):
-        DATASETS.build(cfg.train_dataloader.dataset)  # raises on a bad concept folder
-        model = MODELS.build(cfg.model)
+        dataset = _build(DATASETS, cfg.train_dataloader.dataset, 'train_dataloader.dataset')
+        model = _build(MODELS, cfg.model, 'model')
+    if hasattr(dataset, 'distinct_captions') and hasattr(model, 'check_training_captions'):
+        model.check_training_captions(dataset.distinct_captions(), 'train_dataloader.dataset')
+    if checkpoint is not None:
+        check_checkpoint_matches(model, cfg, resume_from, checkpoint)
+        cfg.load_from = resume_from  # the checked (maybe relocated) file, not mmengine's pick
+    del dataset, checkpoint
+    if claim_work_dir is not None:
+        claim_work_dir()
+    runner = _make_runner(cfg, model)
+    if note:
+        runner.logger.warning(note)
+    return runner
+
+
+def _make_runner(cfg: Config, model) -> Runner:
     return Runner(
         model=model,
         work_dir=cfg.work_dir,

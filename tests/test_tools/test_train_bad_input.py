@@ -1,6 +1,7 @@
 """Bad config or data: tools/train.py stops with one clear message, writes nothing."""
 import pytest
 from PIL import Image
+from fault_matrix import assert_refused
 from tool_runner import TINY_CONFIG, load_tool, run_tool
 
 
@@ -44,27 +45,27 @@ def test_bad_input_gives_one_clear_error_and_writes_nothing(case, tmp_path, caps
     work_dir = tmp_path / 'work'
     train = load_tool('train')
     with pytest.raises(SystemExit) as exit_info:
-        train.main([TINY_CONFIG, '--work-dir', str(work_dir), '--cfg-options', *options(tmp_path)])
-    assert str(exit_info.value).startswith('tools/train.py: error: ')
-    assert exit_info.match(message)
+        train.cli([TINY_CONFIG, '--work-dir', str(work_dir), '--cfg-options', *options(tmp_path)])
+    assert_refused(exit_info.value.code, capsys.readouterr().err, 'tools/train.py', message)
     assert not work_dir.exists()
 
 
 def test_existing_work_dir_files_are_untouched_on_bad_input(tmp_path):
     work_dir = tmp_path / 'work'
     work_dir.mkdir()
-    (work_dir / 'learned_embeds.safetensors').write_bytes(b'previous result')
+    # Not a run's output (those are refused before any check: see test_train_matrix.py).
+    (work_dir / 'notes.safetensors').write_bytes(b'previous result')
     result = run_tool('tools/train.py', TINY_CONFIG, '--work-dir', str(work_dir), '--cfg-options',
                       'model.initializer_token=cat-toy', check=False)
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith('tools/train.py: error: initializer_token')
     assert 'Traceback' not in result.stderr
-    assert sorted(p.name for p in work_dir.iterdir()) == ['learned_embeds.safetensors']
-    assert (work_dir / 'learned_embeds.safetensors').read_bytes() == b'previous result'
+    assert sorted(p.name for p in work_dir.iterdir()) == ['notes.safetensors']
+    assert (work_dir / 'notes.safetensors').read_bytes() == b'previous result'
 
 
-def test_non_writable_work_dir(tmp_path, monkeypatch):
+def test_non_writable_work_dir(tmp_path, monkeypatch, capsys):
     import os
 
     import mmti.engine.runner_builder as runner_builder
@@ -77,25 +78,29 @@ def test_non_writable_work_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(runner_builder.os, 'access',
                         lambda path, mode: False if str(path) == str(locked) else real_access(path, mode))
     train = load_tool('train')
-    with pytest.raises(SystemExit, match=r'locked/run is not writable .*pass --work-dir'):
-        train.main([TINY_CONFIG, '--work-dir', str(locked / 'run')])
+    with pytest.raises(SystemExit) as exit_info:
+        train.cli([TINY_CONFIG, '--work-dir', str(locked / 'run')])
+    assert_refused(exit_info.value.code, capsys.readouterr().err, 'tools/train.py',
+                   r'locked/run is not writable .*pass --work-dir')
     assert not (locked / 'run').exists()
 
 
-def test_work_dir_below_a_file(tmp_path):
+def test_work_dir_below_a_file(tmp_path, capsys):
     blocker = tmp_path / 'results.txt'
     blocker.write_text('keep me')
     train = load_tool('train')
-    with pytest.raises(SystemExit, match='is a file, not a folder'):
-        train.main([TINY_CONFIG, '--work-dir', str(blocker / 'run')])
+    with pytest.raises(SystemExit) as exit_info:
+        train.cli([TINY_CONFIG, '--work-dir', str(blocker / 'run')])
+    assert_refused(exit_info.value.code, capsys.readouterr().err, 'tools/train.py',
+                   'is a file, not a folder')
     assert blocker.read_text() == 'keep me'
 
 
 def test_nan_loss_stops_with_the_iteration_and_keeps_good_files(tmp_path):
     work_dir = tmp_path / 'work'
     work_dir.mkdir()
-    previous = work_dir / 'learned_embeds.safetensors'
-    previous.write_bytes(b'the result of an earlier run')
+    previous = work_dir / 'notes.txt'
+    previous.write_bytes(b'kept by the failed run')
     # An absurd learning rate blows the rows up after one step; step 2's loss is NaN.
     result = run_tool('tools/train.py', TINY_CONFIG, '--work-dir', str(work_dir), '--cfg-options',
                       'train_cfg.max_iters=6', 'optim_wrapper.optimizer.lr=1e37',
@@ -104,7 +109,8 @@ def test_nan_loss_stops_with_the_iteration_and_keeps_good_files(tmp_path):
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith(
         'tools/train.py: error: Loss is nan at iteration 2')
-    assert previous.read_bytes() == b'the result of an earlier run'
+    assert previous.read_bytes() == b'kept by the failed run'
+    assert not (work_dir / 'learned_embeds.safetensors').exists()  # no final save of NaN rows
     import torch
     from safetensors.torch import load_file
     good = load_file(work_dir / 'learned_embeds-steps-1.safetensors')['<cat-toy>']
@@ -113,7 +119,7 @@ def test_nan_loss_stops_with_the_iteration_and_keeps_good_files(tmp_path):
     assert (work_dir / 'last_checkpoint').read_text().strip().endswith('iter_1.pth')
 
 
-def test_corrupt_checkpoint_on_resume_is_named(tmp_path):
+def test_corrupt_checkpoint_on_resume_is_named(tmp_path, capsys):
     work_dir = tmp_path / 'work'
     run_tool('tools/train.py', TINY_CONFIG, '--work-dir', str(work_dir), '--cfg-options',
              'train_cfg.max_iters=2', 'default_hooks.checkpoint.interval=1')
@@ -121,9 +127,11 @@ def test_corrupt_checkpoint_on_resume_is_named(tmp_path):
     latest.write_bytes(latest.read_bytes()[:500])  # e.g. a disk that filled up
     before = sorted(p.name for p in work_dir.iterdir())
     train = load_tool('train')
-    with pytest.raises(SystemExit, match=r'Cannot resume from .*iter_2.pth: the file is corrupt, '
-                                         r'truncated .*earlier iter_\*.pth'):
-        train.main([TINY_CONFIG, '--work-dir', str(work_dir), '--resume'])
+    with pytest.raises(SystemExit) as exit_info:
+        train.cli([TINY_CONFIG, '--work-dir', str(work_dir), '--resume'])
+    assert_refused(exit_info.value.code, capsys.readouterr().err, 'tools/train.py',
+                   r'Cannot resume from .*iter_2.pth: the file is corrupt, truncated .*earlier '
+                   r'iter_\*.pth')
     assert sorted(p.name for p in work_dir.iterdir()) == before
 
 

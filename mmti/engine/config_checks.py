@@ -1,0 +1,309 @@
+"""Checks of a training config that mmengine leaves to fail late, or not at all.
+
+mmengine's ``merge_from_dict`` adds any ``--cfg-options`` key, so a typo
+(``train_cfg.max_iter=10``) trains with the default and exits 0. Values such
+as a NaN learning rate or a crop larger than the resize fail deep inside the
+run, after the work dir was created. Everything here runs before that.
+"""
+import difflib
+import inspect
+import math
+import os
+import os.path as osp
+from collections.abc import Mapping
+
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from mmti.utils import UserError
+
+# torch DataLoader arguments plus those mmengine's Runner.build_dataloader reads.
+DATALOADER_FIELDS = {
+    'batch_size', 'shuffle', 'sampler', 'batch_sampler', 'num_workers', 'collate_fn',
+    'pin_memory', 'drop_last', 'timeout', 'worker_init_fn', 'multiprocessing_context',
+    'generator', 'prefetch_factor', 'persistent_workers', 'pin_memory_device', 'in_order',
+    'dataset'}
+
+
+def _registry_for(path: list[str]):
+    """The registry that builds the component config at ``path`` (None: unknown)."""
+    from mmti import registry
+    top = path[0]
+    if top == 'model':
+        return registry.MODELS if len(path) == 1 else None
+    if top.endswith('_dataloader'):
+        if path[1:] == ['dataset']:
+            return registry.DATASETS
+        if path[1:] == ['sampler']:
+            return registry.DATA_SAMPLERS
+        if len(path) == 4 and path[1:3] == ['dataset', 'pipeline']:
+            return registry.TRANSFORMS
+        return None
+    if top in ('default_hooks', 'custom_hooks') and len(path) == 2:
+        return registry.HOOKS
+    if top == 'optim_wrapper':
+        return {1: registry.OPTIM_WRAPPERS, 2: registry.OPTIMIZERS}.get(len(path)) if (
+            path[1:] in ([], ['optimizer'])) else None
+    if top == 'param_scheduler' and len(path) <= 2:
+        return registry.PARAM_SCHEDULERS
+    if top == 'train_cfg' and len(path) == 1:
+        return registry.LOOPS
+    if top == 'visualizer' and len(path) == 1:
+        return registry.VISUALIZERS
+    return None
+
+
+def component_fields(cls) -> set[str] | None:
+    """Keyword arguments ``cls`` accepts; None when it takes ``**kwargs``."""
+    from mmengine.hooks import CheckpointHook
+    from mmengine.runner import Runner
+    if inspect.isclass(cls) and issubclass(cls, CheckpointHook):
+        # Its **kwargs go to Runner.save_checkpoint, whose arguments are known.
+        own = _parameters(CheckpointHook.__init__)
+        return (own - {'kwargs'}) | _parameters(Runner.save_checkpoint) | {'type'}
+    init = cls.__init__ if inspect.isclass(cls) else cls
+    try:
+        params = inspect.signature(init).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.name != 'self'} | {'type'}
+
+
+def _parameters(func) -> set[str]:
+    return {name for name in inspect.signature(func).parameters if name != 'self'}
+
+
+def _component_class(cfg: Config, path: list[str], node: Mapping):
+    registry = _registry_for(path)
+    if registry is None or not isinstance(node.get('type'), str):
+        return None
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmti')):
+        try:
+            return registry.get(node['type'])
+        except Exception:  # an unknown type is reported when it is built
+            return None
+
+
+def _unknown(field: str, known, what: str) -> UserError:
+    close = difflib.get_close_matches(field.rsplit('.', 1)[-1], [str(k) for k in known], n=1)
+    hint = f'did you mean {close[0]!r}? ' if close else ''
+    return UserError(f'--cfg-options {field}: {what} has no field {field.rsplit(".", 1)[-1]!r}; '
+                     f'{hint}check the spelling against the config.')
+
+
+def check_cfg_options(cfg: Config, options: Mapping) -> None:
+    """Refuse ``--cfg-options`` keys that name no field of the config.
+
+    A key may add a leaf the config omits only where the receiving class
+    accepts it (a model or dataset argument left at its default); unknown
+    top-level names, fields no component accepts and list indices out of
+    range are refused with the key named.
+    """
+    for key in options:
+        parts = key.split('.')
+        node = cfg._cfg_dict if isinstance(cfg, Config) else cfg
+        for depth, part in enumerate(parts):
+            here = '.'.join(parts[:depth + 1])
+            if isinstance(node, list | tuple):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise UserError(f'--cfg-options {key}: {".".join(parts[:depth]) } is a list '
+                                    f'of {len(node)}; {part!r} is not an index of it.')
+                node = node[int(part)]
+                continue
+            if not isinstance(node, Mapping):
+                break  # the option replaces a plain value by a dict: mmengine's rule
+            if part in node:
+                node = node[part]
+                continue
+            if depth == 0:
+                raise _unknown(here, list(node), 'the config')
+            parent = parts[:depth]
+            if parent[0].endswith('_dataloader') and len(parent) == 1:
+                if part not in DATALOADER_FIELDS:
+                    raise _unknown(here, DATALOADER_FIELDS, parent[0])
+                break
+            cls = _component_class(cfg, parent, node)
+            if cls is not None:
+                fields = component_fields(cls)
+                if fields is not None and part not in fields:
+                    raise _unknown(here, fields, f'{".".join(parent)} ({cls.__name__})')
+            break  # a new leaf (or branch) where the receiver accepts it
+
+
+def fill_placeholder_token(cfg: Config) -> None:
+    """Declare the placeholder once: the dataset takes ``model.placeholder_token``.
+
+    Raises:
+        UserError: if the dataset names a different token (its captions
+            would not contain the one being trained).
+    """
+    model = cfg.get('model') or {}
+    token = model.get('placeholder_token')
+    dataset = (cfg.get('train_dataloader') or {}).get('dataset')
+    if token is None or not isinstance(dataset, Mapping):
+        return
+    if dataset.get('type') not in ('TextualInversionDataset', 'mmti.TextualInversionDataset'):
+        return
+    own = dataset.get('placeholder_token')
+    if own is None:
+        dataset['placeholder_token'] = token
+    elif own != token:
+        raise UserError(
+            f'model.placeholder_token={token!r} but train_dataloader.dataset.placeholder_token='
+            f'{own!r}; the captions would not contain the trained token. Set it once at the top '
+            'of the config (placeholder_token = ...) and drop the dataset\'s copy.')
+
+
+def check_validation_prompts(cfg: Config) -> None:
+    """Refuse validation prompts that all miss the trained placeholder.
+
+    Changing ``model.placeholder_token`` alone leaves prompts like
+    "a <cat-toy>" that render without the new concept: samples that look
+    like a failed run.
+    """
+    model = cfg.get('model') or {}
+    token, prompts = model.get('placeholder_token'), model.get('validation_prompts')
+    if not isinstance(token, str) or not prompts or isinstance(prompts, str):
+        return
+    if not any(isinstance(p, str) and token in p for p in prompts):
+        raise UserError(
+            f'model.validation_prompts never mention model.placeholder_token={token!r} (first: '
+            f'{prompts[0]!r}); the samples would not show the concept. Set '
+            'model.validation_prompts too (or declare the token once at the top of the config).')
+
+
+def _number(value, field: str, kind=float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            kind is int and not isinstance(value, int)):
+        raise UserError(f'{field} must be {"an integer" if kind is int else "a number"}, '
+                        f'got {value!r}.')
+    if not math.isfinite(value):
+        raise UserError(f'{field} must be a finite number, got {value!r}.')
+    return value
+
+
+def _check_sizes(cfg: Config) -> None:
+    dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
+    resize = None
+    for step in dataset.get('pipeline') or []:
+        if not isinstance(step, Mapping):
+            continue
+        if step.get('type') == 'ResizeShorterSide':
+            resize = step.get('size')
+        elif step.get('type') in ('CenterCrop', 'RandomCrop') and resize is not None:
+            crop = step.get('size')
+            crop_side = max(crop) if isinstance(crop, list | tuple) else crop
+            if isinstance(crop_side, int) and isinstance(resize, int) and crop_side > resize:
+                raise UserError(
+                    f'train_dataloader.dataset.pipeline: {step["type"]} size {crop} is larger '
+                    f'than ResizeShorterSide size {resize}; the crop would leave the image. '
+                    'Make the crop at most the resize.')
+
+
+def check_pretrained_model(path) -> None:
+    """Refuse a missing local folder, or a hub id that cannot load offline."""
+    if not isinstance(path, str):
+        return
+    expanded = osp.expanduser(path)
+    if osp.isdir(expanded):
+        return
+    # A hub id is "org/name": exactly one slash, no leading dot, slash or tilde.
+    looks_local = (path.startswith(('.', '/', '~')) or path.count('/') > 1
+                   or (os.sep != '/' and os.sep in path))
+    if looks_local:
+        raise UserError(f'model.pretrained_model {path} is not a folder (looked in '
+                        f'{osp.abspath(expanded)}); give a diffusers model folder or a hub id '
+                        'such as stable-diffusion-v1-5/stable-diffusion-v1-5.')
+    if os.environ.get('HF_HUB_OFFLINE', '').lower() not in ('', '0', 'false', 'no'):
+        from huggingface_hub import try_to_load_from_cache
+        try:
+            cached = try_to_load_from_cache(path, 'model_index.json')
+        except Exception:  # not a valid repo id either
+            cached = None
+        if not isinstance(cached, str):
+            raise UserError(f'model.pretrained_model {path} is neither a local folder nor in '
+                            'the Hugging Face cache, and HF_HUB_OFFLINE is set; download it '
+                            'first or give the folder path.')
+
+
+def check_initial_embedding(path) -> None:
+    """A corrupt ``model.initial_embedding`` is named, not a reader's traceback."""
+    if not isinstance(path, str) or not osp.exists(path):
+        return  # missing: the model names it
+    from mmti.fileio import read_embedding_file
+    try:
+        read_embedding_file(path)
+    except (UserError, ValueError) as err:
+        raise UserError(f'model.initial_embedding: {err}') from None
+    except Exception as err:  # safetensors/pickle/zip errors of a damaged file
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f'model.initial_embedding {path} cannot be read: the file is corrupt, '
+                        f'truncated or not an embedding file ({reason}).') from None
+
+
+def _components(cfg: Config):
+    """``(field, config)`` of the components the Runner builds after creating the work dir."""
+    for name, hook in (cfg.get('default_hooks') or {}).items():
+        yield f'default_hooks.{name}', ['default_hooks', name], hook
+    for i, hook in enumerate(cfg.get('custom_hooks') or []):
+        yield f'custom_hooks.{i}', ['custom_hooks', str(i)], hook
+    wrapper = cfg.get('optim_wrapper') or {}
+    yield 'optim_wrapper', ['optim_wrapper'], wrapper
+    yield 'optim_wrapper.optimizer', ['optim_wrapper', 'optimizer'], wrapper.get('optimizer')
+    schedulers = cfg.get('param_scheduler')
+    for i, scheduler in enumerate(schedulers if isinstance(schedulers, list) else [schedulers]):
+        yield 'param_scheduler', ['param_scheduler', str(i)], scheduler
+    yield 'train_cfg', ['train_cfg'], cfg.get('train_cfg')
+    loader = cfg.get('train_dataloader') or {}
+    yield 'train_dataloader.sampler', ['train_dataloader', 'sampler'], loader.get('sampler')
+
+
+def check_component_types(cfg: Config) -> None:
+    """Unknown ``type`` names of hooks, optimizer, scheduler, loop and sampler.
+
+    mmengine builds these only after it created the work dir and its log
+    folder; a typo would leave both behind with a registry traceback.
+    """
+    for field, path, node in _components(cfg):
+        if not isinstance(node, Mapping) or not isinstance(node.get('type'), str):
+            continue
+        registry = _registry_for(path)
+        if registry is None:
+            continue
+        with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmti')):
+            try:
+                found = registry.get(node['type'])
+            except Exception:  # e.g. a dotted name whose module does not import
+                found = None
+        if found is None:
+            known = sorted({k for r in (registry, registry.parent) if r is not None
+                            for k in r.module_dict})
+            by_lower = {k.lower(): k for k in known}
+            close = [by_lower[k] for k in difflib.get_close_matches(
+                node['type'].lower(), list(by_lower), n=1)]
+            hint = f'did you mean {close[0]!r}?' if close else f'known: {", ".join(known[:8])}, ...'
+            raise UserError(f'{field}.type={node["type"]!r} is not a registered {registry.name}; '
+                            f'{hint}')
+
+
+def check_config(cfg: Config) -> None:
+    """Values that would fail late or train nothing, named by their field."""
+    check_component_types(cfg)
+    train_cfg = cfg.get('train_cfg') or {}
+    if 'max_iters' in train_cfg:
+        if _number(train_cfg.max_iters, 'train_cfg.max_iters', int) <= 0:
+            raise UserError(f'train_cfg.max_iters must be >= 1, got {train_cfg.max_iters}.')
+    optimizer = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
+    if 'lr' in optimizer and _number(optimizer.lr, 'optim_wrapper.optimizer.lr') < 0:
+        raise UserError(f'optim_wrapper.optimizer.lr must be >= 0, got {optimizer.lr}.')
+    model = cfg.get('model') or {}
+    check_validation_prompts(cfg)
+    if 'num_vectors' in model:
+        _number(model.num_vectors, 'model.num_vectors', int)
+    if 'pretrained_model' in model:
+        check_pretrained_model(model.pretrained_model)
+    if model.get('initial_embedding') is not None:
+        check_initial_embedding(model.initial_embedding)
+    _check_sizes(cfg)

@@ -1,0 +1,125 @@
+"""What ``--resume`` continues from, checked against the config before step 1.
+
+mmengine resumes from the absolute path in ``last_checkpoint`` (gone once the
+work dir is moved), loads rows of another ``num_vectors`` only to fail inside
+the optimizer, and carries rows trained for one placeholder over to a new
+one without a word. The checkpoint's ``meta.dataset_meta`` records the
+placeholder (the dataset's ``metainfo``) and its state dict the rows' shapes.
+"""
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+
+from mmti.utils import UserError
+
+
+class RunFinished(Exception):
+    """``--resume`` of a run that already reached ``train_cfg.max_iters``."""
+
+    def __init__(self, step: int, checkpoint: str):
+        super().__init__(f'nothing to resume: the run finished at step {step} ({checkpoint})')
+        self.step, self.checkpoint = step, checkpoint
+
+
+def read_last_checkpoint(work_dir: str) -> tuple[str | None, str | None]:
+    """The checkpoint ``work_dir/last_checkpoint`` names, and a note if it was moved.
+
+    When a file of the recorded (absolute) path's name lies in ``work_dir``
+    but the path points elsewhere (the work dir was moved or copied), the
+    file beside the marker is used.
+    """
+    marker = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(marker):
+        return None, None
+    with open(marker, 'rb') as f:
+        raw = f.read()
+    try:
+        recorded = raw.decode('utf-8').strip()
+    except UnicodeDecodeError:
+        raise UserError(f'{marker} is not UTF-8 text (damaged?); delete it and pass '
+                        '--resume PATH with a checkpoint of that folder.') from None
+    if not recorded:
+        raise UserError(f'{marker} is empty; delete it and pass --resume PATH with a '
+                        'checkpoint of that folder.')
+    beside = osp.join(work_dir, osp.basename(recorded))
+    if osp.isfile(beside) and not (osp.isfile(recorded) and osp.samefile(recorded, beside)):
+        # A moved (or copied) work dir: its own file, not one in the old place.
+        state = 'is elsewhere' if osp.isfile(recorded) else 'does not exist'
+        return beside, (f'last_checkpoint names {recorded}, which {state}; resuming from '
+                        f'{beside} beside it (the work dir was moved or copied).')
+    return recorded, None
+
+
+def load_checkpoint(path: str, source: str) -> dict:
+    """``torch.load(weights_only=True)`` of a resume checkpoint, or a one-line refusal."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Checkpoint {path} (from {source}) does not exist; pass '
+                                '--resume PATH with an existing checkpoint.')
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # truncated zip, wrong format, unsafe pickle ...
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f'Cannot resume from {path}: the file is corrupt, truncated or not an '
+                         f'mmti checkpoint ({reason}). Delete it and pass --resume with an '
+                         'earlier iter_*.pth.') from None
+    if not (isinstance(checkpoint, dict) and 'state_dict' in checkpoint and 'meta' in checkpoint):
+        raise ValueError(f'Cannot resume from {path}: it is not an mmengine checkpoint '
+                         '(no state_dict/meta).')
+    return checkpoint
+
+
+def find_resume_checkpoint(cfg: Config) -> tuple[str | None, dict | None, str | None]:
+    """``(path, checkpoint, note)`` that ``--resume`` continues; Nones if none."""
+    if not cfg.get('resume'):
+        return None, None, None
+    if cfg.get('load_from'):
+        path, note, source = cfg.load_from, None, '--resume'
+    else:
+        path, note = read_last_checkpoint(cfg.work_dir)
+        source = f'{cfg.work_dir}/last_checkpoint'
+    if path is None:
+        return None, None, None  # nothing to resume from: mmengine starts afresh, as documented
+    return path, load_checkpoint(path, source), note
+
+
+def check_not_finished(cfg: Config, path: str, checkpoint: dict) -> None:
+    """Raise :class:`RunFinished` if the checkpoint is at ``max_iters`` already."""
+    step = checkpoint['meta'].get('iter')
+    max_iters = (cfg.get('train_cfg') or {}).get('max_iters')
+    if isinstance(step, int) and isinstance(max_iters, int) and step >= max_iters:
+        raise RunFinished(step, path)
+
+
+def check_checkpoint_matches(model, cfg: Config, path: str, checkpoint: dict) -> None:
+    """Refuse a checkpoint trained for another placeholder or ``num_vectors``."""
+    token = (cfg.get('model') or {}).get('placeholder_token')
+    dataset_meta = checkpoint['meta'].get('dataset_meta')
+    saved_token = dataset_meta.get('placeholder_token') if isinstance(dataset_meta, dict) else None
+    if token is not None and saved_token is not None and saved_token != token:
+        raise UserError(
+            f'Cannot resume from {path}: it trained placeholder {saved_token!r} but the config '
+            f'has model.placeholder_token={token!r}; resume with {saved_token!r} or train '
+            f'{token!r} into another --work-dir.')
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    saved = {k: tuple(v.shape) for k, v in checkpoint['state_dict'].items()
+             if isinstance(v, torch.Tensor)}
+    num_vectors = (cfg.get('model') or {}).get('num_vectors', 1)
+    for key, shape in expected.items():
+        if key not in saved:
+            raise UserError(f'Cannot resume from {path}: it has no {key} (it holds '
+                            f'{sorted(saved)}); it was not trained with this config\'s model.')
+        if saved[key] != shape:
+            if saved[key][1:] == shape[1:]:
+                raise UserError(
+                    f'Cannot resume from {path}: it trained num_vectors={saved[key][0]} but '
+                    f'the config has model.num_vectors={num_vectors}; resume with '
+                    f'num_vectors={saved[key][0]} or train into another --work-dir.')
+            raise UserError(
+                f'Cannot resume from {path}: {key} has shape {list(saved[key])} there but '
+                f'{list(shape)} in this model (another model.pretrained_model?); resume with '
+                'the config it was trained with.')
+    extra = sorted(set(saved) - set(expected))
+    if extra:
+        raise UserError(f'Cannot resume from {path}: it holds {extra}, which this config\'s '
+                        'model does not train; resume with the config it was trained with.')
