@@ -18,7 +18,7 @@ import torch.distributed as dist
 from mmengine.config import Config, DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
-from mmti.engine import (NonFiniteLossError, RunFinished, WorkDirLock, build_runner,  # noqa: E402
+from mmti.engine import (RunFinished, WorkDirLock, build_runner,  # noqa: E402
                          check_cfg_options, is_rank_zero, prepare_launch, read_last_checkpoint,
                          refuse_previous_run)
 from mmti.utils import UserError, run_cli  # noqa: E402
@@ -165,10 +165,7 @@ def main(argv: list[str] | None = None) -> None:
                   file=sys.stderr)
             return
         _run.update(work_dir=cfg.work_dir, argv=argv)
-        try:
-            runner.train()
-        except NonFiniteLossError as err:
-            raise UserError(str(err)) from None
+        runner.train()  # a divergence raises NonFiniteLossError: one line, what was kept
     finally:
         if lock is not None:
             lock.release()

@@ -30,7 +30,7 @@ BASE_CONFIG = REPO_ROOT / 'configs' / 'textual_inversion_tiny.py'
 HOOKS_DIR = os.path.dirname(train_fault_hooks.__file__)
 # tools/train.py answers through run_cli (status 2) once it has cli(); before
 # that it catches NonFiniteLossError itself and exits with status 1.
-STATUS = USAGE_ERROR if hasattr(load_tool('train'), 'cli') else 1
+STATUS = USAGE_ERROR
 _names = itertools.count()
 
 

@@ -22,23 +22,14 @@ PROG = 'tools/train.py'
 
 
 def train_cli(argv, capsys) -> tuple[int, str]:
-    """Run tools/train.py in-process; ``(exit status, stderr)``.
-
-    ``cli(argv)`` is the command line (run_cli: status 2, one line). Until
-    this branch's tools/train.py has it, its ``main`` raises
-    ``SystemExit('tools/train.py: error: ...')``: the same line, which Python
-    would print with status 1; it is read here as the refusal it is.
-    """
+    """Run tools/train.py's command line in-process; ``(exit status, stderr)``."""
     train = load_tool('train')
     capsys.readouterr()
     try:
-        (train.cli if hasattr(train, 'cli') else train.main)(argv)
+        train.cli(argv)
         code = 0
     except SystemExit as stop:
         code = stop.code
-        if isinstance(code, str):
-            print(code, file=sys.stderr)
-            code = USAGE_ERROR
     return code, capsys.readouterr().err
 
 
