@@ -7,7 +7,6 @@ the work dir and the concept folder are byte-identical afterwards.
 """
 import io
 import struct
-import sys
 import zlib
 
 import numpy as np
@@ -16,7 +15,6 @@ from fault_matrix import assert_kept, assert_refused, snapshot
 from PIL import Image
 from tool_runner import TINY_CONFIG, load_tool
 
-from mmti.utils import USAGE_ERROR
 
 PROG = 'tools/train.py'
 

@@ -6,8 +6,6 @@ posterior, plus a very small KL pull towards N(0, I) that keeps the latent
 scale bounded.
 """
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,44 +14,18 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from mmengine.model import BaseModel
 
+from mmti.fileio import atomic_folder
 from mmti.registry import MODELS
 from mmti.models.data_preprocessor import TextualInversionDataPreprocessor
 from mmti.models.sample_noise import SampleNoise
 
 
 def atomic_export(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary folder beside ``path``, then rename it to ``path``.
-
-    An interrupted export leaves the previous ``path`` (if any) untouched.
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f'.{final.name}.tmp-', dir=final.parent))
-    try:
-        write(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    old = None
-    if final.exists() or final.is_symlink():
-        old = final.parent / f'.{final.name}.old-{os.getpid()}'
-        if old.exists():
-            shutil.rmtree(old)
-        final.rename(old)
-    staging.rename(final)
-    final.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink()
-    return final
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """Call ``write(tmp)`` on a temporary folder that then replaces ``path``;
+    an interrupted export leaves the previous ``path`` (if any) untouched."""
+    with atomic_folder(path) as tmp:
+        write(tmp)
+    return Path(path)
 
 
 @MODELS.register_module()

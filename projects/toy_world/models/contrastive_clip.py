@@ -7,8 +7,6 @@ Training pads only to ``max_length`` (captions are short); the exported
 tokenizer still says 77, the length Stable Diffusion pads prompts to.
 """
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from transformers.utils.constants import OPENAI_CLIP_MEAN as CLIP_MEAN
 from transformers.utils.constants import OPENAI_CLIP_STD as CLIP_STD
 
 from mmti.registry import MODELS
+from .autoencoder_pretraining import atomic_export
 from mmti.models.data_preprocessor import TextualInversionDataPreprocessor
 
 SD_MAX_LENGTH = 77  # Stable Diffusion pads every prompt to 77 tokens
@@ -28,38 +27,6 @@ SD_MAX_LENGTH = 77  # Stable Diffusion pads every prompt to 77 tokens
 CLIP_TEXT_DEFAULTS = dict(vocab_size=49408, max_position_embeddings=SD_MAX_LENGTH,
                           bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
                           hidden_act='quick_gelu')
-
-
-def replace_dir(write, path: str | os.PathLike) -> Path:
-    """Call ``write(tmp_dir)`` on a fresh folder next to ``path``, then rename it to ``path``.
-
-    A crash while writing leaves any previous ``path`` untouched (and at worst
-    a stray ``.name.*.tmp`` folder, removed on a clean error). An existing
-    ``path`` is moved aside just before the rename and deleted after it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent))
-    try:
-        write(tmp)
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private
-        old = None
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.old', dir=path.parent))
-            os.replace(path, old / path.name)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return path
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
 
 
 @MODELS.register_module()
@@ -179,7 +146,7 @@ class ContrastiveCLIP(BaseModel):
             self.clip.save_pretrained(str(tmp))
             self._save_tokenizer(tmp)
 
-        return replace_dir(write, path)
+        return atomic_export(path, write)
 
     def text_encoder(self) -> CLIPTextModel:
         """A standalone ``CLIPTextModel`` with a copy of the text tower's weights."""
@@ -200,4 +167,4 @@ class ContrastiveCLIP(BaseModel):
             encoder.save_pretrained(str(tmp))
             self._save_tokenizer(tmp)
 
-        return replace_dir(write, path)
+        return atomic_export(path, write)
