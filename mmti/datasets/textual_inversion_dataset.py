@@ -67,6 +67,19 @@ def _decode_summary(root, paths: list[Path], decoded: list[DecodedImage], side: 
     return line + (f'; scaled to 8 bits: {", ".join(notes)}' if notes else '')
 
 
+def standard_pipeline(resolution: int, flip_prob: float = 0.5, random_crop: bool = False) -> list[dict]:
+    """Resize the shorter side (no stretching), crop a square, maybe flip, pack."""
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 8:
+        raise ValueError(f'resolution must be a whole number of pixels >= 8, got {resolution!r}.')
+    if not 0.0 <= float(flip_prob) <= 1.0:
+        raise ValueError(f'flip_prob must be between 0 and 1, got {flip_prob!r}.')
+    pipeline = [dict(type='ResizeShorterSide', size=resolution),
+                dict(type='RandomCrop' if random_crop else 'CenterCrop', size=resolution)]
+    if flip_prob > 0:
+        pipeline.append(dict(type='RandomHorizontalFlip', prob=float(flip_prob)))
+    return pipeline + [dict(type='PackInputs')]
+
+
 @DATASETS.register_module()
 class TextualInversionDataset(Dataset):
     """Images of one concept with captions like "a photo of a <cat-toy>".
@@ -89,7 +102,16 @@ class TextualInversionDataset(Dataset):
             (setting, pose, lighting) keeps it out of the learned rows.
             Overrides ``templates``.
         repeats: Times each image appears per epoch.
-        pipeline: Transforms (configs or callables).
+        resolution: Side of the square training images. With it, the
+            standard pipeline is built: shorter side resized to
+            ``resolution`` (aspect kept), a centre (or random) crop, a
+            horizontal flip with ``flip_prob``, packing. Set either this or
+            ``pipeline``.
+        flip_prob: Chance of a horizontal flip in the standard pipeline; 0
+            when captions say left and right.
+        random_crop: Random instead of centre crops in the standard pipeline
+            (disables the latent cache).
+        pipeline: Transforms (configs or callables), instead of ``resolution``.
         seed: Base of the per-sample generators; None takes torch's initial
             seed, which the runner sets from ``randomness.seed``.
         max_aspect_ratio: Images more elongated than this (longer side /
@@ -108,6 +130,9 @@ class TextualInversionDataset(Dataset):
                  templates: str | Sequence[str] | None = None,
                  caption_files: bool = False,
                  repeats: int = 100,
+                 resolution: int | None = None,
+                 flip_prob: float = 0.5,
+                 random_crop: bool = False,
                  pipeline: Sequence = (),
                  seed: int | None = None,
                  max_aspect_ratio: float = MAX_ASPECT_RATIO):
@@ -121,6 +146,11 @@ class TextualInversionDataset(Dataset):
         self.caption_files = bool(caption_files)
         self.image_templates = ([read_caption_file(p) for p in self.image_paths]
                                 if caption_files else [self.templates] * len(self.image_paths))
+        if resolution is not None:
+            if pipeline:
+                raise ValueError('The dataset has both resolution and pipeline; set one (resolution '
+                                 'builds the standard pipeline; set resolution=None to use your own).')
+            pipeline = standard_pipeline(resolution, flip_prob, random_crop)
         # Built from our registry so mmti's transforms resolve without a default scope.
         self.pipeline = Compose([TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline])
         # A few images, decoded once (failing now on a bad file) and kept no

@@ -9,6 +9,7 @@ behind by a SIGKILL blocks nobody.
 import fcntl
 import os
 import os.path as osp
+import time
 from pathlib import Path
 
 from mmti.utils import UserError
@@ -76,6 +77,7 @@ class WorkDirLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
         self._fd = fd
+        wait_for_a_new_log_dir_name(self.work_dir)
 
     def release(self) -> None:
         """Remove the lock file and drop the lock (idempotent)."""
@@ -98,3 +100,14 @@ class WorkDirLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def wait_for_a_new_log_dir_name(work_dir: str) -> None:
+    """Return once mmengine's log folder name for a run starting now is unused.
+
+    mmengine names each run's log folder after the second it started
+    (``YYYYmmdd_HHMMSS``); a run started in the same second as the previous
+    one (a quick ``--resume`` after a refusal) would append to that run's log.
+    """
+    while os.path.exists(os.path.join(work_dir, time.strftime('%Y%m%d_%H%M%S'))):
+        time.sleep(0.05)

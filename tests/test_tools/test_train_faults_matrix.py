@@ -87,18 +87,22 @@ def kept_files(work_dir, *replaced: str) -> dict[str, str]:
     """``snapshot(work_dir)`` less the files a run is expected to replace.
 
     mmengine rewrites its dump of the config (``<config name>.py``) on every
-    run, with the options of that run (e.g. ``resume=True``).
+    run, with the options of that run (e.g. ``resume=True``). The runs here are
+    in one process, where log lines printed before a new runner exists still
+    reach the previous run's log file (a new process, as from the command
+    line, starts a log of its own), so earlier logs are left out too.
     """
     return {name: digest for name, digest in snapshot(work_dir).items()
-            if name not in replaced and not re.fullmatch(r'faults_\d+\.py', name)}
+            if name not in replaced and not re.fullmatch(r'faults_\d+\.py', name)
+            and not re.fullmatch(r'\d{8}_\d{6}/.*\.log', name)}
 
 
 def prepare_work_dir(tmp_path):
-    """A work dir holding files of an earlier, finished run, and a note of the user's."""
+    """A work dir holding a note of the user's (a finished run's files would be
+    refused without --resume, see test_train_matrix.py)."""
     work_dir = tmp_path / 'work'
     work_dir.mkdir()
     (work_dir / 'notes.txt').write_text('my notes')
-    (work_dir / 'learned_embeds.safetensors').write_bytes(b'the result of an earlier run')
     return work_dir
 
 
@@ -175,7 +179,7 @@ def test_divergence_keeps_the_last_finite_files_and_names_them(case, tmp_path, c
     for step in snapshots:
         rows = load_file(work_dir / f'learned_embeds-steps-{step}.safetensors')['<cat-toy>']
         assert torch.isfinite(rows).all()
-    assert (work_dir / 'learned_embeds.safetensors').read_bytes() == b'the result of an earlier run'
+    assert not (work_dir / 'learned_embeds.safetensors').exists()  # never written from bad rows
 
 
 @pytest.mark.parametrize('where, embed_interval, problem', [
@@ -232,7 +236,7 @@ def test_resume_after_divergence_uses_the_kept_checkpoint(tmp_path, capsys):
     assert_checkpoints(work_dir, [2])
 
     # The fix: a lower learning rate, then --resume PATH from the message.
-    path = re.search(r'--resume (\S+)\.$', first).group(1)
+    path = re.search(r'--resume (\S+?)\.(?: |$)', first).group(1)
     assert path == str(work_dir / 'iter_2.pth')
     # Replaced by design: the rotated-out iter_2.pth, the pointer, the final file.
     before = kept_files(work_dir, 'iter_2.pth', 'last_checkpoint', 'learned_embeds.safetensors')
@@ -275,19 +279,19 @@ def test_sigkill_during_a_save_leaves_whole_files_and_resume_cleans_up(tmp_path)
     assert proc.returncode == -signal.SIGKILL
     assert_kept(before, work_dir)
     # The checkpoint being written exists only under a temporary name.
-    temps = [p.name for p in work_dir.iterdir() if p.name.startswith('.')]
+    # (.train.lock stays after a SIGKILL; it does not block the next run.)
+    temps = [p.name for p in work_dir.iterdir() if p.name.startswith('.') and p.name != '.train.lock']
     assert len(temps) == 1 and re.fullmatch(rf'\.iter_4\.pth\.{proc.pid}\.\w+\.tmp', temps[0]), temps
     assert sorted(p.name for p in work_dir.glob('iter_*.pth')) == ['iter_2.pth']
     assert (work_dir / 'last_checkpoint').read_text() == str(work_dir / 'iter_2.pth')
     assert torch.load(work_dir / 'iter_2.pth', weights_only=True)['meta']['iter'] == 2
 
-    # Replaced by design: the stale temp file, the rotated-out iter_2.pth, the
-    # pointer, the final file, and the step-4 snapshot the killed run wrote
-    # before the checkpoint: the resumed run writes it again, with the same rows
-    # (safetensors orders its metadata differently in every process).
+    # Replaced by design: the stale temp file and lock, the rotated-out
+    # iter_2.pth, the pointer and the final file. The step-4 snapshot the
+    # killed run wrote before the checkpoint is written again, byte for byte.
     snapshot_4 = load_file(work_dir / 'learned_embeds-steps-4.safetensors')['<cat-toy>']
-    before = kept_files(work_dir, temps[0], 'iter_2.pth', 'last_checkpoint',
-                        'learned_embeds.safetensors', 'learned_embeds-steps-4.safetensors')
+    before = kept_files(work_dir, temps[0], '.train.lock', 'iter_2.pth', 'last_checkpoint',
+                        'learned_embeds.safetensors')
     result = subprocess.run([*cmd, '--resume'], cwd=REPO_ROOT, env=env, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

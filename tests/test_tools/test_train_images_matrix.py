@@ -108,7 +108,7 @@ CASES = {
 def work_dir(tmp_path):
     folder = tmp_path / 'work'
     folder.mkdir()
-    (folder / 'learned_embeds.safetensors').write_bytes(b'the result of an earlier run')
+    (folder / 'notes.txt').write_text('my notes, not a run of mmti')
     return folder
 
 
@@ -125,7 +125,7 @@ def test_bad_image_is_refused_naming_the_file(case, tmp_path, work_dir, capsys):
                               f'train_dataloader.dataset.data_root={concept}'], capsys)
     assert_refused(code, stderr, PROG, pattern)
     assert_kept(kept_work, work_dir)
-    assert sorted(p.name for p in work_dir.iterdir()) == ['learned_embeds.safetensors']
+    assert sorted(p.name for p in work_dir.iterdir()) == ['notes.txt']
     assert_kept(kept_concept, concept)
 
 

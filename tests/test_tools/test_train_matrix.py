@@ -87,7 +87,7 @@ CONFIG_CASES = {
                                  r"--cfg-options max_iters: the config has no field 'max_iters'"),
     'unknown loop field': (
         lambda t: [TINY_CONFIG, '--cfg-options', 'train_cfg.max_iter=5'],
-        r"train_cfg \(IterBasedTrainLoop\) has no field 'max_iter'; did you mean 'max_iters'"),
+        r"train_cfg \(SeekingIterBasedTrainLoop\) has no field 'max_iter'; did you mean 'max_iters'"),
     'unknown model field': (
         lambda t: [TINY_CONFIG, '--cfg-options', 'model.num_vector=2'],
         r"model \(TextualInversion\) has no field 'num_vector'; did you mean 'num_vectors'"),
@@ -99,7 +99,7 @@ CONFIG_CASES = {
         r"train_dataloader has no field 'batchsize'; did you mean 'batch_size'"),
     'unknown hook field': (
         lambda t: [TINY_CONFIG, '--cfg-options', 'default_hooks.checkpoint.intervall=2'],
-        r"default_hooks\.checkpoint \(CheckpointHook\) has no field 'intervall'"),
+        r"default_hooks\.checkpoint \(AtomicCheckpointHook\) has no field 'intervall'"),
     'hook index out of range': (
         lambda t: [TINY_CONFIG, '--cfg-options', 'custom_hooks.7.interval=2'],
         r"custom_hooks is a list of 3; '7' is not an index"),
@@ -183,8 +183,7 @@ def _latin1_captions(t: Path) -> str:
 DATA_CASES = {
     'corrupt initial_embedding': (
         lambda t: [f'model.initial_embedding={_bad_safetensors(t)}'],
-        r'model\.initial_embedding.* .*init\.safetensors (cannot be read: the file is corrupt|is '
-        r'neither a safetensors)'),
+        r'model\.initial_embedding.* .*init\.safetensors is a damaged or truncated safetensors file'),
     'template file not UTF-8': (
         lambda t: [f'train_dataloader.dataset.templates={_latin1_templates(t)}'],
         r'train_dataloader\.dataset: a text file it reads is not UTF-8 .*re-save .*'
