@@ -3,30 +3,21 @@
 # ids on a CPU in about a minute.
 _base_ = ['./textual_inversion_sdxl.py']
 
-pretrained_model = 'data/tiny-sdxl'
-resolution = 64
-
 model = dict(
-    pretrained_model=pretrained_model,
-    dtype='fp32',
-    validation_cfg=dict(num_inference_steps=10, height=resolution, width=resolution, seed=0))
+    dtype='fp32',  # CPU: half precision is slower, not faster
+    pretrained_model='data/tiny-sdxl',
+    validation_cfg=dict(num_inference_steps=10))
 
 train_dataloader = dict(
     batch_size=4,
-    num_workers=0,
+    num_workers=0,  # workers would compete for the CPU cores
     persistent_workers=False,
     pin_memory=False,
-    dataset=dict(pipeline=[
-        dict(type='ResizeShorterSide', size=resolution),
-        dict(type='CenterCrop', size=resolution),
-        dict(type='RandomHorizontalFlip', prob=0.5),
-        dict(type='PackInputs'),
-    ]))
+    dataset=dict(resolution=64))
 
 train_cfg = dict(max_iters=200)
-default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=100))
-custom_hooks = [
-    dict(type='NonFiniteLossHook'),
-    dict(type='EmbeddingSaveHook', interval=100),
-    dict(type='ValidationSampleHook', interval=100),
-]
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=100),
+    embedding_save=dict(interval=100),
+    validation_samples=dict(interval=100))

@@ -8,9 +8,9 @@ model = dict(
     placeholder_token=placeholder_token,
     initializer_token='painting',
     validation_prompts=[
-        'a painting in the style of <my-style>',
-        'a cat in the style of <my-style>',
-        'a city street in the style of <my-style>',
+        f'a painting in the style of {placeholder_token}',
+        f'a cat in the style of {placeholder_token}',
+        f'a city street in the style of {placeholder_token}',
     ])
 
 train_dataloader = dict(dataset=dict(

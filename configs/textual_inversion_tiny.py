@@ -3,32 +3,21 @@
 # cores. For tests and demos of the machinery, not for pretty pictures.
 _base_ = ['./textual_inversion.py']
 
-pretrained_model = 'data/tiny-sd'
-resolution = 64
-
 model = dict(
-    pretrained_model=pretrained_model,
     dtype='fp32',  # CPU: half precision is slower, not faster
-    validation_cfg=dict(num_inference_steps=10, height=resolution, width=resolution, seed=0))
+    pretrained_model='data/tiny-sd',
+    validation_cfg=dict(num_inference_steps=10))
 
 train_dataloader = dict(
     batch_size=4,
-    num_workers=0,
+    num_workers=0,  # workers would compete for the CPU cores
     persistent_workers=False,
     pin_memory=False,
-    dataset=dict(pipeline=[
-        dict(type='ResizeShorterSide', size=resolution),
-        dict(type='CenterCrop', size=resolution),
-        dict(type='RandomHorizontalFlip', prob=0.5),
-        dict(type='PackInputs'),
-    ]))
+    dataset=dict(resolution=64))
 
 train_cfg = dict(max_iters=200)
 default_hooks = dict(
     logger=dict(interval=20),
-    checkpoint=dict(interval=100))
-custom_hooks = [
-    dict(type='NonFiniteLossHook'),
-    dict(type='EmbeddingSaveHook', interval=100),
-    dict(type='ValidationSampleHook', interval=100),
-]
+    checkpoint=dict(interval=100),
+    embedding_save=dict(interval=100),
+    validation_samples=dict(interval=100))

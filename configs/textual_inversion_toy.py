@@ -1,4 +1,4 @@
-# Textual Inversion on the toy world (projects/toy_world/world/): learn
+# Textual Inversion on the toy world (projects/toy_world): learn
 # <purple-dotted-star>, a shape/colour/pattern combination the toy Stable
 # Diffusion (data/toy/sd) never saw in pretraining, from the 5 images in
 # data/toy_concepts/purple-dotted-star/train. Minutes on 2 CPU cores; the
@@ -13,49 +13,38 @@
 # takes the colour, pattern and shape and nothing else.
 _base_ = ['./textual_inversion.py']
 
-pretrained_model = 'data/toy/sd'
 placeholder_token = '<purple-dotted-star>'
-resolution = 32
-validation_prompts = [
-    f'a large {placeholder_token} in the center on a white background',
-    f'a small {placeholder_token} on the left on a black background',
-]
 
 model = dict(
-    pretrained_model=pretrained_model,
+    dtype='fp32',  # CPU: half precision is slower, not faster
+    pretrained_model='data/toy/sd',
     placeholder_token=placeholder_token,
     initializer_token='star',  # the shape: colour and pattern are left to learn
-    dtype='fp32',  # CPU: half precision is slower, not faster
-    validation_prompts=validation_prompts,
+    validation_prompts=[
+        f'a large {placeholder_token} in the center on a white background',
+        f'a small {placeholder_token} on the left on a black background',
+    ],
     # Mild guidance: a model this small over-saturates at SD's usual 7.5.
-    validation_cfg=dict(num_inference_steps=25, guidance_scale=1.5, height=resolution,
-                        width=resolution, seed=0))
+    validation_cfg=dict(num_inference_steps=25, guidance_scale=1.5))
 
 train_dataloader = dict(
     batch_size=8,
-    num_workers=0,
+    num_workers=0,  # workers would compete for the CPU cores
     persistent_workers=False,
     pin_memory=False,
     dataset=dict(
         data_root='data/toy_concepts/purple-dotted-star/train',
         caption_files=True,
-        pipeline=[
-            dict(type='ResizeShorterSide', size=resolution),
-            dict(type='CenterCrop', size=resolution),
-            # No flip: the captions say "on the left" / "on the right".
-            dict(type='PackInputs'),
-        ]))
+        resolution=32,
+        flip_prob=0.0))  # the captions say "on the left" / "on the right"
 
 optim_wrapper = dict(optimizer=dict(lr=5e-3))
 train_cfg = dict(max_iters=600)
 default_hooks = dict(
     logger=dict(interval=50),
-    checkpoint=dict(interval=300))
-custom_hooks = [
-    dict(type='NonFiniteLossHook'),
-    dict(type='EmbeddingSaveHook', interval=300),
-    dict(type='ValidationSampleHook', interval=300),
-]
+    checkpoint=dict(interval=300),
+    embedding_save=dict(interval=300),
+    validation_samples=dict(interval=300))
 
 # Defaults of tools/evaluate.py for this config: the toy world's evaluation
 # CLIP (data/toy/clip_eval: its image features are mostly about the object,

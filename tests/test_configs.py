@@ -1,4 +1,7 @@
-"""Every config in configs/ loads, names only registered types, and builds on the tiny model."""
+"""Every config (configs/ and projects/*/configs/) loads, names only registered
+types, and builds its model and dataset (on the tiny models where it names a hub id)."""
+import importlib
+
 import pytest
 import torch
 from mmengine.config import Config
@@ -12,14 +15,22 @@ from mmti.registry import (DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, MODELS,
 
 CONFIG_DIR = REPO_ROOT / 'configs'
 CONFIGS = sorted(CONFIG_DIR.glob('*.py'))
+PROJECT_CONFIGS = sorted(REPO_ROOT.glob('projects/*/configs/*.py'))
 
 
 def load(path) -> Config:
     return Config.fromfile(str(path))
 
 
-def pipeline_sizes(cfg: Config) -> dict[str, int]:
-    return {t['type']: t['size'] for t in cfg.train_dataloader.dataset.pipeline if 'size' in t}
+def pipeline_sizes(dataset) -> dict[str, int]:
+    """Sizes of the built dataset's transforms, by transform name."""
+    return {type(t).__name__: t.size for t in dataset.pipeline.transforms if hasattr(t, 'size')}
+
+
+def build_dataset(cfg: Config):
+    fill_placeholder_token(cfg)
+    with DefaultScope.overwrite_default_scope('mmti'):
+        return DATASETS.build(cfg.train_dataloader.dataset)
 
 
 def test_configs_are_found():
@@ -42,7 +53,7 @@ def test_config_names_registered_types(cfg):
         assert MODELS.get(cfg.model.type) is not None
         assert DATASETS.get(cfg.train_dataloader.dataset.type) is not None
         assert DATA_SAMPLERS.get(cfg.train_dataloader.sampler.type) is not None
-        for transform in cfg.train_dataloader.dataset.pipeline:
+        for transform in cfg.train_dataloader.dataset.get('pipeline', ()):
             assert TRANSFORMS.get(transform['type']) is not None, transform
         assert OPTIM_WRAPPERS.get(cfg.optim_wrapper.type) is not None
         assert OPTIM_WRAPPER_CONSTRUCTORS.get(cfg.optim_wrapper.constructor) is not None
@@ -66,8 +77,9 @@ def test_config_is_consistent(cfg):
     assert all(placeholder in prompt for prompt in cfg.model.validation_prompts)
     # No weight decay: it would pull the learned rows towards zero.
     assert cfg.optim_wrapper.optimizer.weight_decay == 0.0
-    sizes = pipeline_sizes(cfg)
-    assert sizes['ResizeShorterSide'] == sizes['CenterCrop']
+    # mmti's hooks are addressed by name, not by list position.
+    assert {'non_finite', 'embedding_save', 'validation_samples'} <= set(cfg.default_hooks)
+    assert cfg.custom_hooks == []
 
 
 def test_model_and_dataset_build_on_the_tiny_components(cfg):
@@ -94,7 +106,9 @@ def test_model_and_dataset_build_on_the_tiny_components(cfg):
     assert model.unet.dtype == dtype and model.text_encoder.dtype == dtype
     assert rows.dtype == torch.float32  # the learned rows stay fp32
 
-    size = pipeline_sizes(cfg)['CenterCrop']
+    sizes = pipeline_sizes(dataset)
+    size = cfg.train_dataloader.dataset.resolution  # set once; the pipeline follows it
+    assert sizes == {'ResizeShorterSide': size, 'CenterCrop': size}
     sample = dataset[0]
     assert sample['inputs'].shape == (3, size, size)
     assert placeholder in sample['captions']
@@ -110,7 +124,7 @@ def test_full_config_is_the_papers_recipe():
     assert cfg.optim_wrapper.optimizer.lr == 5e-4
     assert cfg.train_dataloader.batch_size == 1
     assert cfg.train_cfg.max_iters == 3000
-    assert pipeline_sizes(cfg) == {'ResizeShorterSide': 512, 'CenterCrop': 512}
+    assert cfg.train_dataloader.dataset.resolution == 512
     assert cfg.train_dataloader.dataset.data_root == 'data/cat_toy'
     assert cfg.train_dataloader.dataset.learnable_property == 'object'
 
@@ -119,8 +133,8 @@ def test_tiny_config_points_at_the_bundled_model_and_64px():
     cfg = load(CONFIG_DIR / 'textual_inversion_tiny.py')
     assert cfg.model.pretrained_model == 'data/tiny-sd'
     assert (REPO_ROOT / cfg.model.pretrained_model).resolve() == TINY_SD.resolve()
-    assert pipeline_sizes(cfg) == {'ResizeShorterSide': 64, 'CenterCrop': 64}
-    assert cfg.model.validation_cfg.height == 64 and cfg.model.validation_cfg.width == 64
+    assert cfg.train_dataloader.dataset.resolution == 64
+    assert cfg.default_hooks.embedding_save.interval == 100
     assert cfg.model.dtype == 'fp32'
     assert cfg.train_dataloader.num_workers == 0
     # Everything else is inherited from the full recipe.
@@ -133,3 +147,19 @@ def test_style_config_learns_a_style():
     assert cfg.model.placeholder_token == '<my-style>'
     assert cfg.model.initializer_token == 'painting'
     assert cfg.model.pretrained_model == 'stable-diffusion-v1-5/stable-diffusion-v1-5'
+
+
+@pytest.mark.parametrize('path', PROJECT_CONFIGS, ids=lambda p: f'{p.parent.parent.name}/{p.stem}')
+def test_project_configs_build_their_model_and_dataset(path, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    cfg = load(path)
+    for module in cfg.custom_imports.imports:
+        importlib.import_module(module)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        for hook in [*cfg.default_hooks.values(), *cfg.custom_hooks]:
+            assert HOOKS.get(hook['type']) is not None, hook
+        assert LOOPS.get(cfg.train_cfg.type) is not None
+        model = MODELS.build(cfg.model)
+        dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
+    assert len(dataset) > 0 and dataset[0]

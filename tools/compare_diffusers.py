@@ -91,11 +91,14 @@ def diffusers_cmd(script: Path, cfg: Config, batch: int, steps: int, out: Path) 
 def mmti_cmd(config: str, batch: int, steps: int, out: Path, options: list[str]) -> list[str]:
     return [sys.executable, str(ROOT / 'tools' / 'train.py'), config, '--work-dir', str(out),
             '--cfg-options', f'train_dataloader.batch_size={batch}', f'train_cfg.max_iters={steps}',
-            'default_hooks.checkpoint.interval=1000000000', 'custom_hooks=[]',
+            'default_hooks.checkpoint.interval=1000000000', 'default_hooks.non_finite=None',
+            'default_hooks.embedding_save.interval=0', 'default_hooks.validation_samples=None',
             'default_hooks.logger.interval=1000000000', *options]
 
 
 def _resolution(cfg: Config) -> int:
+    if cfg.train_dataloader.dataset.get('resolution'):
+        return int(cfg.train_dataloader.dataset.resolution)
     for step in cfg.train_dataloader.dataset.pipeline:
         if step['type'] in ('CenterCrop', 'RandomCrop'):
             return int(step['size'])

@@ -120,6 +120,9 @@ def check_cfg_options(cfg: Config, options: Mapping) -> None:
             if depth == 0:
                 raise _unknown(here, list(node), 'the config')
             parent = parts[:depth]
+            if parent == ['default_hooks'] and depth + 1 < len(parts):
+                # A field of a hook the config does not have: a misspelt hook name.
+                raise _unknown(here, list(node), 'default_hooks (hooks by name)')
             if parent[0].endswith('_dataloader') and len(parent) == 1:
                 if part not in DATALOADER_FIELDS:
                     raise _unknown(here, DATALOADER_FIELDS, parent[0])

@@ -85,7 +85,7 @@ def _non_utf8_file(dataset_cfg) -> str | None:
 
 
 def build_runner(cfg: Config, claim_work_dir: Callable[[], None] | None = None) -> Runner:
-    """``Runner.from_cfg`` with the model, the data and the resume file checked first.
+    """``Runner.from_cfg`` after the config, model, data and resume file are checked.
 
     Args:
         cfg: The training config.
@@ -109,40 +109,31 @@ def build_runner(cfg: Config, claim_work_dir: Callable[[], None] | None = None) 
     if checkpoint is not None:
         check_checkpoint_matches(model, cfg, resume_from, checkpoint)
         cfg.load_from = resume_from  # the checked (maybe relocated) file, not mmengine's pick
-    del dataset, checkpoint
+    # The checked model is dropped and built again by mmengine's own
+    # Runner.from_cfg: the price of a second load of the weights (seconds)
+    # buys mmengine's construction as is, nothing of it copied here.
+    del dataset, checkpoint, model
+    drop_removed_hooks(cfg)
     if claim_work_dir is not None:
         claim_work_dir()
-    runner = _make_runner(cfg, model)
+    runner = Runner.from_cfg(cfg)
     if note:
         runner.logger.warning(note)
     return runner
 
 
-def _make_runner(cfg: Config, model) -> Runner:
-    return Runner(
-        model=model,
-        work_dir=cfg.work_dir,
-        train_dataloader=cfg.get('train_dataloader'),
-        val_dataloader=cfg.get('val_dataloader'),
-        test_dataloader=cfg.get('test_dataloader'),
-        train_cfg=cfg.get('train_cfg'),
-        val_cfg=cfg.get('val_cfg'),
-        test_cfg=cfg.get('test_cfg'),
-        auto_scale_lr=cfg.get('auto_scale_lr'),
-        optim_wrapper=cfg.get('optim_wrapper'),
-        param_scheduler=cfg.get('param_scheduler'),
-        val_evaluator=cfg.get('val_evaluator'),
-        test_evaluator=cfg.get('test_evaluator'),
-        default_hooks=cfg.get('default_hooks'),
-        custom_hooks=cfg.get('custom_hooks'),
-        load_from=cfg.get('load_from'),
-        resume=cfg.get('resume', False),
-        launcher=cfg.get('launcher', 'none'),
-        env_cfg=cfg.get('env_cfg', dict(dist_cfg=dict(backend='nccl'))),
-        log_processor=cfg.get('log_processor'),
-        log_level=cfg.get('log_level', 'INFO'),
-        visualizer=cfg.get('visualizer'),
-        default_scope=cfg.get('default_scope', 'mmti'),
-        randomness=cfg.get('randomness', dict(seed=None)),
-        experiment_name=cfg.get('experiment_name'),
-        cfg=cfg)
+def drop_removed_hooks(cfg: Config) -> None:
+    """``default_hooks.<name>=None`` removes the hook, for mmti's hooks too.
+
+    mmengine accepts None only for its own six default hooks; mmti adds its
+    hooks to ``default_hooks`` by name (so they can be addressed by name), and
+    a user switching one off expects the same spelling to work.
+    """
+    hooks = cfg.get('default_hooks') or {}
+    for name in [n for n, hook in hooks.items() if hook is None and n not in MMENGINE_DEFAULT_HOOKS]:
+        del hooks[name]
+
+
+# Runner.register_default_hooks' own names (mmengine 0.10).
+MMENGINE_DEFAULT_HOOKS = ('runtime_info', 'timer', 'sampler_seed', 'logger', 'param_scheduler',
+                          'checkpoint')

@@ -31,17 +31,12 @@ def tiny_config(work_dir, max_iters: int, checkpoint_interval: int, embedding_in
     cfg.default_hooks.checkpoint.interval = checkpoint_interval
     if max_keep_ckpts is not None:  # else the config's (3)
         cfg.default_hooks.checkpoint.max_keep_ckpts = max_keep_ckpts
-    intervals = dict(EmbeddingSaveHook=embedding_interval,
-                     ValidationSampleHook=validation_interval)
-    hooks = []
-    for hook in cfg.custom_hooks:  # the config's hooks, NonFiniteLossHook included
-        if hook.type in intervals:
-            if intervals[hook.type] is None:
-                continue
-            hook = dict(hook, interval=intervals[hook.type])
-        hooks.append(hook)
-    assert {h['type'] for h in hooks} >= {'EmbeddingSaveHook'}
-    cfg.custom_hooks = hooks
+    # mmti's hooks by name; None drops the hook (NonFiniteLossHook stays).
+    cfg.default_hooks.embedding_save.interval = embedding_interval
+    if validation_interval is None:
+        cfg.default_hooks.validation_samples = None
+    else:
+        cfg.default_hooks.validation_samples.interval = validation_interval
     return cfg
 
 

@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 from tool_runner import TINY_CONFIG, run_tool
 
 OPTIONS = ['train_cfg.max_iters=40', 'default_hooks.checkpoint.interval=2',
-           'default_hooks.checkpoint.max_keep_ckpts=2', 'custom_hooks.1.interval=10',
-           'custom_hooks.2.interval=0', 'model.validation_cfg.num_inference_steps=2']
+           'default_hooks.checkpoint.max_keep_ckpts=2', 'default_hooks.embedding_save.interval=10',
+           'default_hooks.validation_samples.interval=0', 'model.validation_cfg.num_inference_steps=2']
 
 
 def start(work_dir, resume: bool) -> subprocess.Popen:

@@ -9,7 +9,7 @@ from PIL import Image
 
 def train(work_dir, *options, resume=None, procs: int = 0):
     args = ['train_cfg.max_iters=6', 'default_hooks.checkpoint.interval=3',
-            'custom_hooks.1.interval=3', 'custom_hooks.2.interval=6',
+            'default_hooks.embedding_save.interval=3', 'default_hooks.validation_samples.interval=6',
             'model.validation_cfg.num_inference_steps=2', *options]
     resume_args = [] if resume is None else (['--resume'] if resume == 'auto' else ['--resume', resume])
     if procs:
@@ -79,7 +79,7 @@ def test_dist_train_runs_the_tiny_sdxl_config_on_two_cpu_processes(tmp_path):
     work_dir = tmp_path / 'sdxl'
     run_tool('bash', 'tools/dist_train.sh', config, '2', '--work-dir', str(work_dir),
              '--cfg-options', 'train_cfg.max_iters=3', 'train_dataloader.batch_size=2',
-             'custom_hooks.1.interval=3', 'custom_hooks.2.interval=0',
+             'default_hooks.embedding_save.interval=3', 'default_hooks.validation_samples.interval=0',
              'model.validation_cfg.num_inference_steps=2')
     saved = load_file(work_dir / 'learned_embeds.safetensors')
     assert sorted(saved) == ['clip_g', 'clip_l']

@@ -104,7 +104,7 @@ def test_nan_loss_stops_with_the_iteration_and_keeps_good_files(tmp_path):
     # An absurd learning rate blows the rows up after one step; step 2's loss is NaN.
     result = run_tool('tools/train.py', TINY_CONFIG, '--work-dir', str(work_dir), '--cfg-options',
                       'train_cfg.max_iters=6', 'optim_wrapper.optimizer.lr=1e37',
-                      'custom_hooks.1.interval=1', 'default_hooks.checkpoint.interval=1',
+                      'default_hooks.embedding_save.interval=1', 'default_hooks.checkpoint.interval=1',
                       check=False)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith(
@@ -140,7 +140,7 @@ def test_nan_found_between_sync_points_still_names_its_iteration(tmp_path):
     work_dir = tmp_path / 'work'
     result = run_tool('tools/train.py', TINY_CONFIG, '--work-dir', str(work_dir), '--cfg-options',
                       'train_cfg.max_iters=12', 'optim_wrapper.optimizer.lr=1e37',
-                      'custom_hooks.1.interval=5', 'default_hooks.checkpoint.interval=5',
+                      'default_hooks.embedding_save.interval=5', 'default_hooks.checkpoint.interval=5',
                       'default_hooks.logger.interval=5', check=False)
     assert result.returncode != 0
     assert 'Loss is nan at iteration 2;' in result.stderr

@@ -42,8 +42,7 @@ def write_config(folder, *, max_iters: int, ckpt_interval: int, keep: int, embed
     ``guard=False`` leaves out NonFiniteLossHook, so the saving hooks' own
     checks are what stops the run.
     """
-    hooks = ["dict(type='NonFiniteLossHook')"] if guard else []
-    hooks += [f"dict(type='EmbeddingSaveHook', interval={embed_interval})", *extra_hooks]
+    hooks = list(extra_hooks)
     name = f'faults_{next(_names)}'
     text = f"""
 _base_ = [{str(BASE_CONFIG)!r}]
@@ -53,7 +52,10 @@ model = dict(pretrained_model={str(TINY_SD)!r}, validation_cfg=dict(num_inferenc
 train_dataloader = dict(batch_size=1, dataset=dict(data_root={str(CAT_TOY)!r}))
 train_cfg = dict(max_iters={max_iters})
 default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(interval={ckpt_interval}, max_keep_ckpts={keep}))
+                     checkpoint=dict(interval={ckpt_interval}, max_keep_ckpts={keep}),
+                     non_finite={"dict()" if guard else None},
+                     embedding_save=dict(interval={embed_interval}),
+                     validation_samples=None)
 custom_hooks = [{', '.join(hooks)}]
 """
     if scheduler:
@@ -191,7 +193,7 @@ def test_divergence_keeps_the_last_finite_files_and_names_them(case, tmp_path, c
 ])
 def test_saving_hooks_refuse_non_finite_rows_without_the_guard_hook(
         where, embed_interval, problem, tmp_path, capsys):
-    """Without NonFiniteLossHook in custom_hooks the savers still never write inf rows."""
+    """Without NonFiniteLossHook in default_hooks the savers still never write inf rows."""
     work_dir = prepare_work_dir(tmp_path)
     before = snapshot(work_dir)
     config = write_config(tmp_path, max_iters=6, ckpt_interval=2, keep=1,

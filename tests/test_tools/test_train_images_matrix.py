@@ -160,7 +160,7 @@ def test_unusual_but_valid_images_train(tmp_path, work_dir, capsys):
     code, stderr = train_cli([TINY_CONFIG, '--work-dir', str(work_dir / 'run'), '--cfg-options',
                               f'train_dataloader.dataset.data_root={concept}',
                               'train_cfg.max_iters=1', 'train_dataloader.batch_size=1',
-                              'custom_hooks.2.interval=1000'], capsys)
+                              'default_hooks.validation_samples.interval=1000'], capsys)
     assert code == 0, stderr[-3000:]
     assert_kept(kept_work, work_dir)
     assert_kept(kept_concept, concept)

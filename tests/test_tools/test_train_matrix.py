@@ -28,8 +28,8 @@ from mmti.utils import INTERRUPTED
 
 PROG = 'tools/train.py'
 # A short run: checkpoints and embeddings at steps 2 and 4, no sample renders.
-SHORT = ['default_hooks.checkpoint.interval=2', 'custom_hooks.1.interval=2',
-         'custom_hooks.2.interval=0', 'default_hooks.logger.interval=1']
+SHORT = ['default_hooks.checkpoint.interval=2', 'default_hooks.embedding_save.interval=2',
+         'default_hooks.validation_samples.interval=0', 'default_hooks.logger.interval=1']
 
 
 def work_dir_with_notes(tmp_path) -> Path:
@@ -100,13 +100,13 @@ CONFIG_CASES = {
     'unknown hook field': (
         lambda t: [TINY_CONFIG, '--cfg-options', 'default_hooks.checkpoint.intervall=2'],
         r"default_hooks\.checkpoint \(AtomicCheckpointHook\) has no field 'intervall'"),
-    'hook index out of range': (
-        lambda t: [TINY_CONFIG, '--cfg-options', 'custom_hooks.7.interval=2'],
-        r"custom_hooks is a list of 3; '7' is not an index"),
+    'misspelt hook name': (
+        lambda t: [TINY_CONFIG, '--cfg-options', 'default_hooks.embeding_save.interval=2'],
+        r"default_hooks.*embeding_save.*did you mean 'embedding_save'"),
     'unknown hook type': (
-        lambda t: [TINY_CONFIG, '--cfg-options', 'custom_hooks.1.type=EmbedingSaveHook'],
-        r"custom_hooks\.1\.type='EmbedingSaveHook' is not a registered hook; did you mean "
-        r"'EmbeddingSaveHook'"),
+        lambda t: [TINY_CONFIG, '--cfg-options', 'default_hooks.embedding_save.type=EmbedingSaveHook'],
+        r"default_hooks\.embedding_save\.type='EmbedingSaveHook' is not a registered hook; did you "
+        r"mean 'EmbeddingSaveHook'"),
     'unknown optimizer type': (
         lambda t: [TINY_CONFIG, '--cfg-options', 'optim_wrapper.optimizer.type=Adamw'],
         r"optim_wrapper\.optimizer\.type='Adamw' is not a registered optimizer; did you mean "
@@ -125,8 +125,15 @@ CONFIG_CASES = {
     'num_vectors not an int': (lambda t: [TINY_CONFIG, '--cfg-options', 'model.num_vectors=1.5'],
                                r'model\.num_vectors must be an integer, got 1\.5'),
     'crop larger than resize': (
-        lambda t: [TINY_CONFIG, '--cfg-options', 'train_dataloader.dataset.pipeline.1.size=96'],
+        lambda t: [_own_pipeline(t, "dict(type='ResizeShorterSide', size=64), "
+                                    "dict(type='CenterCrop', size=96), dict(type='PackInputs')")],
         r'CenterCrop size 96 is larger than ResizeShorterSide size 64'),
+    'resolution and a pipeline': (
+        lambda t: [_own_pipeline(t, "dict(type='PackInputs')", resolution=64)],
+        r'both resolution and pipeline; set one'),
+    'resolution not a number': (
+        lambda t: [TINY_CONFIG, '--cfg-options', 'train_dataloader.dataset.resolution=big'],
+        r"resolution must be a whole number of pixels >= 8, got 'big'"),
     'missing local pretrained_model': (
         lambda t: [TINY_CONFIG, '--cfg-options', 'model.pretrained_model=./data/tiny-sdd'],
         r'model\.pretrained_model \./data/tiny-sdd is not a folder'),
@@ -160,6 +167,15 @@ def test_config_and_argument_mistakes(case, tmp_path, capsys, monkeypatch):
 
 
 # ----------------------------------------------------------------- data and model
+def _own_pipeline(tmp_path, transforms: str, resolution=None) -> str:
+    """A config of the user's own with an explicit pipeline instead of resolution."""
+    path = tmp_path / 'own_pipeline.py'
+    path.write_text(f"_base_ = [{TINY_CONFIG!r}]\n"
+                    f"train_dataloader = dict(dataset=dict(resolution={resolution!r}, "
+                    f"pipeline=[{transforms}]))\n")
+    return str(path)
+
+
 def _bad_safetensors(t: Path) -> str:
     path = t / 'init.safetensors'
     save_file({'<cat-toy>': torch.zeros(1, 32)}, str(path))
@@ -299,7 +315,7 @@ def test_moved_work_dir_resumes_from_the_checkpoint_beside_it(finished_run, tmp_
 def start(work_dir, *options) -> subprocess.Popen:
     env = dict(os.environ, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
     cmd = [sys.executable, PROG, TINY_CONFIG, '--work-dir', str(work_dir), '--cfg-options',
-           'train_cfg.max_iters=100000', 'custom_hooks.2.interval=0',
+           'train_cfg.max_iters=100000', 'default_hooks.validation_samples.interval=0',
            'default_hooks.logger.interval=1', *options]
     return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -322,7 +338,7 @@ def wait_for_line(proc, text: str, timeout=120.0) -> list[str]:
 def test_second_run_in_a_busy_work_dir_is_refused_and_a_stale_lock_does_not_block(tmp_path):
     work_dir = work_dir_with_notes(tmp_path)
     first = start(work_dir, 'default_hooks.checkpoint.interval=100000',
-                  'custom_hooks.1.interval=100000')
+                  'default_hooks.embedding_save.interval=100000')
     try:
         wait_for_line(first, 'Iter(train)')  # training: the lock is held
         holder = (work_dir / '.train.lock').read_text().strip()
@@ -341,7 +357,7 @@ def test_second_run_in_a_busy_work_dir_is_refused_and_a_stale_lock_does_not_bloc
         first.communicate()
     assert (work_dir / '.train.lock').exists()
     third = run_tool(PROG, TINY_CONFIG, '--work-dir', str(work_dir), '--cfg-options',
-                     'train_cfg.max_iters=1', 'custom_hooks.2.interval=0')
+                     'train_cfg.max_iters=1', 'default_hooks.validation_samples.interval=0')
     assert third.returncode == 0 and (work_dir / 'learned_embeds.safetensors').is_file()
     assert not (work_dir / '.train.lock').exists()
     assert (work_dir / 'notes.txt').read_text() == 'my notes about this run\n'
@@ -355,7 +371,7 @@ def interrupt(proc) -> tuple[int, str]:
 
 def test_ctrl_c_names_the_kept_checkpoint_and_the_resume_command(tmp_path):
     work_dir = work_dir_with_notes(tmp_path)
-    proc = start(work_dir, 'default_hooks.checkpoint.interval=2', 'custom_hooks.1.interval=2')
+    proc = start(work_dir, 'default_hooks.checkpoint.interval=2', 'default_hooks.embedding_save.interval=2')
     wait_for_line(proc, 'Saving checkpoint at 2 iterations')
     wait_for_line(proc, 'Iter(train)')  # the checkpoint landed; training goes on
     notes = snapshot(work_dir)['notes.txt']
@@ -378,7 +394,7 @@ def test_ctrl_c_names_the_kept_checkpoint_and_the_resume_command(tmp_path):
 def test_ctrl_c_before_the_first_checkpoint_says_nothing_is_kept(tmp_path):
     work_dir = work_dir_with_notes(tmp_path)
     proc = start(work_dir, 'default_hooks.checkpoint.interval=100000',
-                 'custom_hooks.1.interval=100000')
+                 'default_hooks.embedding_save.interval=100000')
     wait_for_line(proc, 'Iter(train)')
     code, out = interrupt(proc)
     assert_refused(code, out, PROG, r'interrupted before the first checkpoint; nothing to resume '
