@@ -14,11 +14,14 @@ world of captioned shapes) has never seen a purple dotted star. This demo
    "star" and the held-out real images.
 
 A few minutes on 2 CPU cores. ``--work-dir`` changes where everything goes;
-``--max-iters`` shortens (or lengthens) the training.
+``--max-iters`` shortens (or lengthens) the training. Run again, it continues
+the run in the work dir (``--resume``: nothing to do when it is finished) and
+samples and measures afresh.
 """
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -75,10 +78,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     schedule = ([] if args.max_iters is None
                 else ['--cfg-options', f'train_cfg.max_iters={args.max_iters}'])
-    run('tools/train.py', str(CONFIG), '--work-dir', str(work_dir), *schedule)
+    # --resume: a finished run in the work dir is reused, not refused.
+    run('tools/train.py', str(CONFIG), '--work-dir', str(work_dir), '--resume', *schedule)
     embedding = work_dir / 'learned_embeds.safetensors'
 
     samples = work_dir / 'demo_samples'
+    shutil.rmtree(samples, ignore_errors=True)  # the demo's own scratch folder; infer never overwrites
     run('tools/infer.py', str(CONFIG), '--embeddings', str(embedding),
         *[arg for prompt in PROMPTS for arg in ('--prompt', prompt)],
         '--num-images', str(IMAGES_PER_ROW), '--steps', '25', '--guidance-scale', '1.5',
