@@ -4,7 +4,7 @@ from .hooks import (AtomicCheckpointHook, BatchedRuntimeInfoHook, EmbeddingSaveH
                     NonFiniteLossError, NonFiniteLossHook, ValidationSampleHook)
 from .optim import TrainableParamsOptimWrapperConstructor
 from .resume import RunFinished, read_last_checkpoint
-from .runner_builder import build_runner, check_work_dir, resume_checkpoint
+from .runner_builder import build_runner, check_work_dir
 from .seeking_iter_based_train_loop import SeekingIterBasedTrainLoop
 from .work_dir_lock import WorkDirLock, refuse_previous_run, run_outputs
 
@@ -13,6 +13,6 @@ __all__ = [
     'NonFiniteLossHook', 'RunFinished', 'SeekingIterBasedTrainLoop',
     'TrainableParamsOptimWrapperConstructor', 'ValidationSampleHook', 'WorkDirLock', 'build_runner',
     'check_cfg_options', 'check_config', 'check_work_dir', 'fill_placeholder_token', 'is_rank_zero',
-    'prepare_launch', 'read_last_checkpoint', 'refuse_previous_run', 'resume_checkpoint',
+    'prepare_launch', 'read_last_checkpoint', 'refuse_previous_run',
     'run_outputs'
 ]

@@ -37,11 +37,6 @@ def check_work_dir(work_dir: str) -> None:
                               'pass --work-dir with a folder you can write to.')
 
 
-def resume_checkpoint(cfg: Config) -> str | None:
-    """The checkpoint ``--resume`` will load, checked to be whole and safe."""
-    return find_resume_checkpoint(cfg)[0]
-
-
 def _unknown_field(err: TypeError, field: str) -> UserError | TypeError:
     """mmengine's "unexpected keyword argument 'x'" as a message naming the config field."""
     match = re.search(r"unexpected keyword argument '(\w+)'", str(err))

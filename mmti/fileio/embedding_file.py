@@ -238,11 +238,6 @@ def read_embedding_file(path: str | os.PathLike, token: str | None = None) -> Em
     return EmbeddingFile(embeddings, format='diffusers', step=step)
 
 
-def read_embeddings(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """``{token: rows[n, dim]}`` of a single-text-encoder embedding file."""
-    return read_embedding_file(path).embeddings
-
-
 # ------------------------------------------------------------------- writing
 def _metadata(fmt: str, token: str, rows: torch.Tensor, step: int | None,
               extra: dict[str, str] | None) -> dict[str, str]:
@@ -341,11 +336,3 @@ def _save_torch(obj, path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     path.write_bytes(buffer.getvalue())
-
-
-def write_embeddings(path: str | os.PathLike, embeddings: dict[str, torch.Tensor],
-                     metadata: dict[str, str] | None = None) -> Path:
-    """Write ``{token: rows}`` in diffusers' layout (kept for simple callers)."""
-    meta = dict(metadata or {})
-    step = _int_or_none(meta.pop('step', None))
-    return write_embedding_file(path, embeddings, 'diffusers', step=step, metadata=meta)

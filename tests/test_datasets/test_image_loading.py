@@ -1,22 +1,21 @@
 """Concept image loading: hostile sizes refused early, memory bounded, every mode to RGB."""
+import contextlib
 import io
 import logging
 import re
 import struct
 import subprocess
 import sys
-import time
 import zlib
 
 import numpy as np
 import pytest
 import torch
 from mmengine.logging import MMLogger
-from PIL import Image
+from PIL import Image, ImageFile
 
 from mmti.datasets import TextualInversionDataset
-from mmti.datasets.image_loading import (DEFAULT_SHORTER_SIDE, MAX_ASPECT_RATIO, MAX_PIXELS,
-                                         ImageError, decode_image, list_concept_images,
+from mmti.datasets.image_loading import (MAX_PIXELS, ImageError, decode_image, list_concept_images,
                                          load_rgb, shorter_side_size, to_rgb)
 from mmti.datasets.transforms import ResizeShorterSide
 from mmti.utils import UserError
@@ -61,6 +60,22 @@ def log_lines():
 # --------------------------------------------------------------------------- hostile sizes
 
 
+@contextlib.contextmanager
+def refuse_decoding():
+    """Fail if any pixel data is decoded inside the block: a refusal must come
+    from the header alone."""
+    real_load = ImageFile.ImageFile.load
+
+    def load(self):
+        raise AssertionError(f'{self.size} pixels were decoded before the refusal')
+
+    ImageFile.ImageFile.load = load
+    try:
+        yield
+    finally:
+        ImageFile.ImageFile.load = real_load
+
+
 def test_errors_are_one_line_user_errors_and_value_errors():
     assert issubclass(ImageError, UserError) and issubclass(ImageError, ValueError)
 
@@ -69,10 +84,8 @@ def test_long_strip_is_refused_by_aspect_before_decoding(tmp_path):
     path = tmp_path / 'strip.png'
     Image.new('L', (300000, 1), 128).save(path)
     assert path.stat().st_size < 1000  # tiny file, 300000 pixels wide
-    start = time.perf_counter()
-    with pytest.raises(ImageError) as info:
+    with refuse_decoding(), pytest.raises(ImageError) as info:  # it took 50 s and 6 GB before
         load_rgb(path, 64)
-    assert time.perf_counter() - start < 0.5  # it took 50 s and 6 GB before
     message = str(info.value)
     assert '\n' not in message
     assert re.search(re.escape(str(path)) + r' is 300000x1 pixels, an aspect ratio of 300000:1 '
@@ -82,7 +95,6 @@ def test_long_strip_is_refused_by_aspect_before_decoding(tmp_path):
 @pytest.mark.parametrize('size,ok', [((800, 100), True), ((100, 800), True), ((900, 100), False),
                                      ((100, 901), False)])
 def test_aspect_limit_is_8_to_1(tmp_path, size, ok):
-    assert MAX_ASPECT_RATIO == 8
     path = tmp_path / 'banner.png'
     Image.new('RGB', size, 'red').save(path)
     if ok:
@@ -105,10 +117,8 @@ def test_dataset_aspect_limit_can_be_raised(tmp_path):
 def test_declared_30000_squared_png_is_refused_naming_the_file(tmp_path):
     path = declared_png(tmp_path / 'bomb.png', 30000, 30000)
     assert path.stat().st_size < 100
-    start = time.perf_counter()
-    with pytest.raises(ImageError) as info:
+    with refuse_decoding(), pytest.raises(ImageError) as info:
         load_rgb(path)
-    assert time.perf_counter() - start < 0.5
     message = str(info.value)
     assert '\n' not in message and 'DecompressionBomb' not in type(info.value).__name__
     assert re.search(re.escape(str(path)) + r' declares 900 megapixels, more than PIL decodes '
@@ -252,7 +262,6 @@ def test_unknown_pipeline_keeps_at_most_the_default_side(tmp_path):
     Image.new('RGB', (2400, 1800), 'green').save(root / 'big.png')
     Image.new('RGB', (900, 700), 'green').save(root / 'small.png')
     ds = TextualInversionDataset(root, TOKEN, pipeline=[dict(type='PackInputs')])
-    assert DEFAULT_SHORTER_SIDE == 1024
     assert [im.size for im in ds.images] == [(1365, 1024), (900, 700)]
     # a transform asking for more raises the cap
     ds = TextualInversionDataset(root, TOKEN, pipeline=[dict(type='CenterCrop', size=1500)])

@@ -4,19 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from mmti.datasets.templates import (BUILTIN_TEMPLATES, fill_template, load_templates,
-                                     read_template_file)
+from mmti.datasets.templates import fill_template, load_templates, read_template_file
 
 REPO_TEMPLATES = Path(__file__).resolve().parents[2] / 'data' / 'templates'
 
 
 def _file_lines(name):
     return [ln.strip() for ln in (REPO_TEMPLATES / name).read_text().splitlines() if ln.strip()]
-
-
-def test_builtin_paths_point_at_repo_data():
-    assert BUILTIN_TEMPLATES['object'] == REPO_TEMPLATES / 'object.txt'
-    assert BUILTIN_TEMPLATES['style'] == REPO_TEMPLATES / 'style.txt'
 
 
 def test_object_templates_are_the_27_of_object_txt():

@@ -7,7 +7,7 @@ import safetensors.torch
 import torch
 from safetensors import safe_open
 
-from mmti.fileio import read_embedding_file, read_embeddings, write_embeddings
+from mmti.fileio import read_embedding_file, write_embedding_file
 
 
 
@@ -28,9 +28,8 @@ class TouchOnLoad:
 @pytest.mark.parametrize('num_vectors', [1, 3])
 def test_round_trip_is_bitwise(tmp_path, num_vectors):
     embeddings = {'<cat-toy>': rows(num_vectors), '<other>': rows(2, seed=1)}
-    path = write_embeddings(tmp_path / 'learned_embeds.safetensors', embeddings,
-                            metadata={'step': '7'})
-    loaded = read_embeddings(path)
+    path = write_embedding_file(tmp_path / 'learned_embeds.safetensors', embeddings, step=7)
+    loaded = read_embedding_file(path).embeddings
     assert list(loaded) == ['<cat-toy>', '<other>']
     for token, expected in embeddings.items():
         assert loaded[token].dtype == torch.float32
@@ -46,8 +45,8 @@ def test_round_trip_is_bitwise(tmp_path, num_vectors):
 
 def test_write_stores_float32_copies(tmp_path):
     half = rows(2).half()
-    path = write_embeddings(tmp_path / 'e.safetensors', {'<x>': half})
-    loaded = read_embeddings(path)['<x>']
+    path = write_embedding_file(tmp_path / 'e.safetensors', {'<x>': half})
+    loaded = read_embedding_file(path).embeddings['<x>']
     assert loaded.dtype == torch.float32
     assert torch.equal(loaded, half.float())
     assert safetensors.torch.load_file(path)['<x>'].dtype == torch.float32
@@ -57,33 +56,33 @@ def test_write_stores_float32_copies(tmp_path):
 def test_safetensors_named_bin_loads(tmp_path):
     path = tmp_path / 'learned_embeds.bin'
     safetensors.torch.save_file({'<x>': rows(2)}, str(path))
-    assert torch.equal(read_embeddings(path)['<x>'], rows(2))
+    assert torch.equal(read_embedding_file(path).embeddings['<x>'], rows(2))
 
 
 def test_torch_saved_dict_named_safetensors_loads(tmp_path):
     path = tmp_path / 'learned_embeds.safetensors'
     torch.save({'<x>': rows(2).half()}, path)
-    loaded = read_embeddings(path)['<x>']
+    loaded = read_embedding_file(path).embeddings['<x>']
     assert loaded.dtype == torch.float32 and torch.equal(loaded, rows(2).half().float())
 
 
 def test_legacy_torch_format_loads(tmp_path):
     path = tmp_path / 'old.pt'
     torch.save({'<x>': rows(1)}, path, _use_new_zipfile_serialization=False)
-    assert torch.equal(read_embeddings(path)['<x>'], rows(1))
+    assert torch.equal(read_embedding_file(path).embeddings['<x>'], rows(1))
 
 
 def test_folder_loads_learned_embeds(tmp_path):
-    write_embeddings(tmp_path / 'learned_embeds.safetensors', {'<x>': rows(1)})
+    write_embedding_file(tmp_path / 'learned_embeds.safetensors', {'<x>': rows(1)})
     (tmp_path / 'other.safetensors').write_bytes(b'not read')
-    assert torch.equal(read_embeddings(tmp_path)['<x>'], rows(1))
+    assert torch.equal(read_embedding_file(tmp_path).embeddings['<x>'], rows(1))
 
 
 def test_folder_prefers_safetensors_over_bin(tmp_path):
     torch.save({'<x>': rows(1, seed=1)}, tmp_path / 'learned_embeds.bin')
-    assert torch.equal(read_embeddings(tmp_path)['<x>'], rows(1, seed=1))
-    write_embeddings(tmp_path / 'learned_embeds.safetensors', {'<x>': rows(1, seed=2)})
-    assert torch.equal(read_embeddings(tmp_path)['<x>'], rows(1, seed=2))
+    assert torch.equal(read_embedding_file(tmp_path).embeddings['<x>'], rows(1, seed=1))
+    write_embedding_file(tmp_path / 'learned_embeds.safetensors', {'<x>': rows(1, seed=2)})
+    assert torch.equal(read_embedding_file(tmp_path).embeddings['<x>'], rows(1, seed=2))
 
 
 @pytest.mark.parametrize('save', ['torch', 'safetensors'])
@@ -94,7 +93,7 @@ def test_bare_vector_becomes_one_row(tmp_path, save):
         torch.save({'<x>': vector}, path)
     else:
         safetensors.torch.save_file({'<x>': vector}, str(path))
-    loaded = read_embeddings(path)['<x>']
+    loaded = read_embedding_file(path).embeddings['<x>']
     assert loaded.shape == (1, 32) and torch.equal(loaded[0], vector)
 
 
@@ -103,7 +102,7 @@ def test_wrong_shape_is_named(tmp_path, shape):
     path = tmp_path / 'bad.safetensors'
     safetensors.torch.save_file({'<bad>': torch.zeros(shape)}, str(path))
     with pytest.raises(ValueError, match=r"'<bad>'.*shape.*\[num_vectors, dim\]") as info:
-        read_embeddings(path)
+        read_embedding_file(path).embeddings
     assert str(path) in str(info.value) and str(tuple(shape)) in str(info.value)
 
 
@@ -115,7 +114,7 @@ def test_empty_file_is_refused(tmp_path, save):
     else:
         safetensors.torch.save_file({}, str(path))
     with pytest.raises(ValueError, match='holds no embeddings') as info:
-        read_embeddings(path)
+        read_embedding_file(path).embeddings
     assert str(path) in str(info.value)
 
 
@@ -123,7 +122,7 @@ def test_non_dict_is_refused(tmp_path):
     path = tmp_path / 'tensor.pt'
     torch.save(rows(1), path)
     with pytest.raises(ValueError, match='holds no embeddings'):
-        read_embeddings(path)
+        read_embedding_file(path).embeddings
 
 
 @pytest.mark.parametrize('value, kind', [([1.0, 2.0], 'list'), ('text', 'str'), (3, 'int')])
@@ -131,20 +130,20 @@ def test_non_tensor_value_is_named(tmp_path, value, kind):
     path = tmp_path / 'odd.pt'
     torch.save({'<ok>': rows(1), '<odd>': value}, path)
     with pytest.raises(ValueError, match=rf"'<odd>' is a {kind}, not a tensor"):
-        read_embeddings(path)
+        read_embedding_file(path).embeddings
 
 
 def test_missing_file_names_the_path(tmp_path):
     path = tmp_path / 'nowhere' / 'learned_embeds.safetensors'
     with pytest.raises(FileNotFoundError) as info:
-        read_embeddings(path)
+        read_embedding_file(path).embeddings
     assert str(path) in str(info.value)
 
 
 def test_folder_without_embeddings_names_the_folder(tmp_path):
     (tmp_path / 'readme.txt').write_text('no embeddings here')
     with pytest.raises(FileNotFoundError, match='learned_embeds.safetensors') as info:
-        read_embeddings(tmp_path)
+        read_embedding_file(tmp_path).embeddings
     assert str(tmp_path) in str(info.value)
 
 
@@ -154,7 +153,7 @@ def test_code_running_pickle_never_runs(tmp_path, name):
     path = tmp_path / name
     torch.save({'<x>': TouchOnLoad(marker)}, path)
     with pytest.raises(Exception):
-        read_embeddings(path)
+        read_embedding_file(path).embeddings
     assert not marker.exists()
 
 
@@ -166,7 +165,7 @@ def test_code_running_pickle_is_refused_clearly(tmp_path, name):
     torch.save({'<x>': TouchOnLoad(marker)}, path)
     assert not marker.exists()
     with pytest.raises(ValueError) as info:
-        read_embeddings(path)
+        read_embedding_file(path).embeddings
     message = str(info.value)
     assert str(path) in message
     assert 'Refusing' in message and 'unsafe' in message and '.safetensors' in message
@@ -177,7 +176,7 @@ def test_code_running_pickle_in_folder_is_refused(tmp_path):
     marker = tmp_path / 'MARKER'
     torch.save({'<x>': TouchOnLoad(marker)}, tmp_path / 'learned_embeds.bin')
     with pytest.raises(ValueError, match='unsafe'):
-        read_embeddings(tmp_path)
+        read_embedding_file(tmp_path).embeddings
     assert not marker.exists()
 
 
@@ -229,7 +228,7 @@ def _damaged(tmp_path, kind: str) -> pathlib.Path:
 def test_damaged_file_is_one_line_naming_it(tmp_path, kind, message):
     path = _damaged(tmp_path, kind)
     with pytest.raises(ValueError, match=message) as info:
-        read_embeddings(path)
+        read_embedding_file(path).embeddings
     assert str(path) in str(info.value) and '\n' not in str(info.value)
 
 
@@ -244,17 +243,17 @@ def test_non_finite_rows_are_refused_on_read(tmp_path, save, bad):
     else:
         safetensors.torch.save_file({'<x>': values}, str(path))
     with pytest.raises(ValueError, match=r"'<x>' has NaN or infinite values \(vector\(s\) \[1\]\)") as info:
-        read_embeddings(path)
+        read_embedding_file(path).embeddings
     assert str(path) in str(info.value)
 
 
 def test_non_finite_rows_are_refused_on_write_and_keep_the_old_file(tmp_path):
-    path = write_embeddings(tmp_path / 'learned_embeds.safetensors', {'<x>': rows(1)})
+    path = write_embedding_file(tmp_path / 'learned_embeds.safetensors', {'<x>': rows(1)})
     before = path.read_bytes()
     values = rows(2)
     values[0, 0] = float('nan')
     with pytest.raises(ValueError, match=r"'<x>' has NaN or infinite values") as info:
-        write_embeddings(path, {'<x>': values})
+        write_embedding_file(path, {'<x>': values})
     assert str(path) in str(info.value)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ['learned_embeds.safetensors']
@@ -265,7 +264,7 @@ def test_numpy_arrays_are_refused_clearly(tmp_path):
     path = tmp_path / 'numpy.pt'
     torch.save({'<x>': np.zeros((1, 32), dtype=np.float32)}, path)
     with pytest.raises(ValueError, match=r'holds numpy arrays.*torch.from_numpy') as info:
-        read_embeddings(path)
+        read_embedding_file(path).embeddings
     assert str(path) in str(info.value)
 
 
@@ -273,7 +272,7 @@ def test_integer_rows_are_refused(tmp_path):
     path = tmp_path / 'ints.safetensors'
     safetensors.torch.save_file({'<x>': torch.zeros(1, 32, dtype=torch.int64)}, str(path))
     with pytest.raises(ValueError, match=r"'<x>' holds torch.int64 values; embedding rows are floating"):
-        read_embeddings(path)
+        read_embedding_file(path).embeddings
 
 
 @pytest.mark.parametrize('name', ['', ' <x>', '<x>\n', 'a\tb', 7])
@@ -281,10 +280,10 @@ def test_odd_token_names_are_refused(tmp_path, name):
     path = tmp_path / 'odd.pt'
     torch.save({name: rows(1)}, path)
     with pytest.raises(ValueError, match='token name') as info:
-        read_embeddings(path)
+        read_embedding_file(path).embeddings
     assert str(path) in str(info.value) and '\n' not in str(info.value).replace(repr(name), '')
     with pytest.raises(ValueError, match='token name'):
-        write_embeddings(tmp_path / 'out.pt', {name: rows(1)})
+        write_embedding_file(tmp_path / 'out.pt', {name: rows(1)})
     assert not (tmp_path / 'out.pt').exists()
 
 
@@ -293,7 +292,7 @@ def test_a_whole_checkpoint_is_an_unknown_layout(tmp_path):
     torch.save({'state_dict': {'unet.weight': rows(2)}, 'global_step': 3}, path)
     with pytest.raises(ValueError, match=r"'state_dict' is a dict, not a tensor; not a known "
                                          r'embedding layout \(\{"<token>"'):
-        read_embeddings(path)
+        read_embedding_file(path).embeddings
 
 
 WRITE_EVERY_FORMAT = '''

@@ -5,7 +5,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from mmti.engine import EmbeddingSaveHook
-from mmti.fileio import read_embeddings
+from mmti.fileio import read_embedding_file
 
 
 def test_snapshots_exactly_at_multiples_of_interval(shared_run):
@@ -35,7 +35,7 @@ def test_final_file_equals_the_models_current_rows(shared_run):
     current = shared_run.model.token_embedding.concept_rows('<cat-toy>').detach()
     assert torch.equal(load_file(path)['<cat-toy>'], current)
     assert torch.equal(current, shared_run.recorder.rows[5])
-    assert torch.equal(read_embeddings(path)['<cat-toy>'], current)
+    assert torch.equal(read_embedding_file(path).embeddings['<cat-toy>'], current)
     with safe_open(str(path), 'pt') as f:
         metadata = f.metadata()
     assert metadata['step'] == '5'
