@@ -5,12 +5,14 @@ grid, evaluate. The learned word must draw the concept much more like its
 training images than the initializer word "star" does, and still follow the
 edit prompts.
 """
+import pytest
 import json
 
 from PIL import Image
 from tool_runner import run_tool
 
 
+@pytest.mark.slow
 def test_demo_learns_the_concept_and_writes_grid_and_metrics(tmp_path):
     work_dir = tmp_path / 'demo'
     result = run_tool('tools/demo.py', '--work-dir', str(work_dir), '--max-iters', '200',

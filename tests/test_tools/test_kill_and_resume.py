@@ -1,4 +1,5 @@
 """SIGKILL a real training process at random moments; resuming ends bitwise equal."""
+import pytest
 import os
 import random
 import signal
@@ -48,6 +49,7 @@ def kill_after_new_checkpoint(proc, work_dir, rng, deadline=60.0) -> str | None:
 KILL_SEED = int(os.environ.get('MMTI_KILL_SEED', '0'))
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_iterations_then_resume_is_bitwise_identical(tmp_path):
     reference = tmp_path / 'reference'
     run_tool('tools/train.py', TINY_CONFIG, '--work-dir', str(reference), '--cfg-options', *OPTIONS)

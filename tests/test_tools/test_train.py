@@ -48,6 +48,7 @@ def test_train_writes_embeddings_checkpoints_and_samples(six_step_run):
     assert grid.size == (64, 4 * 64)  # four validation prompts, one image each
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(six_step_run, tmp_path):
     straight = tmp_path / 'straight'
     train(straight, 'train_cfg.max_iters=9')
@@ -62,6 +63,7 @@ def test_resume_continues_exactly(six_step_run, tmp_path):
     assert torch.equal(load_file(resumed / 'learned_embeds.safetensors')['<cat-toy>'], expected)
 
 
+@pytest.mark.slow
 def test_dist_train_two_cpu_processes_match_one_process(tmp_path):
     one = tmp_path / 'one'
     train(one, 'train_cfg.max_iters=4', 'train_dataloader.batch_size=4')
@@ -74,6 +76,7 @@ def test_dist_train_two_cpu_processes_match_one_process(tmp_path):
     assert torch.allclose(a, b, atol=1e-6, rtol=0)
 
 
+@pytest.mark.slow
 def test_dist_train_runs_the_tiny_sdxl_config_on_two_cpu_processes(tmp_path):
     config = TINY_CONFIG.replace('textual_inversion_tiny.py', 'textual_inversion_sdxl_tiny.py')
     work_dir = tmp_path / 'sdxl'

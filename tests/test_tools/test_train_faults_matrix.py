@@ -256,6 +256,7 @@ def test_resume_after_divergence_uses_the_kept_checkpoint(tmp_path, capsys):
     assert torch.equal(rows, final['state_dict']['token_embedding.rows.0'])
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_save_leaves_whole_files_and_resume_cleans_up(tmp_path):
     """A real process killed while iter_4.pth is being written."""
     work_dir = prepare_work_dir(tmp_path)

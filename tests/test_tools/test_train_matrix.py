@@ -335,6 +335,7 @@ def wait_for_line(proc, text: str, timeout=120.0) -> list[str]:
     raise AssertionError(f'{text!r} never printed:\n{"".join(lines[-30:])}')
 
 
+@pytest.mark.slow
 def test_second_run_in_a_busy_work_dir_is_refused_and_a_stale_lock_does_not_block(tmp_path):
     work_dir = work_dir_with_notes(tmp_path)
     first = start(work_dir, 'default_hooks.checkpoint.interval=100000',
