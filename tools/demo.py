@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout
 from mmti.fileio import atomic_write, sample_filename  # noqa: E402
+from mmti.utils import UserError, run_cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = Path('configs') / 'textual_inversion_toy.py'
@@ -44,7 +45,9 @@ CELL = 96  # the 32 px samples, enlarged so a pattern is visible
 
 def run(*args: str) -> None:
     env = dict(os.environ, HF_HUB_OFFLINE='1')
-    subprocess.run([sys.executable, *args], check=True, env=env, cwd=ROOT)
+    if subprocess.run([sys.executable, *args], env=env, cwd=ROOT).returncode != 0:
+        # The tool has printed its own one-line reason just above.
+        raise UserError(f'{args[0]} stopped; see its message above.')
 
 
 def grid(rows: list[tuple[str, list[Path]]], path: Path) -> None:
@@ -112,4 +115,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli('tools/demo.py', main)
