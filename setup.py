@@ -29,6 +29,12 @@ setup(
         'pillow>=10',
         'numpy>=1.26',
     ],
+    entry_points={'console_scripts': [
+        'mmti-train = mmti.cli.train:cli',
+        'mmti-infer = mmti.cli.infer:cli',
+        'mmti-eval = mmti.cli.evaluate:cli',
+        'mmti-convert = mmti.cli.convert_embeddings:cli',
+    ]},
     extras_require={
         'tests': ['pytest>=8'],
         # Only to regenerate data/tiny-sd's tokenizer from CLIP's BPE file.

@@ -1,3 +1,3 @@
-from .cli import INTERRUPTED, USAGE_ERROR, USER_ERRORS, UserError, one_line, run_cli
+from .cli_errors import INTERRUPTED, USAGE_ERROR, USER_ERRORS, UserError, one_line, run_cli
 
 __all__ = ['INTERRUPTED', 'USAGE_ERROR', 'USER_ERRORS', 'UserError', 'one_line', 'run_cli']

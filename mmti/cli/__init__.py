@@ -1,0 +1,1 @@
+"""mmti's command lines: ``tools/<name>.py`` in a checkout, ``mmti-<name>`` once installed."""

@@ -1,0 +1,139 @@
+"""Convert a learned embedding between diffusers, A1111, kohya and SDXL layouts.
+
+    python tools/convert_embeddings.py learned_embeds.safetensors cat-toy.pt --to a1111
+    python tools/convert_embeddings.py downloaded.pt learned_embeds.safetensors
+
+The input layout is detected from the content. Pickle-based inputs are read
+with torch.load(weights_only=True) only; a file that would need to run code is
+refused.
+
+Bad input (a damaged, empty or unknown file, rows that are NaN or infinite, an
+output name whose extension does not fit the layout, an output folder that
+does not exist, the input as output) is refused with one line, exit status 2,
+before anything is written; ``--debug`` shows the traceback. The output is
+written to a temporary file and renamed, so a failure never leaves a
+truncated file, nor harms one that ``--force`` was to replace.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+from pathlib import Path
+
+from mmti.fileio import (FORMATS, check_token_name, read_embedding_file,  # noqa: E402
+                         write_embedding_file)
+from mmti.fileio.embedding_file import FOLDER_FILES  # noqa: E402
+from mmti.utils import UserError, run_cli  # noqa: E402
+
+PROG = 'tools/convert_embeddings.py'
+# File name endings of each layout: A1111 reads .pt pickles; the others are
+# safetensors, except diffusers' older .bin (torch.save, tensors only).
+SUFFIXES = {'diffusers': ('.safetensors', '.bin'), 'a1111': ('.pt',),
+            'safetensors': ('.safetensors',), 'sdxl': ('.safetensors',)}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split('\n')[0])
+    parser.add_argument('input', help='embedding file, or a folder with learned_embeds.*')
+    parser.add_argument('output', help='file to write')
+    parser.add_argument('--to', choices=FORMATS, default=None,
+                        help='output layout (default: a1111 for .pt, else diffusers)')
+    parser.add_argument('--token', default=None,
+                        help='name of the concept in the output; for an input with several '
+                             'concepts, the one to convert')
+    parser.add_argument('--force', action='store_true', help='overwrite an existing output')
+    return parser.parse_args(argv)
+
+
+def second_encoder_path(path: Path) -> Path:
+    """diffusers' SDXL pair: learned_embeds.safetensors + learned_embeds_2.safetensors."""
+    return path.with_name(f'{path.stem}_2{path.suffix}')
+
+
+def input_files(src: Path) -> list[Path]:
+    """The file(s) ``src`` names: itself, or the learned_embeds.* of a folder."""
+    return [src / name for name in FOLDER_FILES] if src.is_dir() else [src]
+
+
+def check_target(target: Path, fmt: str, src: Path, force: bool) -> None:
+    """Refuse, before reading anything, an output that cannot be written well."""
+    if target.suffix.lower() not in SUFFIXES[fmt]:
+        wanted = ' or '.join(SUFFIXES[fmt])
+        raise UserError(f'Output {target}: the {fmt} layout is written as {wanted}, not '
+                        f'{target.suffix or "a name without extension"!r}; name it e.g. '
+                        f'{target.with_suffix(SUFFIXES[fmt][0]).name} (or choose --to).')
+    if target.is_dir():
+        raise UserError(f'Output {target} is a folder; give a file name inside it, e.g. '
+                        f'{target / ("learned_embeds" + SUFFIXES[fmt][0])}.')
+    folder = target.parent
+    if not folder.exists():
+        raise UserError(f'Output folder {folder} does not exist; create it first or write '
+                        'somewhere else.')
+    if not folder.is_dir():
+        raise UserError(f'Output {target}: {folder} is a file, not a folder.')
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f'Output folder {folder} is not writable; write somewhere else.')
+    if any(target.resolve() == f.resolve() for f in input_files(src) if f.exists()):
+        raise UserError(f'Output {target} is the input; choose another name (the input stays '
+                        'as it is).')
+    if target.exists() and not force:
+        raise UserError(f'Output {target} exists; pass --force to overwrite it.')
+
+
+def convert(args: argparse.Namespace) -> list[Path]:
+    src, out = Path(args.input), Path(args.output)
+    fmt = args.to or ('a1111' if out.suffix.lower() == '.pt' else 'diffusers')
+    if not src.exists():
+        raise UserError(f'Input {src} does not exist; check the path.')
+    if args.token is not None:
+        check_token_name(args.token, '--token')
+    check_target(out, fmt, src, args.force)
+    contents = read_embedding_file(src)
+    names = list(contents.embeddings)
+    if args.token is not None and len(names) > 1:
+        if args.token not in names:
+            raise ValueError(f'{src} holds {names}; --token {args.token!r} is not among them.')
+        names = [args.token]
+    new_name = args.token or names[0]
+    if fmt != 'diffusers' and len(names) > 1:
+        raise ValueError(f'{src} holds {names}; the {fmt} layout takes one concept per file. '
+                         'Pick one with --token.')
+    embeddings = {(new_name if len(names) == 1 else n): contents.embeddings[n] for n in names}
+    second = {(new_name if len(names) == 1 else n): contents.embeddings_2[n]
+              for n in names if n in contents.embeddings_2}
+    if fmt == 'sdxl' and not second:
+        raise ValueError(f'{src} has rows for one text encoder only; an SDXL file needs clip_l '
+                         'and clip_g rows, so an SD 1.x/2.x embedding cannot become one.')
+
+    targets = [out]
+    if second and fmt != 'sdxl':
+        targets.append(second_encoder_path(out))  # clip_g rows go beside, as diffusers does
+    for target in targets:
+        check_target(target, fmt, src, args.force)
+
+    if fmt == 'sdxl':
+        write_embedding_file(out, embeddings, 'sdxl', embeddings_2=second, step=contents.step)
+    else:
+        write_embedding_file(out, embeddings, fmt, step=contents.step)
+        if second:
+            write_embedding_file(targets[1], second, fmt, step=contents.step)
+    return targets
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    """Convert; returns the files written. Errors propagate (see :func:`cli`)."""
+    args = parse_args(argv)
+    written = convert(args)
+    for path in written:
+        print(f'Wrote {path}')
+    return written
+
+
+def cli(argv: list[str] | None = None) -> None:
+    """Entry point: user errors are one line on stderr and exit status 2."""
+    run_cli(PROG, main, argv,
+            on_interrupt=lambda: 'interrupted; no output was written, any existing one is kept.')
+
+
+if __name__ == '__main__':
+    cli()

@@ -1,0 +1,184 @@
+"""Train a Textual Inversion embedding from a config.
+
+    python tools/train.py configs/textual_inversion_tiny.py
+    bash tools/dist_train.sh configs/textual_inversion.py 8
+
+A mistake in the input (config path or key, data, resume file, a work dir
+that already holds a run) is answered with one line and exit status 2,
+before anything is written; ``--debug`` shows the traceback.
+"""
+import argparse
+import difflib
+import os
+import os.path as osp
+import shlex
+import sys
+
+import torch.distributed as dist
+from mmengine.config import Config, DictAction
+
+from mmti.engine import (RunFinished, WorkDirLock, build_runner,  # noqa: E402
+                         check_cfg_options, is_rank_zero, prepare_launch, read_last_checkpoint,
+                         refuse_previous_run)
+from mmti.utils import UserError, run_cli  # noqa: E402
+
+PROG = 'tools/train.py'
+# What Ctrl-C reports: filled in as main() learns it.
+_run: dict = {}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description='Train a Textual Inversion embedding')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--work-dir', help='where logs, checkpoints and embeddings go '
+                        '(default: work_dirs/<config name>)')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from the latest checkpoint in the work dir, or from PATH')
+    parser.add_argument('--amp', action='store_true', help='mixed precision (GPU)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, e.g. train_cfg.max_iters=500')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def load_config(path: str) -> Config:
+    """``Config.fromfile`` with a missing, misspelt or broken file named in one line."""
+    if osp.isdir(path):
+        raise UserError(f'config {path} is a folder; give a config file such as '
+                        'configs/textual_inversion_tiny.py.')
+    if not osp.isfile(path):
+        folder = osp.dirname(path) or '.'
+        near = difflib.get_close_matches(
+            osp.basename(path), os.listdir(folder) if osp.isdir(folder) else [], n=1)
+        hint = f'did you mean {osp.join(osp.dirname(path), near[0])}?' if near else (
+            'give the path of a config such as configs/textual_inversion_tiny.py.')
+        raise UserError(f'config {path} does not exist; {hint}')
+    try:
+        return Config.fromfile(path)
+    except SyntaxError as err:
+        raise UserError(f'config {path} line {err.lineno}: syntax error: {err.msg}.') from None
+    except UnicodeDecodeError:
+        raise UserError(f'config {path} is not UTF-8 text; re-save it as UTF-8.') from None
+    except (NameError, ImportError, AttributeError, KeyError, ValueError, TypeError) as err:
+        raise UserError(f'config {path} cannot be loaded: {type(err).__name__}: '
+                        f'{str(err).splitlines()[0] if str(err) else ""}') from None
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config)
+    if args.cfg_options:
+        check_cfg_options(cfg, args.cfg_options)
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise UserError(f'--resume: checkpoint {args.resume} does not exist; pass an '
+                            'iter_*.pth of the run, or --resume alone for the work dir\'s latest.')
+        cfg.resume, cfg.load_from = True, args.resume
+    return cfg
+
+
+def resume_command(argv: list[str], work_dir: str) -> str:
+    """The command line that continues this run: same arguments, ``--resume``."""
+    kept, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg == '--resume':
+            # --resume PATH: its value goes too
+            skip = i + 1 < len(argv) and not argv[i + 1].startswith('-') and osp.isfile(argv[i + 1])
+            continue
+        if arg.startswith('--resume='):
+            continue
+        kept.append(arg)
+    if '--work-dir' not in kept and not any(a.startswith('--work-dir=') for a in kept):
+        kept += ['--work-dir', work_dir]
+    # Options last: an option string also ends a --cfg-options list.
+    return shlex.join(['python', PROG, *kept, '--resume'])
+
+
+def on_interrupt() -> str:
+    """What Ctrl-C leaves: the last checkpoint (and how to continue), or nothing."""
+    work_dir = _run.get('work_dir')
+    if work_dir is None:
+        return 'interrupted before training started; nothing was written.'
+    try:
+        checkpoint, _ = read_last_checkpoint(work_dir)
+    except UserError:
+        checkpoint = None
+    if checkpoint is None or not osp.isfile(checkpoint):
+        return (f'interrupted before the first checkpoint; nothing to resume in {work_dir}. '
+                'Start again with the same command.')
+    step = osp.splitext(osp.basename(checkpoint))[0].rsplit('_', 1)[-1]
+    return (f'interrupted; kept {checkpoint} (step {step}). Continue with: '
+            f'{resume_command(_run["argv"], work_dir)}')
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _run.clear()
+    args = parse_args(argv)
+    cfg = build_config(args)
+    prepare_launch(cfg, args.launcher)
+    # Every rank reads the work dir (same refusal everywhere, so torchrun sees
+    # one clean exit status); only rank 0 writes there: the lock.
+    resume = bool(cfg.get('resume'))
+    refuse_previous_run(cfg.work_dir, resume=resume)
+    lock = WorkDirLock(cfg.work_dir) if is_rank_zero() else None
+
+    def claim_work_dir() -> None:
+        refusal = None
+        if lock is not None:
+            try:
+                lock.acquire()
+                # Another run may have finished between the first look and the lock.
+                refuse_previous_run(cfg.work_dir, resume=resume)
+            except UserError as err:
+                lock.release()
+                refusal = str(err)
+        if dist.is_available() and dist.is_initialized():  # the other ranks learn rank 0's answer
+            answer = [refusal]
+            dist.broadcast_object_list(answer, src=0)
+            refusal = answer[0]
+        if refusal:
+            raise UserError(refusal)
+        _run.update(work_dir=cfg.work_dir, argv=argv)
+
+    try:
+        try:
+            runner = build_runner(cfg, claim_work_dir)
+        except RunFinished as done:
+            print(f'{PROG}: {done}; raise train_cfg.max_iters to train further.',
+                  file=sys.stderr)
+            return
+        _run.update(work_dir=cfg.work_dir, argv=argv)
+        runner.train()  # a divergence raises NonFiniteLossError: one line, what was kept
+    finally:
+        if lock is not None:
+            lock.release()
+    # A process that exits with its group alive can abort at interpreter exit
+    # ("terminate called without an active exception": gloo's threads still
+    # hold work; pytorch/pytorch#190489), failing a finished run. Only after
+    # success: a rank that failed mid-collective would wait here for the others.
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def cli(argv: list[str] | None = None) -> None:
+    run_cli(PROG, main, argv, on_interrupt=on_interrupt)
+
+
+if __name__ == '__main__':
+    cli()
