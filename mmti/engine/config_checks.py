@@ -219,16 +219,44 @@ def check_pretrained_model(path) -> None:
         raise UserError(f'model.pretrained_model {path} is not a folder (looked in '
                         f'{osp.abspath(expanded)}); give a diffusers model folder or a hub id '
                         'such as stable-diffusion-v1-5/stable-diffusion-v1-5.')
-    if os.environ.get('HF_HUB_OFFLINE', '').lower() not in ('', '0', 'false', 'no'):
-        from huggingface_hub import try_to_load_from_cache
-        try:
-            cached = try_to_load_from_cache(path, 'model_index.json')
-        except Exception:  # not a valid repo id either
-            cached = None
-        if not isinstance(cached, str):
-            raise UserError(f'model.pretrained_model {path} is neither a local folder nor in '
-                            'the Hugging Face cache, and HF_HUB_OFFLINE is set; download it '
-                            'first or give the folder path.')
+    offline = os.environ.get('HF_HUB_OFFLINE', '').lower() not in ('', '0', 'false', 'no')
+    if _in_hub_cache(path):
+        return
+    if offline:
+        raise UserError(f'model.pretrained_model {path} is neither a local folder nor in '
+                        'the Hugging Face cache, and HF_HUB_OFFLINE is set; download it '
+                        'first or give the folder path.')
+    endpoint = _unreachable_hub()
+    if endpoint:
+        # Without this, huggingface_hub retries for minutes before failing.
+        raise UserError(
+            f'model.pretrained_model {path} is not downloaded and the hub ({endpoint}) cannot '
+            f'be reached; download it once where there is network (huggingface-cli download '
+            f'{path} --local-dir models/{path.rsplit("/", 1)[-1]}) and set '
+            'model.pretrained_model to that folder.')
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, 'model_index.json'), str)
+    except Exception:  # not a valid repo id either
+        return False
+
+
+def _unreachable_hub(timeout: float = 5.0) -> str | None:
+    """The hub endpoint if a TCP connection to it fails within ``timeout`` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == 'https' else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError:
+        return constants.ENDPOINT
+    return None
 
 
 def check_initial_embedding(path) -> None:

@@ -434,3 +434,20 @@ def test_launchers_refuse_bad_process_setups(case, tmp_path):
                             env=dict(env, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1'), timeout=120)
     assert_refused(result.returncode, result.stderr, prog, pattern)
     assert snapshot(work_dir) == before
+
+
+def test_a_hub_id_without_network_fails_fast_with_the_download_command(tmp_path):
+    # No HF_HUB_OFFLINE and an endpoint that refuses connections: huggingface_hub
+    # alone would retry for minutes; mmti probes once and names the fix.
+    work_dir = work_dir_with_notes(tmp_path)
+    before = snapshot(work_dir)
+    env = dict(os.environ, HF_HUB_OFFLINE='0', HF_ENDPOINT='http://127.0.0.1:9',
+               HF_HOME=str(tmp_path / 'empty_hf_home'), OMP_NUM_THREADS='1')
+    result = subprocess.run(
+        [sys.executable, 'tools/train.py', 'configs/textual_inversion.py', '--work-dir',
+         str(work_dir)], cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert_refused(result.returncode, result.stderr, 'tools/train.py',
+                   r'stable-diffusion-v1-5/stable-diffusion-v1-5 is not downloaded and the hub '
+                   r'\(http://127\.0\.0\.1:9\) cannot be reached; download it once .*'
+                   r'huggingface-cli download')
+    assert snapshot(work_dir) == before
