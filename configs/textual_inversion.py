@@ -13,8 +13,8 @@ model = dict(
     initializer_token='toy',  # one existing word that roughly describes the concept
     num_vectors=1,
     validation_prompts=[
-        f'a {placeholder_token}',
-        f'a {placeholder_token} bag',
-        f'a {placeholder_token} on a sofa',
-        f'a {placeholder_token} in a swimming pool',
+        'a {}',
+        'a {} bag',
+        'a {} on a sofa',
+        'a {} in a swimming pool',
     ])

@@ -8,9 +8,9 @@ model = dict(
     placeholder_token=placeholder_token,
     initializer_token='painting',
     validation_prompts=[
-        f'a painting in the style of {placeholder_token}',
-        f'a cat in the style of {placeholder_token}',
-        f'a city street in the style of {placeholder_token}',
+        'a painting in the style of {}',
+        'a cat in the style of {}',
+        'a city street in the style of {}',
     ])
 
 train_dataloader = dict(dataset=dict(

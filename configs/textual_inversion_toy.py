@@ -21,8 +21,8 @@ model = dict(
     placeholder_token=placeholder_token,
     initializer_token='star',  # the shape: colour and pattern are left to learn
     validation_prompts=[
-        f'a large {placeholder_token} in the center on a white background',
-        f'a small {placeholder_token} on the left on a black background',
+        'a large {} in the center on a white background',
+        'a small {} on the left on a black background',
     ],
     # Mild guidance: a model this small over-saturates at SD's usual 7.5.
     validation_cfg=dict(num_inference_steps=25, guidance_scale=1.5))

@@ -74,7 +74,8 @@ def test_config_is_consistent(cfg):
     fill_placeholder_token(cfg)
     assert cfg.train_dataloader.dataset.placeholder_token == placeholder
     assert cfg.model.validation_prompts
-    assert all(placeholder in prompt for prompt in cfg.model.validation_prompts)
+    # Written with {} for the token, so they follow model.placeholder_token.
+    assert all('{}' in prompt for prompt in cfg.model.validation_prompts)
     # No weight decay: it would pull the learned rows towards zero.
     assert cfg.optim_wrapper.optimizer.weight_decay == 0.0
     # mmti's hooks are addressed by name, not by list position.
@@ -96,7 +97,8 @@ def test_model_and_dataset_build_on_the_tiny_components(cfg):
     assert placeholder in model.tokenizer.get_vocab()
     placeholder_id = model.tokenizer.convert_tokens_to_ids(placeholder)
     assert placeholder_id == model.token_embedding.first_new_id
-    assert model.tokenize([cfg.model.validation_prompts[0]])[0].tolist().count(placeholder_id) == 1
+    assert model.validation_prompts[0] == cfg.model.validation_prompts[0].replace('{}', placeholder)
+    assert model.tokenize([model.validation_prompts[0]])[0].tolist().count(placeholder_id) == 1
     # The rows start as the initializer word's embedding.
     (init_id,) = model.tokenizer.encode(cfg.model.initializer_token, add_special_tokens=False)
     rows = model.token_embedding.concept_rows(placeholder)

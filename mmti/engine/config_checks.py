@@ -170,11 +170,11 @@ def check_validation_prompts(cfg: Config) -> None:
     token, prompts = model.get('placeholder_token'), model.get('validation_prompts')
     if not isinstance(token, str) or not prompts or isinstance(prompts, str):
         return
-    if not any(isinstance(p, str) and token in p for p in prompts):
+    if not any(isinstance(p, str) and (token in p or '{}' in p) for p in prompts):
         raise UserError(
             f'model.validation_prompts never mention model.placeholder_token={token!r} (first: '
-            f'{prompts[0]!r}); the samples would not show the concept. Set '
-            'model.validation_prompts too (or declare the token once at the top of the config).')
+            f'{prompts[0]!r}); the samples would not show the concept. Write them with {{}} '
+            "where the token goes ('a {} bag'), as the shipped configs do.")
 
 
 def _number(value, field: str, kind=float):

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
 from mmengine.model import BaseModel
 
+from mmti.datasets.templates import fill_template
 from mmti.registry import MODELS
 from .concept_files import ConceptFilesMixin
 from .concept_vocabulary import ConceptVocabulary, TextSlot
@@ -65,7 +66,9 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
             torch 2.13 it gave this UNet wrong gradients w.r.t. the text
             states (58% off; eager and aot_eager are exact), see
             tests/test_models/test_speed_switches.py.
-        validation_prompts (Sequence[str]): Rendered by :meth:`val_step`.
+        validation_prompts (Sequence[str]): Rendered by :meth:`val_step`;
+            ``{}`` stands for ``placeholder_token`` (``'a {} bag'``), so the
+            prompts follow the token wherever it is changed.
         validation_cfg (dict | None): Keyword arguments of :meth:`infer` for
             validation renders (seed, steps, size ...).
         data_preprocessor (dict | None): Defaults to
@@ -147,7 +150,7 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
                              '(an embedding file to start from).')
         self.vocabulary.add(placeholder_token, init_rows, trainable=True)
 
-        self.validation_prompts = list(validation_prompts)
+        self.validation_prompts = [fill_template(p, placeholder_token) for p in validation_prompts]
         self.validation_cfg = dict(validation_cfg or {})
         # Checkpoints hold only what training changes (the concept rows).
         self.register_state_dict_post_hook(keep_trainable_state)

@@ -90,3 +90,12 @@ def test_dist_train_runs_the_tiny_sdxl_config_on_two_cpu_processes(tmp_path):
     checkpoint = torch.load(work_dir / 'iter_3.pth', map_location='cpu', weights_only=True)
     assert list(checkpoint['state_dict']) == ['token_embedding.rows.0', 'token_embedding_2.rows.0']
     assert (work_dir / 'samples' / 'step_3.png').is_file()
+
+
+def test_changing_only_the_model_token_trains_that_token(tmp_path):
+    # The token is declared once: captions and validation prompts follow it.
+    train(tmp_path, 'model.placeholder_token=<my-dog>')
+    step3 = load_file(tmp_path / 'learned_embeds-steps-3.safetensors')
+    final = load_file(tmp_path / 'learned_embeds.safetensors')
+    assert list(final) == ['<my-dog>']
+    assert not torch.equal(step3['<my-dog>'], final['<my-dog>'])  # the rows did train
