@@ -231,7 +231,7 @@ def check_pretrained_model(path) -> None:
         # Without this, huggingface_hub retries for minutes before failing.
         raise UserError(
             f'model.pretrained_model {path} is not downloaded and the hub ({endpoint}) cannot '
-            f'be reached; download it once where there is network (huggingface-cli download '
+            f'be reached; download it once where there is network (hf download '
             f'{path} --local-dir models/{path.rsplit("/", 1)[-1]}) and set '
             'model.pretrained_model to that folder.')
 

@@ -448,5 +448,5 @@ def test_a_hub_id_without_network_fails_fast_with_the_download_command(tmp_path)
     assert_refused(result.returncode, result.stderr, 'tools/train.py',
                    r'stable-diffusion-v1-5/stable-diffusion-v1-5 is not downloaded and the hub '
                    r'\(http://127\.0\.0\.1:9\) cannot be reached; download it once .*'
-                   r'huggingface-cli download')
+                   r'hf download')
     assert snapshot(work_dir) == before
