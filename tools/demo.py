@@ -5,8 +5,9 @@ world of captioned shapes) has never seen a purple dotted star. This demo
 
 1. learns ``<purple-dotted-star>`` from 5 images with tools/train.py
    (configs/textual_inversion_toy.py),
-2. samples "a <purple-dotted-star>" and two edit prompts with tools/infer.py
-   and writes a PNG grid next to the training images,
+2. samples "a <purple-dotted-star>", two edit prompts and, for comparison, the
+   plain initializer word "star" with tools/infer.py, and writes a PNG grid
+   next to the training images,
 3. measures the paper's two numbers with tools/evaluate.py and the toy world's
    evaluation CLIP (data/toy/clip_eval):
    image similarity (does it look like the training images?) and text
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = Path('configs') / 'textual_inversion_toy.py'
 CONCEPT = ROOT / 'data' / 'toy_concepts' / 'purple-dotted-star'
 TOKEN = '<purple-dotted-star>'
+INITIALIZER = 'star'  # the config's initializer_token: what the prompt gives before training
 PROMPTS = (f'a large {TOKEN} in the center on a white background',
            f'a small {TOKEN} on the left on a black background',
            f'a large {TOKEN} at the top on a gray background')
@@ -81,23 +83,30 @@ def main(argv: list[str] | None = None) -> dict:
 
     schedule = ([] if args.max_iters is None
                 else ['--cfg-options', f'train_cfg.max_iters={args.max_iters}'])
+    print(f'[1/3] Learning {TOKEN} from 5 images (tools/train.py)', flush=True)
     # --resume: a finished run in the work dir is reused, not refused.
     run('tools/train.py', str(CONFIG), '--work-dir', str(work_dir), '--resume', *schedule)
     embedding = work_dir / 'learned_embeds.safetensors'
 
     samples = work_dir / 'demo_samples'
     shutil.rmtree(samples, ignore_errors=True)  # the demo's own scratch folder; infer never overwrites
+    print(f'[2/3] Sampling the learned word and the plain word {INITIALIZER!r} '
+          '(tools/infer.py)', flush=True)
+    before = PROMPTS[0].replace(TOKEN, INITIALIZER)
     run('tools/infer.py', str(CONFIG), '--embeddings', str(embedding),
-        *[arg for prompt in PROMPTS for arg in ('--prompt', prompt)],
+        *[arg for prompt in (before, *PROMPTS) for arg in ('--prompt', prompt)],
         '--num-images', str(IMAGES_PER_ROW), '--steps', '25', '--guidance-scale', '1.5',
         '--seed', '0', '--out-dir', str(samples))
-    rows = [('training images', sorted((CONCEPT / 'train').glob('*.png')))]
+    rows = [('training images', sorted((CONCEPT / 'train').glob('*.png'))),
+            (f'{before} (the plain word, before training)',
+             [samples / sample_filename(before, 0, i) for i in range(IMAGES_PER_ROW)])]
     rows += [(prompt, [samples / sample_filename(prompt, 0, i)
                        for i in range(IMAGES_PER_ROW)])
              for prompt in PROMPTS]
     grid_path = work_dir / 'demo_grid.png'
     grid(rows, grid_path)
 
+    print('[3/3] Measuring image and text similarity (tools/evaluate.py)', flush=True)
     evaluation = work_dir / 'evaluation'
     run('tools/evaluate.py', str(CONFIG), '--embeddings', str(embedding),
         '--out-dir', str(evaluation))
@@ -108,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{learned['image_similarity']:.3f}")
     print(f'  text similarity (follows edit prompts):            '
           f"{learned['text_similarity']:.3f}")
+    print(f"  verdict: {metrics['verdict']}")
     print(f'  learned embedding: {embedding}')
     print(f'  sample grid:       {grid_path}')
     print(f'  metrics and plot:  {evaluation}')

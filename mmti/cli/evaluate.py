@@ -37,8 +37,6 @@ transparency on white).
 import argparse
 import json
 import math
-import os.path as osp
-import sys
 from pathlib import Path
 
 import torch
@@ -244,12 +242,15 @@ def main(argv: list[str] | None = None) -> dict:
                             steps=args.steps, seed=args.seed, size=args.size,
                             guidance_scale=args.guidance_scale, **prompts)
     print(markdown_table(rows))
-    from mmti.evaluation import EDIT_PROMPTS, RECONSTRUCTION_PROMPT
+    from mmti.evaluation import EDIT_PROMPTS, RECONSTRUCTION_PROMPT, verdict
+    conclusion = verdict(rows)
+    print(f'Verdict: {conclusion}')
     resolved_prompts = {'reconstruction_prompt': RECONSTRUCTION_PROMPT,
                         'edit_prompts': list(EDIT_PROMPTS), **prompts}
     out = Path(args.out_dir)
     metrics = {
         'rows': rows,
+        'verdict': conclusion,
         'settings': dict(config=args.config, embeddings=args.embeddings, clip=args.clip,
                          concept_dir=args.concept_dir, held_out_dir=args.held_out_dir,
                          placeholder=placeholder, initializer=initializer,

@@ -145,3 +145,29 @@ def evaluate_concept(model, scorer, placeholder: str,
             'num_images': len(held_out),
         }
     return rows
+
+
+def verdict(rows: dict) -> str:
+    """One line saying whether the concept was learned, from :func:`evaluate_concept`'s rows.
+
+    Image similarity is read as the share of the gap closed between the
+    initializer word (the prompt-only baseline) and the held-out real images:
+    80% or more is "learned", 50-80% "partly learned", less "not learned".
+    Text similarity is compared with the initializer's: 90% or more keeps the
+    concept editable.
+    """
+    learned, initializer = rows.get('learned'), rows.get('initializer')
+    real = rows.get('image only')
+    if not (learned and initializer and real):
+        return 'no verdict: it needs the initializer word and held-out images to compare with.'
+    span = real['image_similarity'] - initializer['image_similarity']
+    if span <= 0:
+        return ('no verdict: the initializer word already scores as high as the real images, so '
+                'image similarity cannot show learning here.')
+    gap = (learned['image_similarity'] - initializer['image_similarity']) / span
+    text = learned['text_similarity'] / initializer['text_similarity']
+    state = 'learned' if gap >= 0.8 else 'partly learned' if gap >= 0.5 else 'not learned'
+    edits = ('and edit prompts still work' if text >= 0.9 else
+             'but edit prompts weaken (the rows may have overfitted)')
+    return (f'{state}: {gap:.0%} of the image-similarity gap from the initializer word to the '
+            f'real images closed, text similarity {text:.0%} of the initializer\'s, {edits}.')

@@ -10,6 +10,7 @@ from mmti.evaluation import (
     EDIT_PROMPTS,
     ClipScorer,
     evaluate_concept,
+    verdict,
     remove_placeholder,
 )
 
@@ -60,3 +61,24 @@ def test_bad_arguments_are_refused(setup):
         evaluate_concept(model, scorer, '<cat-toy>', [], num_samples=1, steps=1)
     with pytest.raises(ValueError, match='exactly one'):
         evaluate_concept(model, scorer, '<cat-toy>', images, edit_prompts=['no slot'])
+
+
+def _rows(learned, initializer=(0.40, 0.70), real=(0.68, 0.39)):
+    row = lambda pair: {'image_similarity': pair[0], 'text_similarity': pair[1]}  # noqa: E731
+    return {'learned': row(learned), 'initializer': row(initializer), 'image only': row(real)}
+
+
+@pytest.mark.parametrize('learned, start', [
+    ((0.63, 0.73), 'learned: 82% of the image-similarity gap'),
+    ((0.55, 0.73), 'partly learned: 54%'),
+    ((0.45, 0.73), 'not learned: 18%'),
+])
+def test_verdict_reads_the_gap_closed_and_editability(learned, start):
+    assert verdict(_rows(learned)).startswith(start)
+    assert 'edit prompts still work' in verdict(_rows(learned))
+    assert 'edit prompts weaken' in verdict(_rows((learned[0], 0.5)))
+
+
+def test_verdict_needs_baselines_that_differ():
+    assert verdict({'learned': _rows((0.6, 0.7))['learned']}).startswith('no verdict')
+    assert verdict(_rows((0.6, 0.7), initializer=(0.7, 0.7))).startswith('no verdict')

@@ -19,11 +19,12 @@ def test_demo_learns_the_concept_and_writes_grid_and_metrics(tmp_path):
                       timeout=900)
     assert (work_dir / 'learned_embeds.safetensors').is_file()
     with Image.open(work_dir / 'demo_grid.png') as grid:
-        # 4 rows (training images + 3 prompts) of 5 cells of 96 px under 14 px labels.
-        assert grid.size == (5 * 96, 4 * (96 + 14))
+        # 5 rows (training images, the plain word "star", 3 prompts) of 5 cells of
+        # 96 px under 14 px labels.
+        assert grid.size == (5 * 96, 5 * (96 + 14))
         # Every cell was drawn: none is left the blank canvas colour.
         cells = [grid.crop((c * 96, r * 110 + 14, c * 96 + 96, r * 110 + 110))
-                 for r in range(4) for c in range(5)]
+                 for r in range(5) for c in range(5)]
         assert all(cell.convert('L').getextrema() != (255, 255) for cell in cells)
     metrics = json.loads((work_dir / 'evaluation' / 'metrics.json').read_text())
     rows = metrics['rows']
@@ -36,3 +37,7 @@ def test_demo_learns_the_concept_and_writes_grid_and_metrics(tmp_path):
     # Edit prompts still work: the learned word does not drown the rest.
     assert learned['text_similarity'] >= 0.8 * initializer['text_similarity'], rows
     assert f"{learned['image_similarity']:.3f}" in result.stdout
+    stages = [line for line in result.stdout.splitlines() if line.startswith('[')]
+    assert [line[:5] for line in stages] == ['[1/3]', '[2/3]', '[3/3]']
+    assert f"verdict: {metrics['verdict']}" in result.stdout
+    assert metrics['verdict'].split(':')[0] in ('learned', 'partly learned')
