@@ -111,3 +111,15 @@ def test_plain_and_damaged_pictures_are_refused(tmp_path):
     cut.write_bytes(plain.read_bytes()[:60])
     with pytest.raises(ValueError, match=r'cut.png is a damaged PNG'):
         read_embedding_file(cut)
+
+
+def test_read_embedding_pair(tmp_path):
+    from mmti.fileio import read_embedding_pair, second_file, write_embedding_file
+    first = write_embedding_file(tmp_path / 'learned_embeds.safetensors', {'<a>': rows(1, 8)})
+    assert second_file(first) == second_file(tmp_path) == tmp_path / 'learned_embeds_2.safetensors'
+    assert read_embedding_pair(first).embeddings_2 == {}  # a lone file, as it is
+    write_embedding_file(second_file(first), {'<a>': rows(1, 16, seed=1)})
+    assert torch.equal(read_embedding_pair(tmp_path).embeddings_2['<a>'], rows(1, 16, seed=1))
+    write_embedding_file(second_file(first), {'<b>': rows(1, 16)}, metadata=None)
+    with pytest.raises(ValueError, match=r"name different concepts \(\['<a>'\] and \['<b>'\]\)"):
+        read_embedding_pair(first)
