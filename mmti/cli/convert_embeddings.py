@@ -25,8 +25,6 @@ truncated file, nor harms one that ``--force`` was to replace.
 """
 import argparse
 import os
-import os.path as osp
-import sys
 from pathlib import Path
 
 from mmti.fileio import (FORMATS, EmbeddingFile, check_token_name,  # noqa: E402

@@ -56,11 +56,12 @@ def read_png_embedding(path: Path) -> dict:
         with Image.open(path) as image:
             image.load()  # text chunks after the image data are read only now
             text = dict(getattr(image, 'text', {}) or {})
-            if TEXT_KEY in text:
-                return _from_text_chunk(text[TEXT_KEY], path)
-            data = _from_pixels(image, path)
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as err:
-        raise ValueError(f'{path} is a damaged PNG ({err}); re-download it.') from None
+            pixels = None if TEXT_KEY in text else np.asarray(image.convert('RGB'), np.uint8)
+    # PIL's ValueError too: a compressed text chunk over its 1 MB limit.
+    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as err:
+        raise ValueError(f'{path} is a damaged PNG, or one PIL refuses to read ({err}); '
+                         're-download it.') from None
+    data = _from_text_chunk(text[TEXT_KEY], path) if pixels is None else _from_pixels(pixels, path)
     if data is None:
         raise ValueError(f'{path} is a PNG without an embedding: no {TEXT_KEY!r} text chunk and '
                          'no data strips in its pixels (an ordinary picture or a preview?).')
@@ -121,9 +122,9 @@ def _crop_black(pixels: np.ndarray) -> np.ndarray | None:
     return pixels[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
 
-def _from_pixels(image: Image.Image, path: Path) -> dict | None:
-    """The embedding in the data strips, or None when the pixels hold none."""
-    pixels = _crop_black(np.asarray(image.convert('RGB'), dtype=np.uint8))
+def _from_pixels(pixels: np.ndarray, path: Path) -> dict | None:
+    """The embedding in the data strips of RGB ``pixels``, or None when they hold none."""
+    pixels = _crop_black(pixels)
     if pixels is None:
         return None
     nibbles = pixels & 0x0F

@@ -70,7 +70,7 @@ def pixel_embedding_png(path, data: dict | bytes, image=None):
     high = ((packed >> 4) ^ key | 0x50).reshape(h, width, 3)
     black = np.zeros((h, 1, 3), np.uint8)
     whole = np.concatenate([low, black, np.asarray(image), black, high], axis=1)
-    # A black frame around it all: croppped by readers, as A1111's does.
+    # A black frame around it all: cropped by readers, as A1111's does.
     whole = np.pad(whole, ((2, 2), (3, 3), (0, 0)))
     Image.fromarray(whole, 'RGB').save(path, 'PNG')
     return path

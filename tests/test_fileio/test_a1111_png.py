@@ -123,3 +123,12 @@ def test_read_embedding_pair(tmp_path):
     write_embedding_file(second_file(first), {'<b>': rows(1, 16)}, metadata=None)
     with pytest.raises(ValueError, match=r"name different concepts \(\['<a>'\] and \['<b>'\]\)"):
         read_embedding_pair(first)
+
+
+def test_a_compressed_chunk_pil_refuses_is_one_line(tmp_path, monkeypatch):
+    from PIL import PngImagePlugin
+    monkeypatch.setattr(PngImagePlugin, 'MAX_TEXT_CHUNK', 1000)  # as a > 1 MB zTXt meets it
+    path = text_chunk_embedding_png(tmp_path / 'big.png', a1111_dict(rows(1, 768)), 'zTXt')
+    with pytest.raises(ValueError, match=r'big.png is a damaged PNG, or one PIL refuses') as info:
+        read_embedding_file(path)
+    assert '\n' not in str(info.value)

@@ -98,7 +98,8 @@ def test_pair_to_diffusers_keeps_both_files(tmp_path):
     first = diffusers_pair(tmp_path / 'run')
     written = load_tool('convert_embeddings').main([str(first), str(tmp_path / 'copy.bin')])
     assert [p.name for p in written] == ['copy.bin', 'copy_2.bin']
-    assert torch.equal(read_embedding_file(written[1]).embeddings['<cat-toy>'], rows(2, 1280, seed=1))
+    second = read_embedding_file(written[1]).embeddings['<cat-toy>']
+    assert torch.equal(second, rows(2, 1280, seed=1))
 
 
 def test_lone_first_file_to_sdxl_names_what_is_missing(tmp_path, capsys):
@@ -112,6 +113,22 @@ def test_lone_first_file_to_sdxl_names_what_is_missing(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and 'SD 1.x/2.x embedding' not in err
     assert ('one text encoder only, of dimension 768 (SD 1.x (or SDXL clip_l))' in err
             and 'put its learned_embeds_2.safetensors beside it' in err)
+
+
+def test_a1111_png_converts(tmp_path):
+    import base64
+    import json
+
+    from PIL import Image, PngImagePlugin
+    info = PngImagePlugin.PngInfo()
+    dump = json.dumps({'string_to_param': {'*': {'TORCHTENSOR': rows(2).tolist()}},
+                       'name': 'cat-toy', 'step': 9})
+    info.add_text('sd-ti-embedding', base64.b64encode(dump.encode()).decode())
+    Image.new('RGB', (8, 8), (9, 9, 9)).save(tmp_path / 'cat-toy.png', pnginfo=info)
+    out = load_tool('convert_embeddings').main([str(tmp_path / 'cat-toy.png'),
+                                                str(tmp_path / 'learned_embeds.safetensors')])
+    contents = read_embedding_file(out[0])
+    assert contents.step == 9 and torch.equal(contents.embeddings['cat-toy'], rows(2))
 
 
 def test_token_renames_or_selects(tmp_path):
