@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
-from mmti.fileio import describe_dim, read_embedding_pair, second_file
+from mmti.fileio import describe_dim, describe_rows, read_embedding_pair, second_file
 
 
 def read_concepts(source, token: str | None, slot_names: Sequence[str],
@@ -60,9 +60,10 @@ def _read_file(path: Path, token: str | None, slot_names: Sequence[str],
             own = f' of dimension {describe_dim(dims[0])}' if dims else ''
             kind = ('the first file of an SDXL pair' if contents.format != 'sdxl'
                     else 'an SDXL embedding')
-            raise ValueError(f'{path} is {kind} (clip_l {describe_dim(768)} + clip_g '
-                             f'{describe_dim(1280)}); this model has one text encoder{own}. Use it '
-                             'with an SDXL model.')
+            raise ValueError(f'{path} is {kind} (dimension {describe_rows(contents)}); this '
+                             f'model has one text encoder{own}. Use it with an SDXL model, or '
+                             'keep only its clip_l rows with tools/convert_embeddings.py '
+                             '--first-encoder-only.')
         return {name: [rows] for name, rows in first.items()}
     if not second:
         raise ValueError(
