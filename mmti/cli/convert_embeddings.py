@@ -2,10 +2,19 @@
 
     python tools/convert_embeddings.py learned_embeds.safetensors cat-toy.pt --to a1111
     python tools/convert_embeddings.py downloaded.pt learned_embeds.safetensors
+    python tools/convert_embeddings.py sdxl_run/ cat-toy-xl.safetensors --to sdxl
+    python tools/convert_embeddings.py cat-toy.png learned_embeds.safetensors
 
-The input layout is detected from the content. Pickle-based inputs are read
-with torch.load(weights_only=True) only; a file that would need to run code is
-refused.
+The input layout is detected from the content; A1111's embedding PNGs (text
+chunk or pixel strips) are read too. diffusers' SDXL pair
+(learned_embeds.safetensors with learned_embeds_2.safetensors beside it, or a
+folder holding both) is read as one embedding: ``--to sdxl`` writes the one
+file A1111 and ComfyUI read. Converting an SDXL embedding to a layout with
+one text encoder (a1111, safetensors) is refused unless
+``--first-encoder-only`` says to keep only its clip_l rows.
+
+Pickle-based inputs are read with torch.load(weights_only=True) only; a file
+that would need to run code is refused.
 
 Bad input (a damaged, empty or unknown file, rows that are NaN or infinite, an
 output name whose extension does not fit the layout, an output folder that
@@ -16,11 +25,10 @@ truncated file, nor harms one that ``--force`` was to replace.
 """
 import argparse
 import os
-import os.path as osp
-import sys
 from pathlib import Path
 
-from mmti.fileio import (FORMATS, check_token_name, read_embedding_file,  # noqa: E402
+from mmti.fileio import (FORMATS, EmbeddingFile, check_token_name,  # noqa: E402
+                         describe_rows, read_embedding_pair, second_file,
                          write_embedding_file)
 from mmti.fileio.embedding_file import FOLDER_FILES  # noqa: E402
 from mmti.utils import UserError, run_cli  # noqa: E402
@@ -30,6 +38,8 @@ PROG = 'tools/convert_embeddings.py'
 # safetensors, except diffusers' older .bin (torch.save, tensors only).
 SUFFIXES = {'diffusers': ('.safetensors', '.bin'), 'a1111': ('.pt',),
             'safetensors': ('.safetensors',), 'sdxl': ('.safetensors',)}
+# Layouts with room for one text encoder's rows (diffusers writes a pair).
+ONE_ENCODER_FORMATS = ('a1111', 'safetensors')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,17 +52,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='name of the concept in the output; for an input with several '
                              'concepts, the one to convert')
     parser.add_argument('--force', action='store_true', help='overwrite an existing output')
+    parser.add_argument('--first-encoder-only', action='store_true',
+                        help='from an SDXL embedding (one file, or the diffusers pair), keep only '
+                             'the clip_l rows: for a1111 or safetensors outputs')
     return parser.parse_args(argv)
 
 
-def second_encoder_path(path: Path) -> Path:
-    """diffusers' SDXL pair: learned_embeds.safetensors + learned_embeds_2.safetensors."""
-    return path.with_name(f'{path.stem}_2{path.suffix}')
-
-
 def input_files(src: Path) -> list[Path]:
-    """The file(s) ``src`` names: itself, or the learned_embeds.* of a folder."""
-    return [src / name for name in FOLDER_FILES] if src.is_dir() else [src]
+    """The file(s) ``src`` names: itself or the learned_embeds.* of a folder,
+    and the second file of an SDXL pair."""
+    files = [src / name for name in FOLDER_FILES] if src.is_dir() else [src]
+    return [*files, second_file(src)]
 
 
 def check_target(target: Path, fmt: str, src: Path, force: bool) -> None:
@@ -88,7 +98,9 @@ def convert(args: argparse.Namespace) -> list[Path]:
     if args.token is not None:
         check_token_name(args.token, '--token')
     check_target(out, fmt, src, args.force)
-    contents = read_embedding_file(src)
+    # diffusers' SDXL pair is one embedding: its _2 file beside (or in the
+    # folder) is read with the first, never left behind unnoticed.
+    contents = read_embedding_pair(src)
     names = list(contents.embeddings)
     if args.token is not None and len(names) > 1:
         if args.token not in names:
@@ -101,13 +113,13 @@ def convert(args: argparse.Namespace) -> list[Path]:
     embeddings = {(new_name if len(names) == 1 else n): contents.embeddings[n] for n in names}
     second = {(new_name if len(names) == 1 else n): contents.embeddings_2[n]
               for n in names if n in contents.embeddings_2}
-    if fmt == 'sdxl' and not second:
-        raise ValueError(f'{src} has rows for one text encoder only; an SDXL file needs clip_l '
-                         'and clip_g rows, so an SD 1.x/2.x embedding cannot become one.')
+    check_encoders(src, contents, fmt, bool(second), args.first_encoder_only)
+    if args.first_encoder_only:
+        second = {}
 
     targets = [out]
     if second and fmt != 'sdxl':
-        targets.append(second_encoder_path(out))  # clip_g rows go beside, as diffusers does
+        targets.append(second_file(out))  # clip_g rows go beside, as diffusers does
     for target in targets:
         check_target(target, fmt, src, args.force)
 
@@ -118,6 +130,25 @@ def convert(args: argparse.Namespace) -> list[Path]:
         if second:
             write_embedding_file(targets[1], second, fmt, step=contents.step)
     return targets
+
+
+def check_encoders(src: Path, contents: EmbeddingFile, fmt: str, two: bool,
+                   first_only: bool) -> None:
+    """Refuse a conversion that would lose one text encoder's rows, or invent them."""
+    what = describe_rows(contents)
+    if fmt == 'sdxl' and not two:
+        pair = second_file(src)
+        raise ValueError(f'{src} has rows for one text encoder only, of dimension {what}; the '
+                         'sdxl layout needs clip_l (768) and clip_g (1280) rows. For diffusers\' '
+                         f'SDXL pair, put its {pair.name} beside it (or give the folder holding '
+                         'both).')
+    if two and fmt in ONE_ENCODER_FORMATS and not first_only:
+        kind = 'an SDXL file' if contents.format == 'sdxl' else (
+            f'the first file of an SDXL pair ({second_file(src).name} beside it)')
+        raise ValueError(f'{src} is {kind}, dimension {what}; the {fmt} layout holds one text '
+                         'encoder, so the clip_g rows would be lost. Write --to sdxl (the one '
+                         'file A1111 and ComfyUI read for SDXL), or pass --first-encoder-only to '
+                         'keep only the clip_l rows.')
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

@@ -14,6 +14,11 @@ Layouts (told apart by content, not by file extension):
                SDXL layout A1111/Forge/ComfyUI read.
 =============  ===========================================================
 
+A1111's embedding PNGs (text chunk or pixel strips, see :mod:`.a1111_png`)
+are read too: they hold one of the layouts above as JSON. diffusers' SDXL
+pair (``learned_embeds.safetensors`` + ``learned_embeds_2.safetensors``) is
+read as one by :func:`read_embedding_pair`.
+
 Pickle-based files are opened with ``torch.load(weights_only=True)`` only; a
 file that needs anything else is refused, never loaded "unsafely".
 
@@ -34,6 +39,7 @@ import safetensors
 import safetensors.torch
 import torch
 
+from .a1111_png import is_png, read_png_embedding
 from .atomic_write import atomic_write
 
 FORMATS = ('diffusers', 'a1111', 'safetensors', 'sdxl')
@@ -199,10 +205,21 @@ def read_embedding_file(path: str | os.PathLike, token: str | None = None) -> Em
     if token is not None:
         check_token_name(token, f'{path} (renamed)')
     metadata: dict[str, str] = {}
-    if _is_safetensors(path):
+    if is_png(path):
+        data = read_png_embedding(path)
+        # A1111 names a PNG's concept by its 'name' field, as in its .pt files.
+        metadata = {k: str(data[k]) for k in ('name', 'step')
+                    if isinstance(data.get(k), (str, int)) and not isinstance(data.get(k), bool)}
+    elif _is_safetensors(path):
         data, metadata = _read_safetensors(path)
     else:
         data = _load_pickle_safely(path)
+    return _contents(data, path, token, metadata)
+
+
+def _contents(data: object, path: Path, token: str | None,
+              metadata: dict[str, str]) -> EmbeddingFile:
+    """Tell the layout of a loaded dict apart and check its rows."""
     if not isinstance(data, dict) or not data:
         raise ValueError(f'{path} holds no embeddings (expected e.g. {{"<token>": tensor[n, dim]}}).')
     step = _int_or_none(metadata.get('step'))
@@ -236,6 +253,41 @@ def read_embedding_file(path: str | os.PathLike, token: str | None = None) -> Em
                              'given for a file with one concept.')
         embeddings = {token: next(iter(embeddings.values()))}
     return EmbeddingFile(embeddings, format='diffusers', step=step)
+
+
+def second_file(path: str | os.PathLike) -> Path:
+    """Where diffusers puts an SDXL embedding's clip_g rows: ``<stem>_2<ext>``
+    beside the first file, or ``learned_embeds_2.safetensors`` in a folder."""
+    path = Path(path)
+    if path.is_dir():
+        return path / 'learned_embeds_2.safetensors'
+    return path.with_name(f'{path.stem}_2{path.suffix}')
+
+
+def read_embedding_pair(path: str | os.PathLike, token: str | None = None) -> EmbeddingFile:
+    """Like :func:`read_embedding_file`, and when the file (or folder) is the
+    first of diffusers' SDXL pair, with the second file's rows as
+    ``embeddings_2``. A file with one encoder's rows and no ``_2`` file beside
+    it is returned as it is."""
+    contents = read_embedding_file(path, token=token)
+    pair = second_file(path)
+    if contents.embeddings_2 or not pair.is_file():
+        return contents
+    second = read_embedding_file(pair, token=token)
+    if second.embeddings_2 or list(second.embeddings) != list(contents.embeddings):
+        raise ValueError(f'{path} and {pair.name} name different concepts '
+                         f'({list(contents.embeddings)} and {list(second.embeddings)}); they are '
+                         'not one SDXL pair.')
+    return EmbeddingFile(contents.embeddings, second.embeddings, contents.format, contents.step)
+
+
+def describe_rows(contents: EmbeddingFile) -> str:
+    """'768+1280 (SDXL clip_l + clip_g)' or '768 (SD 1.x ...)': what a file is for."""
+    first = next(iter(contents.embeddings.values())).shape[1]
+    if contents.embeddings_2:
+        second = next(iter(contents.embeddings_2.values())).shape[1]
+        return f'{first}+{second} (SDXL clip_l + clip_g)'
+    return describe_dim(first)
 
 
 # ------------------------------------------------------------------- writing

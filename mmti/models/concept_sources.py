@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
-from mmti.fileio import describe_dim, read_embedding_file
+from mmti.fileio import describe_dim, describe_rows, read_embedding_pair, second_file
 
 
 def read_concepts(source, token: str | None, slot_names: Sequence[str],
@@ -49,31 +49,27 @@ def _per_slot(value) -> list:
     return [value]
 
 
-def second_file(path: Path) -> Path:
-    """diffusers' SDXL pair: learned_embeds.safetensors + learned_embeds_2.safetensors."""
-    if path.is_dir():
-        return path / 'learned_embeds_2.safetensors'
-    return path.with_name(f'{path.stem}_2{path.suffix}')
-
-
 def _read_file(path: Path, token: str | None, slot_names: Sequence[str],
                dims: Sequence[int]) -> dict[str, list]:
-    contents = read_embedding_file(path, token=token)
+    # The pair's second file beside a first one makes both one SDXL embedding,
+    # so its clip_l half is never taken for an SD 1.x one.
+    contents = read_embedding_pair(path, token=token)
     first, second = contents.embeddings, contents.embeddings_2
     if len(slot_names) == 1:
         if second:
             own = f' of dimension {describe_dim(dims[0])}' if dims else ''
-            raise ValueError(f'{path} is an SDXL embedding (clip_l {describe_dim(768)} + clip_g '
-                             f'{describe_dim(1280)}); this model has one text encoder{own}. Use it '
-                             'with an SDXL model.')
+            kind = ('the first file of an SDXL pair' if contents.format != 'sdxl'
+                    else 'an SDXL embedding')
+            raise ValueError(f'{path} is {kind} (dimension {describe_rows(contents)}); this '
+                             f'model has one text encoder{own}. Use it with an SDXL model, or '
+                             'keep only its clip_l rows with tools/convert_embeddings.py '
+                             '--first-encoder-only.')
         return {name: [rows] for name, rows in first.items()}
     if not second:
-        pair = second_file(path)
-        if not pair.is_file():
-            raise ValueError(
-                f'{path} holds rows for one text encoder; SDXL needs {slot_names[1]} rows too (an '
-                f'SDXL file with clip_l and clip_g, or the diffusers pair with {pair.name}).')
-        second = read_embedding_file(pair, token=token).embeddings
+        raise ValueError(
+            f'{path} holds rows for one text encoder; SDXL needs {slot_names[1]} rows too (an '
+            f'SDXL file with clip_l and clip_g, or the diffusers pair with '
+            f'{second_file(path).name}).')
     if list(first) != list(second):
         raise ValueError(f'{path}: the text encoders name different concepts ({slot_names[0]}: '
                          f'{list(first)}, {slot_names[1]}: {list(second)}); the file is inconsistent.')

@@ -37,8 +37,98 @@ def test_sdxl_to_diffusers_writes_the_pair_and_back(tmp_path):
     assert [p.name for p in written] == ['learned_embeds.safetensors', 'learned_embeds_2.safetensors']
     assert torch.equal(read_embedding_file(written[0]).embeddings['<s>'], rows(2, 768))
     assert torch.equal(read_embedding_file(written[1]).embeddings['<s>'], rows(2, 1280, seed=1))
-    with pytest.raises(ValueError, match='cannot become one'):
-        convert.main([str(written[0]), str(tmp_path / 'x.safetensors'), '--to', 'sdxl'])
+    again = convert.main([str(written[0]), str(tmp_path / 'again.safetensors'), '--to', 'sdxl'])
+    assert again[0].read_bytes() == sdxl.read_bytes()
+
+
+def diffusers_pair(folder, dims=(768, 1280), token='<cat-toy>'):
+    folder.mkdir(exist_ok=True)
+    first = write_embedding_file(folder / 'learned_embeds.safetensors', {token: rows(2, dims[0])},
+                                 step=7)
+    write_embedding_file(folder / 'learned_embeds_2.safetensors', {token: rows(2, dims[1], seed=1)})
+    return first
+
+
+@pytest.mark.parametrize('given', ['first file', 'folder'])
+def test_diffusers_pair_becomes_one_sdxl_file(given, tmp_path):
+    first = diffusers_pair(tmp_path / 'run')
+    src = first if given == 'first file' else first.parent
+    out = load_tool('convert_embeddings').main([str(src), str(tmp_path / 'xl.safetensors'),
+                                                '--to', 'sdxl'])
+    assert out == [tmp_path / 'xl.safetensors']
+    contents = read_embedding_file(out[0])
+    assert (contents.format, contents.step) == ('sdxl', 7)
+    assert torch.equal(contents.embeddings['<cat-toy>'], rows(2, 768))
+    assert torch.equal(contents.embeddings_2['<cat-toy>'], rows(2, 1280, seed=1))
+
+
+def test_pair_converted_sdxl_file_loads_into_the_sdxl_model(tmp_path):
+    import mmti.models  # noqa: F401
+    from mmti_testing import REPO_ROOT
+    from mmti.registry import MODELS
+    first = diffusers_pair(tmp_path / 'run', dims=(32, 64))  # tiny-sdxl's encoder widths
+    out = tmp_path / 'cat-toy-xl.safetensors'
+    load_tool('convert_embeddings').main([str(first), str(out), '--to', 'sdxl'])
+    model = MODELS.build(dict(type='TextualInversionXL',
+                              pretrained_model=str(REPO_ROOT / 'data' / 'tiny-sdxl'),
+                              placeholder_token='<x>', initializer_token='toy'))
+    assert model.load_embeddings(str(out)) == ['<cat-toy>']  # the token travels in the file
+    slots = model.get_slot_embeddings(['<cat-toy>'])
+    assert torch.equal(slots[0]['<cat-toy>'], rows(2, 32))
+    assert torch.equal(slots[1]['<cat-toy>'], rows(2, 64, seed=1))
+
+
+@pytest.mark.parametrize('src_kind', ['pair', 'sdxl file'])
+def test_one_encoder_layout_from_sdxl_needs_first_encoder_only(src_kind, tmp_path):
+    convert = load_tool('convert_embeddings')
+    src = diffusers_pair(tmp_path / 'run')
+    if src_kind == 'sdxl file':
+        src = convert.main([str(src), str(tmp_path / 'xl.safetensors'), '--to', 'sdxl'])[0]
+    kind = 'the first file of an SDXL pair' if src_kind == 'pair' else 'an SDXL file'
+    with pytest.raises(ValueError, match=rf'is {kind}.*768\+1280 \(SDXL clip_l \+ clip_g\).*'
+                                         r'--to sdxl.*--first-encoder-only'):
+        convert.main([str(src), str(tmp_path / 'x.pt')])
+    assert not (tmp_path / 'x.pt').exists()
+    written = convert.main([str(src), str(tmp_path / 'x.pt'), '--first-encoder-only'])
+    assert written == [tmp_path / 'x.pt']
+    assert torch.equal(read_embedding_file(written[0], token='<c>').embeddings['<c>'], rows(2, 768))
+
+
+def test_pair_to_diffusers_keeps_both_files(tmp_path):
+    first = diffusers_pair(tmp_path / 'run')
+    written = load_tool('convert_embeddings').main([str(first), str(tmp_path / 'copy.bin')])
+    assert [p.name for p in written] == ['copy.bin', 'copy_2.bin']
+    second = read_embedding_file(written[1]).embeddings['<cat-toy>']
+    assert torch.equal(second, rows(2, 1280, seed=1))
+
+
+def test_lone_first_file_to_sdxl_names_what_is_missing(tmp_path, capsys):
+    first = diffusers_pair(tmp_path / 'run')
+    (tmp_path / 'run' / 'learned_embeds_2.safetensors').unlink()
+    with pytest.raises(SystemExit) as info:
+        load_tool('convert_embeddings').cli([str(first), str(tmp_path / 'x.safetensors'),
+                                             '--to', 'sdxl'])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'SD 1.x/2.x embedding' not in err
+    assert ('one text encoder only, of dimension 768 (SD 1.x (or SDXL clip_l))' in err
+            and 'put its learned_embeds_2.safetensors beside it' in err)
+
+
+def test_a1111_png_converts(tmp_path):
+    import base64
+    import json
+
+    from PIL import Image, PngImagePlugin
+    info = PngImagePlugin.PngInfo()
+    dump = json.dumps({'string_to_param': {'*': {'TORCHTENSOR': rows(2).tolist()}},
+                       'name': 'cat-toy', 'step': 9})
+    info.add_text('sd-ti-embedding', base64.b64encode(dump.encode()).decode())
+    Image.new('RGB', (8, 8), (9, 9, 9)).save(tmp_path / 'cat-toy.png', pnginfo=info)
+    out = load_tool('convert_embeddings').main([str(tmp_path / 'cat-toy.png'),
+                                                str(tmp_path / 'learned_embeds.safetensors')])
+    contents = read_embedding_file(out[0])
+    assert contents.step == 9 and torch.equal(contents.embeddings['cat-toy'], rows(2))
 
 
 def test_token_renames_or_selects(tmp_path):

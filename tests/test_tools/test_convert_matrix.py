@@ -52,6 +52,15 @@ def make_input(folder, kind: str):
         import numpy as np
         path = folder / 'numpy.pt'
         torch.save({'<cat-toy>': np.zeros((2, 32), dtype=np.float32)}, path)
+    elif kind == 'png pickle':
+        import base64
+        import pickle
+
+        from PIL import Image, PngImagePlugin
+        info = PngImagePlugin.PngInfo()
+        info.add_text('sd-ti-embedding', base64.b64encode(pickle.dumps({'x': 1})).decode())
+        path = folder / 'cat-toy.png'
+        Image.new('RGB', (8, 8), (9, 9, 9)).save(path, pnginfo=info)
     elif kind == 'odd name':
         path = folder / 'odd.pt'
         torch.save({'<cat\ntoy>': rows()}, path)
@@ -77,6 +86,9 @@ CASES = {
     'wrong rank': ('wrong rank', 'out.pt', [], r"'<cat-toy>' has shape \(1, 2, 32\); expected"),
     'integer rows': ('integer rows', 'out.pt', [], r'holds torch.int32 values'),
     'numpy arrays': ('numpy', 'out.safetensors', [], r'numpy.pt holds numpy arrays'),
+    'pickle in an A1111 PNG': ('png pickle', 'out.safetensors', [],
+                               r"Refusing .*cat-toy.png: its 'sd-ti-embedding' text chunk holds a "
+                               r'pickle'),
     'odd token name': ('odd name', 'out.safetensors', [], r'token name .* line breaks'),
     'bad --token': ('good', 'out.pt', ['--token', ' '], r'--token: token name'),
     'missing input': ('good', 'out.pt', ['@missing'], r'Input .*nowhere.safetensors does not exist'),
