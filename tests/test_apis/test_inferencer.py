@@ -73,3 +73,16 @@ def test_config_model_matches_the_command_line_pixels(embedding, tmp_path):
 def test_a_folder_without_embeddings_is_refused_with_the_fix():
     with pytest.raises(ValueError, match='give embeddings='):
         TextualInversionInferencer(str(TINY_SD))
+
+
+def test_an_sdxl_folder_with_an_sdxl_file_gives_images(tmp_path):
+    from mmti.fileio import write_embedding_file
+    from mmti_testing import REPO_ROOT
+    path = write_embedding_file(tmp_path / 'sdxl.safetensors', {'<sdxl-toy>': torch.randn(2, 32)},
+                                'sdxl', embeddings_2={'<sdxl-toy>': torch.randn(2, 64)})
+    inferencer = TextualInversionInferencer(str(REPO_ROOT / 'data' / 'tiny-sdxl'),
+                                            embeddings=str(path))
+    assert type(inferencer.model).__name__ == 'TextualInversionXL'
+    assert inferencer.tokens == ['<sdxl-toy>']
+    images = inferencer('a <sdxl-toy> bag', seed=0, **FAST)
+    assert len(images) == 1 and images[0].size == (32, 32)
