@@ -70,5 +70,8 @@ def prog_name(script: str) -> str:
 
 
 def command_prefix(prog: str) -> list[str]:
-    """The words that start ``prog`` again: ``['mmti-train']`` or ``['python', 'tools/train.py']``."""
+    """The words that start ``prog`` again.
+
+    ``['mmti-train']`` for an entry point, ``['python', 'tools/train.py']`` for a script.
+    """
     return [prog] if prog.startswith('mmti-') else ['python', prog]

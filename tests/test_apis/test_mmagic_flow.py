@@ -12,7 +12,7 @@ from mmengine.config import Config
 from safetensors.torch import load_file
 from tool_runner import TINY_CONFIG, run_tool
 
-import mmti  # noqa: F401  (enough for MODELS.build)
+import mmti  # noqa: F401  (all MODELS.build needs)
 from mmti.registry import MODELS
 
 TOKEN = '<cat-toy>'

@@ -30,7 +30,8 @@ def _run(cmd, cwd, timeout=600):
                PIP_DISABLE_PIP_VERSION_CHECK='1')
     result = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True,
                             text=True, timeout=timeout)
-    assert result.returncode == 0, f'{cmd} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}'
+    assert result.returncode == 0, (f'{cmd} failed:\n{result.stdout[-2000:]}\n'
+                                    f'{result.stderr[-4000:]}')
     return result
 
 
@@ -95,7 +96,8 @@ def test_wheel_install_imports_its_own_copy_and_builds_the_model(installed):
         f'cfg = Config.fromfile({str(CONFIG)!r})\n'
         f'cfg.model.pretrained_model = {str(TINY_SD)!r}\n'
         'model = MODELS.build(cfg.model)\n'
-        'print(type(model).__name__, len(load_templates("object")), len(load_templates("style")))\n')
+        'print(type(model).__name__, len(load_templates("object")),\n'
+        '      len(load_templates("style")))\n')
     out = _run([venv / 'bin' / 'python', '-c', code], cwd=outside).stdout.split()
     location = Path(out[-4]).resolve()
     assert location.is_relative_to(venv.resolve()), location
@@ -111,3 +113,9 @@ def test_wheel_ships_the_license_and_entry_points(installed):
     for name in ('mmti-train', 'mmti-infer', 'mmti-eval', 'mmti-convert'):
         result = _run([venv / 'bin' / name, '--help'], cwd=outside)
         assert result.stdout.startswith(f'usage: {name}'), result.stdout[:200]
+    # Errors name the command as it was typed.
+    refused = subprocess.run([str(venv / 'bin' / 'mmti-train'), 'missing.py'], cwd=outside,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2
+    last_line = refused.stderr.strip().splitlines()[-1]
+    assert last_line.startswith('mmti-train: error: config missing.py'), last_line

@@ -1,4 +1,4 @@
-"""``import mmti`` is enough to build from a config; ``register_all_modules`` fills the registries."""
+"""``import mmti`` is enough to build from a config; ``register_all_modules`` fills registries."""
 import os
 import subprocess
 import sys
