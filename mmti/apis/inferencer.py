@@ -40,6 +40,20 @@ def _sources(embeddings) -> list:
     return list(embeddings)
 
 
+def pipeline_class(folder: str) -> str:
+    """The diffusers pipeline a local folder or hub id declares ('' when unknown)."""
+    index = Path(folder) / 'model_index.json'
+    if index.is_file():
+        return json.loads(index.read_text()).get('_class_name', '')
+    if Path(folder).exists():
+        return ''  # a local folder without an index: the model's own check names it
+    from diffusers import DiffusionPipeline
+    try:  # a hub id: its model_index.json, from the cache or the hub
+        return DiffusionPipeline.load_config(folder).get('_class_name', '')
+    except (OSError, ValueError):
+        return ''  # loading the model itself says what is wrong
+
+
 def model_cfg_from_folder(folder: str, sources: list, dtype: str) -> dict:
     """A model config for a diffusers folder whose placeholder is the first embedding's token.
 
@@ -47,9 +61,7 @@ def model_cfg_from_folder(folder: str, sources: list, dtype: str) -> dict:
     embedding's rows, so no initializer word is needed.
     """
     from mmti.models.concept_sources import read_concepts
-    index = Path(folder) / 'model_index.json'
-    pipeline = json.loads(index.read_text()).get('_class_name', '') if index.is_file() else ''
-    model_type = MODEL_TYPES.get(pipeline, 'TextualInversion')
+    model_type = MODEL_TYPES.get(pipeline_class(folder), 'TextualInversion')
     if not sources:
         raise ValueError(f'{folder} is a base model; give embeddings= (a learned_embeds file or '
                          'folder) to sample with, or a training config instead of the folder.')
