@@ -1,8 +1,6 @@
 """OpenMMLab's ``register_all_modules``: fill mmti's registries in one call."""
 import importlib
 
-from mmengine.registry import DefaultScope
-
 # The subpackages whose import registers mmti's classes (models, datasets and
 # transforms, loops, hooks, optimizer constructors).
 REGISTERING_PACKAGES = ('mmti.models', 'mmti.datasets', 'mmti.engine')
@@ -23,6 +21,7 @@ def register_all_modules(init_default_scope: bool = True) -> None:
             toolbox already set is left as it is (mmti names then resolve
             as ``'mmti.TextualInversion'``).
     """
+    from mmengine.registry import DefaultScope  # here: mmti.utils stays light to import
     for name in REGISTERING_PACKAGES:
         importlib.import_module(name)
     if init_default_scope and DefaultScope.get_current_instance() is None:
