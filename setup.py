@@ -1,7 +1,7 @@
 """mmti: config-driven Textual Inversion for Stable Diffusion, on mmengine."""
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 ROOT = Path(__file__).parent
 version = {}
@@ -15,7 +15,12 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.10',
-    packages=find_packages(include=['mmti', 'mmti.*']),
+    license_files=['LICENSE'],
+    # Namespace discovery so data folders (caption_templates) count as packages.
+    packages=find_namespace_packages(include=['mmti', 'mmti.*'], exclude=['*.__pycache__']),
+    # The built-in caption templates are read at run time (importlib.resources).
+    package_data={'mmti.datasets.caption_templates': ['*.txt', '*.md']},
+    include_package_data=True,
     install_requires=[
         # 2.13.0 is the CPU wheel on our build machines; any >= 2.6 works.
         'torch>=2.6',

@@ -31,9 +31,9 @@ from mmti.fileio import (FORMATS, EmbeddingFile, check_token_name,  # noqa: E402
                          describe_rows, read_embedding_pair, second_file,
                          write_embedding_file)
 from mmti.fileio.embedding_file import FOLDER_FILES  # noqa: E402
-from mmti.utils import UserError, run_cli  # noqa: E402
+from mmti.utils import UserError, prog_name, run_cli  # noqa: E402
 
-PROG = 'tools/convert_embeddings.py'
+PROG = prog_name('tools/convert_embeddings.py')
 # File name endings of each layout: A1111 reads .pt pickles; the others are
 # safetensors, except diffusers' older .bin (torch.save, tensors only).
 SUFFIXES = {'diffusers': ('.safetensors', '.bin'), 'a1111': ('.pt',),

@@ -44,9 +44,9 @@ from mmengine.config import Config, DictAction
 
 from mmti.fileio import atomic_write, check_output_dir, read_embedding_file  # noqa: E402
 from mmti.registry import MODELS  # noqa: E402
-from mmti.utils import UserError, run_cli  # noqa: E402
+from mmti.utils import UserError, prog_name, run_cli  # noqa: E402
 
-PROG = 'tools/evaluate.py'
+PROG = prog_name('tools/evaluate.py')
 SIZE_MULTIPLE = 8  # diffusers' pipelines need height and width divisible by 8
 
 

@@ -34,9 +34,9 @@ from mmengine.config import Config, DictAction
 from mmti.fileio import (check_output_dir, describe_dim, read_embedding_file,  # noqa: E402
                          save_new_sample)
 from mmti.registry import MODELS  # noqa: E402
-from mmti.utils import UserError, run_cli  # noqa: E402
+from mmti.utils import UserError, prog_name, run_cli  # noqa: E402
 
-PROG = 'tools/infer.py'
+PROG = prog_name('tools/infer.py')
 SIZE_MULTIPLE = 8  # diffusers' pipelines need height and width divisible by 8
 DEFAULT_BATCH_SIZE = 4
 # Rough peak memory of sampling one image, per output pixel and element of

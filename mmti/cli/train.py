@@ -20,9 +20,9 @@ from mmengine.config import Config, DictAction
 from mmti.engine import (RunFinished, WorkDirLock, build_runner,  # noqa: E402
                          check_cfg_options, is_rank_zero, prepare_launch, read_last_checkpoint,
                          refuse_previous_run)
-from mmti.utils import UserError, run_cli  # noqa: E402
+from mmti.utils import UserError, command_prefix, prog_name, run_cli  # noqa: E402
 
-PROG = 'tools/train.py'
+PROG = prog_name('tools/train.py')
 # What Ctrl-C reports: filled in as main() learns it.
 _run: dict = {}
 
@@ -106,7 +106,7 @@ def resume_command(argv: list[str], work_dir: str) -> str:
     if '--work-dir' not in kept and not any(a.startswith('--work-dir=') for a in kept):
         kept += ['--work-dir', work_dir]
     # Options last: an option string also ends a --cfg-options list.
-    return shlex.join(['python', PROG, *kept, '--resume'])
+    return shlex.join([*command_prefix(PROG), *kept, '--resume'])
 
 
 def on_interrupt() -> str:

@@ -1,10 +1,22 @@
 """Caption templates: ``'a photo of a {}'`` with ``{}`` for the placeholder."""
 import os
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / 'data' / 'templates'
-BUILTIN_TEMPLATES = {'object': TEMPLATE_DIR / 'object.txt', 'style': TEMPLATE_DIR / 'style.txt'}
+# Shipped inside the package (package data), so a wheel install finds them.
+BUILTIN_TEMPLATES = {'object': 'object.txt', 'style': 'style.txt'}
+
+
+def builtin_template_lines(learnable_property: str) -> list[str]:
+    """The built-in list of ``learnable_property``, read from the package's data."""
+    text = (resources.files(__package__) / 'caption_templates' /
+            BUILTIN_TEMPLATES[learnable_property]).read_text(encoding='utf-8')
+    return _lines(text)
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def read_template_file(path: str | os.PathLike) -> list[str]:
@@ -12,7 +24,7 @@ def read_template_file(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'Template file {path} does not exist.')
-    return [line.strip() for line in path.read_text(encoding='utf-8').splitlines() if line.strip()]
+    return _lines(path.read_text(encoding='utf-8'))
 
 
 def load_templates(learnable_property: str = 'object',
@@ -28,7 +40,7 @@ def load_templates(learnable_property: str = 'object',
         raise ValueError(f'learnable_property must be one of {sorted(BUILTIN_TEMPLATES)}, '
                          f'got {learnable_property!r}.')
     if templates is None:
-        found = read_template_file(BUILTIN_TEMPLATES[learnable_property])
+        found = builtin_template_lines(learnable_property)
     elif isinstance(templates, str) and '{}' in templates and not Path(templates).is_file():
         found = [templates]  # one template given inline
     elif isinstance(templates, (str, os.PathLike)):

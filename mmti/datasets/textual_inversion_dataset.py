@@ -1,5 +1,6 @@
 """The few images of one concept, each paired with a templated caption."""
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,6 +68,32 @@ def _decode_summary(root, paths: list[Path], decoded: list[DecodedImage], side: 
     return line + (f'; scaled to 8 bits: {", ".join(notes)}' if notes else '')
 
 
+def refuse_mmagic_keys(data_root: str, concept_dir, placeholder, template,
+                       with_image_reference) -> None:
+    """Answer mmagic's dataset keys with the mmti key that does the job, in one line.
+
+    An mmagic config ported as is would otherwise stop at an unexpected
+    keyword argument, naming nothing to use instead.
+    """
+    if concept_dir is not None:
+        joined = os.path.join(str(data_root), str(concept_dir))
+        raise ValueError(f"concept_dir is mmagic's key; mmti's data_root is the concept folder "
+                         f"itself: set data_root={joined!r} (mmagic's data_root + concept_dir) "
+                         'and drop concept_dir.')
+    if placeholder is not None:
+        raise ValueError(f"placeholder is mmagic's key; mmti declares the token once, on the "
+                         f'model: set model.placeholder_token={placeholder!r} (the dataset takes '
+                         'it from there) and drop placeholder.')
+    if template is not None:
+        raise ValueError(f"template is mmagic's key; mmti's is templates: set "
+                         f'templates={template!r} (a file with one "a photo of a {{}}" per line, '
+                         "or a list), or learnable_property='object'/'style' for the built-in "
+                         'lists, and drop template.')
+    if with_image_reference is not None:
+        raise ValueError("with_image_reference is mmagic's key (for ViCo); mmti trains plain "
+                         'Textual Inversion: drop it.')
+
+
 def standard_pipeline(resolution: int, flip_prob: float = 0.5, random_crop: bool = False) -> list[dict]:
     """Resize the shorter side (no stretching), crop a square, maybe flip, pack."""
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 8:
@@ -116,6 +143,9 @@ class TextualInversionDataset(Dataset):
             seed, which the runner sets from ``randomness.seed``.
         max_aspect_ratio: Images more elongated than this (longer side /
             shorter side) are refused, naming the file.
+        concept_dir, placeholder, template, with_image_reference: mmagic's
+            keys, refused with a one-line error naming mmti's key
+            (see docs/migrating_from_mmagic.md).
 
     Images are decoded once and kept reduced to the shorter side the pipeline
     needs (see :func:`decode_target`); files that are too large or too
@@ -135,7 +165,12 @@ class TextualInversionDataset(Dataset):
                  random_crop: bool = False,
                  pipeline: Sequence = (),
                  seed: int | None = None,
-                 max_aspect_ratio: float = MAX_ASPECT_RATIO):
+                 max_aspect_ratio: float = MAX_ASPECT_RATIO,
+                 concept_dir: str | None = None,
+                 placeholder: str | None = None,
+                 template: str | None = None,
+                 with_image_reference: bool | None = None):
+        refuse_mmagic_keys(data_root, concept_dir, placeholder, template, with_image_reference)
         if repeats < 1:
             raise ValueError(f'repeats must be >= 1, got {repeats}.')
         self.data_root = data_root

@@ -60,3 +60,18 @@ def run_cli(prog: str, main: Callable[[list[str]], object], argv: Sequence[str] 
             raise
         print(f'{prog}: error: {one_line(err)} (--debug shows the traceback)', file=sys.stderr)
         raise SystemExit(USAGE_ERROR) from None
+
+
+def prog_name(script: str) -> str:
+    """What a command calls itself: its console entry point (``mmti-train``) when
+    run as one, else ``script`` (``tools/train.py``) as the checkout runs it."""
+    name = sys.argv[0].rsplit('/', 1)[-1] if sys.argv else ''
+    return name if name.startswith('mmti-') else script
+
+
+def command_prefix(prog: str) -> list[str]:
+    """The words that start ``prog`` again.
+
+    ``['mmti-train']`` for an entry point, ``['python', 'tools/train.py']`` for a script.
+    """
+    return [prog] if prog.startswith('mmti-') else ['python', prog]

@@ -6,7 +6,7 @@ import pytest
 
 from mmti.datasets.templates import fill_template, load_templates, read_template_file
 
-REPO_TEMPLATES = Path(__file__).resolve().parents[2] / 'data' / 'templates'
+REPO_TEMPLATES = Path(__file__).resolve().parents[2] / 'mmti' / 'datasets' / 'caption_templates'
 
 
 def _file_lines(name):

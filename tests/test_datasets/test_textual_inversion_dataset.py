@@ -15,7 +15,7 @@ from mmti.datasets.textual_inversion_dataset import (IMAGE_EXTENSIONS, list_conc
                                                      load_rgb)
 from mmti.registry import DATASETS
 
-REPO_TEMPLATES = Path(__file__).resolve().parents[2] / 'data' / 'templates'
+REPO_TEMPLATES = Path(__file__).resolve().parents[2] / 'mmti' / 'datasets' / 'caption_templates'
 TOKEN = '<cat-toy>'
 
 
