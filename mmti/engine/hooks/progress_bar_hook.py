@@ -42,9 +42,11 @@ class ProgressBarHook(Hook):
         self._bar = None
         self._stack = None
         self._stream = None
+        self.start_step = 0  # where this run began (a resumed run: the checkpoint's step)
 
     def before_train(self, runner) -> None:
         self._bar, self._stack, self._stream = None, None, None
+        self.start_step = runner.iter
         if not is_main_process():
             return
         stream = self.stream or sys.stderr
