@@ -44,14 +44,14 @@ COLORS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """About ``count`` round tick values (1, 2 or 5 times a power of ten) covering [low, high]."""
+    """About ``count`` round tick values (1, 2, 2.5 or 5 times a power of ten) within [low, high]."""
     if not high > low:
         return [low]
     raw = (high - low) / max(1, count - 1)
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
     first = math.ceil(low / step) * step
-    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
+    return [round(first + i * step, 12) for i in range(int((high - first) / step + 1e-9) + 1)]
 
 
 def _label(value: float) -> str:

@@ -7,7 +7,10 @@ from mmengine.hooks import CheckpointHook
 
 from mmti.evaluation.plot import line_chart
 from mmti.registry import HOOKS
+from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .periodic_hook import PeriodicHook
+
+CHECKPOINT_HOOKS = (AtomicCheckpointHook, CheckpointHook)
 
 CURVES_FILE = 'curves.png'
 
@@ -65,7 +68,8 @@ class CurvesHook(PeriodicHook):
     def before_train(self, runner) -> None:
         if self.follow_checkpoints:
             self.interval = next((int(hook.interval) for hook in runner.hooks
-                                  if isinstance(hook, CheckpointHook) and not hook.by_epoch), 0)
+                                  if isinstance(hook, CHECKPOINT_HOOKS)
+                                  and not getattr(hook, 'by_epoch', False)), 0)
 
     def act(self, runner, model, step: int, final: bool) -> None:
         path = write_curves(runner, step, self.smoothing)
