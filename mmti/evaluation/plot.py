@@ -22,7 +22,7 @@ GRID, FRAME = (230, 230, 230), (90, 90, 90)
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """About ``count`` round tick values (1, 2, 2.5 or 5 times a power of ten) within [low, high]."""
+    """About ``count`` round ticks (1, 2, 2.5 or 5 times a power of ten) within [low, high]."""
     if not high > low:
         return [low]
     raw = (high - low) / max(1, count - 1)

@@ -88,8 +88,8 @@ def write_curves(runner, step: int, smoothing: float = 0.9) -> Path:
     if values:
         lines.append(dict(label='loss (each step)', x=steps, y=values, color=(170, 200, 230)))
         if smoothing > 0 and len(values) > 2:
-            lines.append(dict(label='smoothed', x=steps, y=smooth(values, smoothing), color=(31, 119, 180),
-                              width=2))
+            lines.append(dict(label='smoothed', x=steps, y=smooth(values, smoothing),
+                              color=(31, 119, 180), width=2))
     panels.append(dict(title='training loss', lines=lines))
     for key, (xs, ys) in sorted(logged_scalars(runner.log_dir).items()):
         if 'similarity' in key and any(math.isfinite(y) for y in ys):
