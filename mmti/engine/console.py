@@ -11,8 +11,11 @@ shows everything again.
 import logging
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
+from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
 # What the console leaves out (the log file keeps it): mmengine's environment
@@ -26,6 +29,7 @@ CONSOLE_NOISE = (
     '"FileClient" will be deprecated',
     '"HardDiskBackend" is the alias',
     'Distributed training is not used, all SyncBatchNorm',
+    'Exp name: ',  # LoggerHook's reminder every 100 steps; the summary names the work dir
 )
 # transformers' notice that an image processor falls back to its PIL backend
 # (torchvision is not a dependency; the PIL backend is what mmti wants).
@@ -80,6 +84,22 @@ def quiet_console(logger: logging.Logger) -> None:
         if (is_console_handler(handler) and handler.level > logging.DEBUG
                 and not any(isinstance(f, ConsoleNoiseFilter) for f in handler.filters)):
             handler.addFilter(ConsoleNoiseFilter(handler.level))
+
+
+@contextmanager
+def warnings_only() -> Iterator[None]:
+    """Console shows only warnings and errors of the current mmengine logger
+    for a while (a throwaway build whose INFO lines the real one repeats)."""
+    logger = MMLogger.get_current_instance()
+    only = ConsoleNoiseFilter(logging.WARNING, ())
+    handlers = [h for h in logger.handlers if is_console_handler(h)]
+    for handler in handlers:
+        handler.addFilter(only)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(only)
 
 
 def quiet_library_notices(verbose: bool = False) -> None:

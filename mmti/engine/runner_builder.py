@@ -20,7 +20,7 @@ from mmti.registry import DATASETS, MODELS
 from mmti.utils import UserError
 
 from .config_checks import check_config, fill_placeholder_token
-from .console import QuietConsoleRunner
+from .console import QuietConsoleRunner, warnings_only
 from .resume import (check_checkpoint_matches, check_not_finished,
                      find_resume_checkpoint)
 
@@ -98,7 +98,8 @@ def build_runner(cfg: Config, claim_work_dir: Callable[[], None] | None = None) 
     resume_from, checkpoint, note = find_resume_checkpoint(cfg)
     if checkpoint is not None:
         check_not_finished(cfg, resume_from, checkpoint)
-    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmti')):
+    # The Runner builds both again and logs the same INFO lines: shown once.
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmti')), warnings_only():
         dataset = _build(DATASETS, cfg.train_dataloader.dataset, 'train_dataloader.dataset')
         model = _build(MODELS, cfg.model, 'model')
     if hasattr(dataset, 'distinct_captions') and hasattr(model, 'check_training_captions'):
