@@ -60,6 +60,10 @@ class CurvesHook(PeriodicHook):
         smoothing: Weight of the moving average (0: none).
     """
 
+    # After the checkpoint hook (VERY_LOW): a step whose checkpoint is refused
+    # (rows not finite) leaves the previous curves as they were.
+    priority = 'LOWEST'
+
     def __init__(self, interval: int | None = None, smoothing: float = 0.9):
         super().__init__(0 if interval is None else interval)
         self.follow_checkpoints = interval is None
