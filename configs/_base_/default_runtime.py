@@ -15,7 +15,9 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     non_finite=dict(type='NonFiniteLossHook'),  # stop at NaN/inf before anything is saved
     embedding_save=dict(type='EmbeddingSaveHook', interval=500),  # learned_embeds*.safetensors
-    validation_samples=dict(type='ValidationSampleHook', interval=500))  # samples/step_N.png
+    validation_samples=dict(type='ValidationSampleHook', interval=500),  # samples/step_N.png
+    curves=dict(type='CurvesHook'),  # curves.png, at every checkpoint and at the end
+    progress=dict(type='ProgressBarHook'))  # one bar with ETA on stderr (rank 0)
 custom_hooks = []
 
 val_cfg = None
@@ -26,7 +28,7 @@ test_cfg = None
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))  # tools/train.py switches to gloo without a GPU
+    dist_cfg=dict(backend='nccl'))  # build_runner switches to gloo without a GPU
 randomness = dict(seed=0, deterministic=False)
 visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')])
 log_processor = dict(by_epoch=False)

@@ -8,8 +8,8 @@ Image ``i`` of a prompt starts from noise drawn from ``(seed, i)`` alone, so
 it is the same whatever ``--num-images``, ``--batch-size`` or the other
 prompts are (with a deterministic sampler, the default). Images are written
 as ``<prompt>_seed<seed>_<i>.png``; a file already there is never replaced:
-the new image gets the next free name (``..._<i>-2.png``), and every name
-written is printed.
+the new image gets the next free name (``..._<i>-2.png``). One progress bar
+counts the images (on a terminal); one line at the end says where they went.
 
 Bad input (a size that is no multiple of 8, an unknown scheduler, a damaged
 or mismatched embedding file, an output folder that cannot be written) is
@@ -23,16 +23,17 @@ import itertools
 import json
 import math
 import os
-import os.path as osp
 import shutil
 import sys
 from pathlib import Path
 
 import torch
 from mmengine.config import Config, DictAction
+from tqdm import tqdm
 
 from mmti.fileio import (check_output_dir, describe_dim, read_embedding_file,  # noqa: E402
                          save_new_sample)
+from mmti.engine.console import quiet_library_notices  # noqa: E402
 from mmti.registry import MODELS  # noqa: E402
 from mmti.utils import UserError, prog_name, run_cli  # noqa: E402
 
@@ -243,6 +244,7 @@ def main(argv: list[str] | None = None, progress: dict | None = None) -> list[Pa
     check_embeddings(args.embeddings, cfg)
     check_scheduler(args.scheduler, cfg)
 
+    quiet_library_notices()
     import mmti.models  # noqa: F401  (registers TextualInversion)
     model = MODELS.build(cfg.model).to(args.device)
     loaded = model.load_embeddings(args.embeddings)
@@ -256,24 +258,39 @@ def main(argv: list[str] | None = None, progress: dict | None = None) -> list[Pa
 
     written = progress.setdefault('written', [])
     progress['out_dir'] = args.out_dir
+    total = len(args.prompt) * args.num_images
     # Jobs are made chunk by chunk: --num-images may be large.
     jobs = ((prompt, i) for prompt in args.prompt for i in range(args.num_images))
-    for start in itertools.count(0, batch):
-        chunk = list(itertools.islice(jobs, batch))
-        if not chunk:
-            break
-        samples = model.infer(
-            [prompt for prompt, _ in chunk], negative_prompt=args.negative_prompt,
-            num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
-            height=height, width=width, num_images_per_prompt=1,
-            seed=noise_seed(args.seed, -1 - start), scheduler=args.scheduler,
-            latents=initial_latents(model, args.seed, [i for _, i in chunk], height, width),
-        )['samples']
-        for (prompt, i), image in zip(chunk, samples):
-            path = save_new_sample(image, args.out_dir, prompt, args.seed, i)
-            written.append(path)
-            print(f'Wrote {path}  ({prompt!r}, image {i})')
+    # One bar over all images (the pipeline's per-call bars are off); none
+    # when stderr is not a terminal (disable=None), so logs stay short.
+    with tqdm(total=total, desc='sample', unit='image', file=sys.stderr, disable=None,
+              dynamic_ncols=True) as bar:
+        for start in itertools.count(0, batch):
+            chunk = list(itertools.islice(jobs, batch))
+            if not chunk:
+                break
+            samples = model.infer(
+                [prompt for prompt, _ in chunk], negative_prompt=args.negative_prompt,
+                num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
+                height=height, width=width, num_images_per_prompt=1,
+                seed=noise_seed(args.seed, -1 - start), scheduler=args.scheduler,
+                latents=initial_latents(model, args.seed, [i for _, i in chunk], height, width),
+                show_progress=False,
+            )['samples']
+            for (prompt, i), image in zip(chunk, samples):
+                written.append(save_new_sample(image, args.out_dir, prompt, args.seed, i))
+                bar.update(1)
+    print(written_line(written, args.out_dir))
     return written
+
+
+def written_line(paths: list[Path], out_dir: str, shown: int = 8) -> str:
+    """One line: how many images, the folder, and their names (the first
+    ``shown`` of them; a name may carry a ``-2`` suffix, so they are listed)."""
+    names = [Path(p).name for p in paths]
+    listed = ', '.join(names[:shown]) + (f', ... ({len(names)} in all)'
+                                         if len(names) > shown else '')
+    return f'Wrote {len(names)} image(s) to {out_dir}: {listed}'
 
 
 def cli(argv: list[str] | None = None) -> None:

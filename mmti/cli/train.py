@@ -11,8 +11,11 @@ import argparse
 import difflib
 import os
 import os.path as osp
+import re
 import shlex
 import sys
+import time
+from pathlib import Path
 
 import torch.distributed as dist
 from mmengine.config import Config, DictAction
@@ -20,6 +23,11 @@ from mmengine.config import Config, DictAction
 from mmti.engine import (RunFinished, WorkDirLock, build_runner,  # noqa: E402
                          check_cfg_options, is_rank_zero, prepare_launch, read_last_checkpoint,
                          refuse_previous_run)
+from mmti.engine.console import quiet_library_notices  # noqa: E402
+from mmti.engine.hooks import (CurvesHook, EmbeddingSaveHook, ProgressBarHook,  # noqa: E402
+                               ValidationSampleHook)
+from mmti.engine.hooks.curves_hook import CURVES_FILE  # noqa: E402
+from mmti.engine.hooks.progress_bar_hook import format_duration  # noqa: E402
 from mmti.utils import UserError, command_prefix, prog_name, run_cli  # noqa: E402
 
 PROG = prog_name('tools/train.py')
@@ -126,10 +134,70 @@ def on_interrupt() -> str:
             f'{resume_command(_run["argv"], work_dir)}')
 
 
+def a1111_name(token: str) -> str:
+    """The file name A1111 would use: its prompt word is the file's name, and
+    ``<>:"/\\|?*`` are not allowed in file names on Windows."""
+    return (re.sub(r'[<>:"/\\|?*\s]+', '', token) or 'my-concept') + '.safetensors'
+
+
+def embedding_keys(path: Path) -> list[str]:
+    """The tensor names in a safetensors file (its header only)."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework='pt') as f:
+            return list(f.keys())
+    except Exception:  # a .bin, or unreadable: the summary says less
+        return []
+
+
+def run_summary(runner, seconds: float) -> list[str]:
+    """What the run produced, where it is and how to use it: a few lines."""
+    work_dir = Path(runner.work_dir)
+    hooks = {type(h): h for h in runner.hooks}
+    resumed_at = getattr(hooks.get(ProgressBarHook), 'start_step', 0)
+    resumed = f', resumed at step {resumed_at}' if resumed_at else ''
+    lines = [f'Done: {runner.iter} steps in {format_duration(seconds)}{resumed}.']
+    embedding = None
+    if EmbeddingSaveHook in hooks:
+        embedding = work_dir / hooks[EmbeddingSaveHook].filename
+    if embedding is not None and embedding.is_file():
+        lines.append(f'  embedding: {embedding}')
+    else:
+        embedding = None
+    if ValidationSampleHook in hooks:
+        samples = sorted((work_dir / 'samples').glob('step_*.png'),
+                         key=lambda p: int(p.stem.split('_')[-1]))
+        if samples:
+            lines.append(f'  samples:   {samples[-1]}')
+    if CurvesHook in hooks and (work_dir / CURVES_FILE).is_file():
+        lines.append(f'  curves:    {work_dir / CURVES_FILE}')
+    log_file = getattr(runner.logger, 'log_file', None)
+    if log_file:
+        lines.append(f'  log:       {log_file}')
+    if embedding is None:
+        return lines
+    keys = embedding_keys(embedding)
+    token = str(runner.cfg.model.get('placeholder_token') or (keys[0] if keys else ''))
+    if {'clip_l', 'clip_g'} <= set(keys):  # SDXL's one-file layout: one call per encoder
+        lines.append(f"diffusers:  state = safetensors.torch.load_file('{embedding}'); "
+                     f"pipe.load_textual_inversion(state['clip_l'], token='{token}', "
+                     'text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer); the same with '
+                     "state['clip_g'], pipe.text_encoder_2, pipe.tokenizer_2")
+    else:
+        lines.append(f"diffusers:  pipe.load_textual_inversion('{embedding}')  "
+                     f'then prompt with {token}')
+    name = a1111_name(token)
+    lines.append(f'A1111:      copy it to stable-diffusion-webui/embeddings/{name} and write '
+                 f'{Path(name).stem} in the prompt')
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
+    started = time.monotonic()
     argv = list(sys.argv[1:] if argv is None else argv)
     _run.clear()
     args = parse_args(argv)
+    quiet_library_notices()  # before the config's imports load transformers' models
     cfg = build_config(args)
     prepare_launch(cfg, args.launcher)
     # Every rank reads the work dir (same refusal everywhere, so torchrun sees
@@ -168,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if lock is not None:
             lock.release()
+    if is_rank_zero():
+        print('\n'.join(run_summary(runner, time.monotonic() - started)), flush=True)
     # A process that exits with its group alive can abort at interpreter exit
     # ("terminate called without an active exception": gloo's threads still
     # hold work; pytorch/pytorch#190489), failing a finished run. Only after

@@ -14,11 +14,13 @@ from pathlib import Path
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
+from torch import cuda
 
 from mmti.registry import DATASETS, MODELS
 from mmti.utils import UserError
 
 from .config_checks import check_config, fill_placeholder_token
+from .console import QuietConsoleRunner, warnings_only
 from .resume import (check_checkpoint_matches, check_not_finished,
                      find_resume_checkpoint)
 
@@ -96,7 +98,8 @@ def build_runner(cfg: Config, claim_work_dir: Callable[[], None] | None = None) 
     resume_from, checkpoint, note = find_resume_checkpoint(cfg)
     if checkpoint is not None:
         check_not_finished(cfg, resume_from, checkpoint)
-    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmti')):
+    # The Runner builds both again and logs the same INFO lines: shown once.
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmti')), warnings_only():
         dataset = _build(DATASETS, cfg.train_dataloader.dataset, 'train_dataloader.dataset')
         model = _build(MODELS, cfg.model, 'model')
     if hasattr(dataset, 'distinct_captions') and hasattr(model, 'check_training_captions'):
@@ -111,7 +114,11 @@ def build_runner(cfg: Config, claim_work_dir: Callable[[], None] | None = None) 
     drop_removed_hooks(cfg)
     if claim_work_dir is not None:
         claim_work_dir()
-    runner = Runner.from_cfg(cfg)
+    if not cuda.is_available():
+        # Without CUDA the process group (if any) is gloo; say so in the
+        # logged environment and config instead of the GPU default, nccl.
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    runner = QuietConsoleRunner.from_cfg(cfg)
     if note:
         runner.logger.warning(note)
     return runner

@@ -1,10 +1,15 @@
 """tools/train.py and tools/dist_train.sh as subprocesses on the tiny config."""
+import math
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import load_file
 from tool_runner import TINY_CONFIG, run_tool
 
 from PIL import Image
+
+from mmti.engine.hooks.validation_sample_hook import LABEL_HEIGHT, MIN_CELL
 
 
 def train(work_dir, *options, resume=None, procs: int = 0):
@@ -20,10 +25,56 @@ def train(work_dir, *options, resume=None, procs: int = 0):
 
 
 @pytest.fixture(scope='module')
-def six_step_run(tmp_path_factory):
+def six_step_result(tmp_path_factory):
+    """(work dir, the finished process: its console output)."""
     work_dir = tmp_path_factory.mktemp('run6')
-    train(work_dir)
-    return work_dir
+    return work_dir, train(work_dir)
+
+
+@pytest.fixture(scope='module')
+def six_step_run(six_step_result):
+    return six_step_result[0]
+
+
+# What the console leaves out at the default log level (the log file keeps mmengine's).
+CONSOLE_NOISE = ('Hooks will be executed in the following order', '"FileClient" will be deprecated',
+                 '"HardDiskBackend" is the alias', 'requires torchvision', 'System environment:',
+                 'Loading weights')
+
+
+def test_console_shows_progress_and_no_noise(six_step_result):
+    work_dir, result = six_step_result
+    console = result.stdout + result.stderr
+    for noise in CONSOLE_NOISE:
+        assert noise not in console, noise
+    # Not a terminal (captured): a compact progress line every 10 % instead of a bar.
+    progress = [line for line in result.stderr.splitlines() if line.startswith('train: ')]
+    assert progress[-1].startswith('train: 100% (6/6 steps)') and 'ETA' in progress[-1]
+    assert len(progress) <= 10
+    (log_file,) = work_dir.glob('*/*.log')
+    log = log_file.read_text()
+    assert 'Hooks will be executed in the following order' in log
+    assert '"FileClient" will be deprecated' in log
+    if not torch.cuda.is_available():  # a CPU run does not claim a GPU
+        assert 'GPU number' not in log and "'nccl'" not in log
+        assert 'CPU processes: 1 (no GPU)' in log and "'backend': 'gloo'" in log
+
+
+def test_summary_names_existing_files(six_step_result):
+    work_dir, result = six_step_result
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith('Done: 6 steps in '))
+    summary = {key.strip(): value.strip() for key, value in
+               (line.split(': ', 1) for line in lines[start + 1:start + 5])}
+    assert summary['embedding'] == str(work_dir / 'learned_embeds.safetensors')
+    assert summary['samples'] == str(work_dir / 'samples' / 'step_6.png')
+    assert summary['curves'] == str(work_dir / 'curves.png')
+    assert all(Path(path).is_file() for path in summary.values())
+    assert (f"pipe.load_textual_inversion('{work_dir / 'learned_embeds.safetensors'}')"
+            in lines[start + 5])
+    assert 'embeddings/cat-toy.safetensors' in lines[start + 6]
+    curves = Image.open(work_dir / 'curves.png')
+    assert curves.format == 'PNG' and curves.width >= 600 and curves.height >= 200
 
 
 def test_train_writes_embeddings_checkpoints_and_samples(six_step_run):
@@ -45,7 +96,10 @@ def test_train_writes_embeddings_checkpoints_and_samples(six_step_run):
     assert not list(work_dir.glob('.*'))  # no temporary files left behind
 
     grid = Image.open(work_dir / 'samples' / 'step_6.png')
-    assert grid.size == (64, 4 * 64)  # four validation prompts, one image each
+    # Four validation prompts, one image each (64 px enlarged to at least MIN_CELL), each row
+    # with its prompt above it and the step above all.
+    cell = 64 * math.ceil(MIN_CELL / 64)
+    assert grid.height == LABEL_HEIGHT + 4 * (LABEL_HEIGHT + cell) and grid.width >= cell
 
 
 @pytest.mark.slow

@@ -240,8 +240,9 @@ def test_resume_after_divergence_uses_the_kept_checkpoint(tmp_path, capsys):
     # The fix: a lower learning rate, then --resume PATH from the message.
     path = re.search(r'--resume (\S+?)\.(?: |$)', first).group(1)
     assert path == str(work_dir / 'iter_2.pth')
-    # Replaced by design: the rotated-out iter_2.pth, the pointer, the final file.
-    before = kept_files(work_dir, 'iter_2.pth', 'last_checkpoint', 'learned_embeds.safetensors')
+    # Replaced by design: the rotated-out iter_2.pth, the pointer, the final file, the curves.
+    before = kept_files(work_dir, 'iter_2.pth', 'last_checkpoint', 'learned_embeds.safetensors',
+                        'curves.png')
     healthy = write_config(tmp_path, max_iters=6, ckpt_interval=2, keep=1, embed_interval=2)
     code, err = train(capsys, healthy, work_dir, '--resume', path,
                       options=('optim_wrapper.optimizer.lr=0.0001',))

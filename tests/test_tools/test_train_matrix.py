@@ -304,9 +304,10 @@ def test_moved_work_dir_resumes_from_the_checkpoint_beside_it(finished_run, tmp_
     result = run_tool(PROG, *map(str, resume_args(moved, max_iters=5)))
     assert f'resuming from {moved / "iter_4.pth"} beside it' in result.stdout + result.stderr
     assert (moved / 'last_checkpoint').read_text() == str(moved / 'iter_5.pth')
-    # Resuming rewrites the final embedding, the marker and mmengine's dump of
-    # the (now longer) config; every checkpoint, snapshot and log stays.
-    rewritten = ('learned_embeds.safetensors', 'last_checkpoint', 'textual_inversion_tiny.py')
+    # Resuming rewrites the final embedding, the marker, the curves (longer now)
+    # and mmengine's dump of the config; every checkpoint, snapshot and log stays.
+    rewritten = ('learned_embeds.safetensors', 'last_checkpoint', 'textual_inversion_tiny.py',
+                 'curves.png')
     assert_kept({k: v for k, v in before.items() if k not in rewritten}, moved)
 
 

@@ -1,4 +1,6 @@
-"""ValidationSampleHook in a real run: a prompt-by-image grid, rendered off the global RNG."""
+"""ValidationSampleHook in a real run: a labelled prompt-by-image grid, rendered off the global
+RNG."""
+import math
 import random
 
 import numpy as np
@@ -6,14 +8,26 @@ import torch
 from PIL import Image
 
 from mmti.engine import ValidationSampleHook
+from mmti.engine.hooks.validation_sample_hook import LABEL_HEIGHT, MIN_CELL
 
 SIZE = 64  # the tiny config's resolution
+SCALE = math.ceil(MIN_CELL / SIZE)  # small samples are enlarged (nearest) to be seen
+CELL = SIZE * SCALE
+
+
+def row_top(row: int) -> int:
+    """First pixel row of the images of ``row``: below the step line and the row's prompt."""
+    return LABEL_HEIGHT + row * (LABEL_HEIGHT + CELL) + LABEL_HEIGHT
 
 
 def cells(grid: Image.Image, rows: int, columns: int) -> list[list[np.ndarray]]:
     pixels = np.asarray(grid)
-    return [[pixels[r * SIZE:(r + 1) * SIZE, c * SIZE:(c + 1) * SIZE] for c in range(columns)]
+    return [[pixels[row_top(r):row_top(r) + CELL, c * CELL:(c + 1) * CELL] for c in range(columns)]
             for r in range(rows)]
+
+
+def enlarged(sample: Image.Image) -> np.ndarray:
+    return np.asarray(sample.resize((CELL, CELL), Image.NEAREST))
 
 
 def test_grid_has_a_row_per_prompt_and_a_column_per_image(shared_run):
@@ -24,7 +38,13 @@ def test_grid_has_a_row_per_prompt_and_a_column_per_image(shared_run):
     assert sorted(p.name for p in (shared_run.work_dir / 'samples').iterdir()) == ['step_5.png']
     grid = Image.open(shared_run.work_dir / 'samples' / 'step_5.png')
     assert grid.format == 'PNG' and grid.mode == 'RGB'
-    assert grid.size == (per_prompt * SIZE, len(prompts) * SIZE)
+    # Room for the labels: the step above the grid and each prompt above its row.
+    assert grid.height == LABEL_HEIGHT + len(prompts) * (LABEL_HEIGHT + CELL)
+    assert grid.height > len(prompts) * CELL
+    assert grid.width >= per_prompt * CELL
+    pixels = np.asarray(grid.convert('L'))
+    for row in range(len(prompts)):  # text (dark pixels) in each row's label band
+        assert pixels[row_top(row) - LABEL_HEIGHT:row_top(row)].min() < 128
 
 
 def test_grid_goes_to_the_visualizer(shared_run):
@@ -41,7 +61,7 @@ def test_grid_cells_are_the_samples_in_prompt_order(shared_run):
         p for p in shared_run.model.validation_prompts for _ in range(2)]
     grid_cells = cells(grid, 4, 2)
     for i, result in enumerate(results):
-        assert np.array_equal(grid_cells[i // 2][i % 2], np.asarray(result['sample']))
+        assert np.array_equal(grid_cells[i // 2][i % 2], enlarged(result['sample']))
     # Every cell differs from the others, so the layout check above means something.
     flat = [c for row in grid_cells for c in row]
     assert all(not np.array_equal(a, b) for i, a in enumerate(flat) for b in flat[i + 1:])
@@ -64,7 +84,7 @@ def test_render_leaves_global_rng_untouched(shared_run, tmp_path, monkeypatch):
     assert random.getstate() == py_state
     # The prompts override gave one row of two images.
     grid = Image.open(tmp_path / 'samples' / 'step_99.png')
-    assert grid.size == (2 * SIZE, SIZE)
+    assert grid.height == 2 * LABEL_HEIGHT + CELL and grid.width >= 2 * CELL
     assert shared_run.model.training  # back in training mode after sampling
 
 

@@ -1,0 +1,103 @@
+"""Draw the training curves (``curves.png``) at checkpoints and at the end."""
+import json
+import math
+from pathlib import Path
+
+from mmengine.hooks import CheckpointHook
+
+from mmti.evaluation.plot import line_chart
+from mmti.registry import HOOKS
+from .atomic_checkpoint_hook import AtomicCheckpointHook
+from .periodic_hook import PeriodicHook
+
+CHECKPOINT_HOOKS = (AtomicCheckpointHook, CheckpointHook)
+
+CURVES_FILE = 'curves.png'
+
+
+def smooth(values: list[float], weight: float = 0.9) -> list[float]:
+    """Exponential moving average, debiased (as TensorBoard's smoothing)."""
+    out, mean = [], 0.0
+    for i, value in enumerate(values, 1):
+        mean = weight * mean + (1 - weight) * value
+        out.append(mean / (1 - weight ** i))
+    return out
+
+
+def logged_scalars(log_dir: str | Path) -> dict[str, tuple[list[int], list[float]]]:
+    """``{key: (steps, values)}`` from mmengine's ``vis_data/scalars.json``."""
+    path = Path(log_dir) / 'vis_data' / 'scalars.json'
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    if not path.is_file():
+        return series
+    for line in path.read_text(encoding='utf-8').splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line being written
+        step = row.get('step')
+        for key, value in row.items():
+            if key not in ('step', 'iter') and isinstance(value, (int, float)):
+                steps, values = series.setdefault(key, ([], []))
+                steps.append(step)
+                values.append(float(value))
+    return series
+
+
+@HOOKS.register_module()
+class CurvesHook(PeriodicHook):
+    """Write ``<work_dir>/curves.png``: the training loss against steps, every
+    step (raw) and smoothed, and below it any logged similarity.
+
+    The loss comes from the message hub (every step since the run began,
+    resumed runs included); similarities from mmengine's
+    ``vis_data/scalars.json``. Rank 0 only; the file is replaced atomically.
+
+    Args:
+        interval: Steps between drawings; None: at the checkpoint hook's
+            interval (so a checkpoint always has current curves); 0 or less:
+            only at the end.
+        smoothing: Weight of the moving average (0: none).
+    """
+
+    # After the checkpoint hook (VERY_LOW): a step whose checkpoint is refused
+    # (rows not finite) leaves the previous curves as they were.
+    priority = 'LOWEST'
+
+    def __init__(self, interval: int | None = None, smoothing: float = 0.9):
+        super().__init__(0 if interval is None else interval)
+        self.follow_checkpoints = interval is None
+        self.smoothing = smoothing
+
+    def before_train(self, runner) -> None:
+        if self.follow_checkpoints:
+            self.interval = next((int(hook.interval) for hook in runner.hooks
+                                  if isinstance(hook, CHECKPOINT_HOOKS)
+                                  and not getattr(hook, 'by_epoch', False)), 0)
+
+    def act(self, runner, model, step: int, final: bool) -> None:
+        path = write_curves(runner, step, self.smoothing)
+        if final:
+            runner.logger.info(f'Saved training curves to {path}')
+
+
+def write_curves(runner, step: int, smoothing: float = 0.9) -> Path:
+    """Draw ``curves.png`` in the runner's work dir from what it logged so far."""
+    panels = []
+    loss = runner.message_hub.log_scalars.get('train/loss')
+    values = [float(v) for v in loss.data[0]] if loss is not None else []
+    values = values[-step:] if step > 0 else values
+    steps = list(range(step - len(values) + 1, step + 1))
+    lines = []
+    if values:
+        lines.append(dict(label='loss (each step)', x=steps, y=values, color=(170, 200, 230)))
+        if smoothing > 0 and len(values) > 2:
+            lines.append(dict(label='smoothed', x=steps, y=smooth(values, smoothing),
+                              color=(31, 119, 180), width=2))
+    panels.append(dict(title='training loss', lines=lines))
+    for key, (xs, ys) in sorted(logged_scalars(runner.log_dir).items()):
+        if 'similarity' in key and any(math.isfinite(y) for y in ys):
+            panels.append(dict(title=key, lines=[dict(label=key, x=xs, y=ys, width=2)]))
+    path = Path(runner.work_dir) / CURVES_FILE
+    line_chart(panels, path, title=f'{Path(runner.work_dir).name}: step {step}')
+    return path
