@@ -37,6 +37,7 @@ transparency on white).
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -211,7 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.reconstruct_held_out_captions:
         prompts['reconstruction_prompt'] = held_out_captions(args.held_out_dir)
 
-    from mmti.evaluation import ClipScorer, evaluate_concept, scatter_plot
+    from mmti.evaluation import (EDIT_PROMPTS, RECONSTRUCTION_PROMPT, ClipScorer, evaluate_concept,
+                                 scatter_plot, verdict)
     try:
         scorer = ClipScorer(args.clip, device=args.device)
     except Exception as error:  # noqa: BLE001  (any loading failure: one line)
@@ -237,12 +239,18 @@ def main(argv: list[str] | None = None) -> dict:
     initializer = (cfg.model.get('initializer_token') if args.initializer is None
                    else args.initializer) or None
 
-    rows = evaluate_concept(model, scorer, placeholder, training, held_out_images=held_out,
-                            initializer_word=initializer, num_samples=args.num_samples,
-                            steps=args.steps, seed=args.seed, size=args.size,
-                            guidance_scale=args.guidance_scale, **prompts)
+    from tqdm import tqdm
+    recon = prompts.get('reconstruction_prompt', RECONSTRUCTION_PROMPT)
+    per_row = args.num_samples * ((1 if isinstance(recon, str) else len(recon))
+                                  + len(prompts.get('edit_prompts', EDIT_PROMPTS)))
+    with tqdm(total=per_row * (2 if initializer else 1), desc='evaluate: sampling', unit='img',
+              file=sys.stderr, mininterval=1.0) as bar:
+        rows = evaluate_concept(model, scorer, placeholder, training, held_out_images=held_out,
+                                initializer_word=initializer, num_samples=args.num_samples,
+                                steps=args.steps, seed=args.seed, size=args.size,
+                                guidance_scale=args.guidance_scale, progress=bar.update,
+                                **prompts)
     print(markdown_table(rows))
-    from mmti.evaluation import EDIT_PROMPTS, RECONSTRUCTION_PROMPT, verdict
     conclusion = verdict(rows)
     print(f'Verdict: {conclusion}')
     resolved_prompts = {'reconstruction_prompt': RECONSTRUCTION_PROMPT,

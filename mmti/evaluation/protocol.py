@@ -45,14 +45,16 @@ def _render(model, prompt: str | list[str], num_samples: int, steps: int, seed: 
 def _generated_row(model, scorer, word: str, placeholder: str, training_features: torch.Tensor,
                    reconstruction_prompt: list[str], edit_prompts: Sequence[str],
                    text_features: torch.Tensor, num_samples: int, steps: int, seed: int,
-                   size: int | None, guidance_scale: float) -> dict:
+                   size: int | None, guidance_scale: float, progress) -> dict:
     recon = _render(model, [p.format(word) for p in reconstruction_prompt], num_samples, steps,
                     seed, size, guidance_scale)
+    progress(len(recon))
     recon_features = scorer.image_features(recon)
     edit_features = []
     for template in edit_prompts:
         images = _render(model, template.format(word), num_samples, steps, seed, size,
                          guidance_scale)
+        progress(len(images))
         edit_features.append(scorer.image_features(images))
     # Image i of the edits was made from prompt i // num_samples.
     targets = text_features.repeat_interleave(num_samples, dim=0)
@@ -73,7 +75,8 @@ def evaluate_concept(model, scorer, placeholder: str,
                      size: int | None = None,
                      edit_prompts: Sequence[str] = EDIT_PROMPTS,
                      reconstruction_prompt: str | Sequence[str] = RECONSTRUCTION_PROMPT,
-                     guidance_scale: float = 7.5) -> dict[str, dict]:
+                     guidance_scale: float = 7.5,
+                     progress=None) -> dict[str, dict]:
     """Image and text similarity of a learned concept and its baselines.
 
     Args:
@@ -101,6 +104,9 @@ def evaluate_concept(model, scorer, placeholder: str,
             of the held-out images, so the generated rows show the same
             scenes as the "image only" row and differ from it only in how
             the concept is drawn.
+
+        progress: Called with the number of images after each render (for a
+            progress bar); None for silence.
 
     Returns:
         dict: ``{name: {'image_similarity', 'text_similarity', 'num_images'}}``
@@ -130,7 +136,8 @@ def evaluate_concept(model, scorer, placeholder: str,
     common = dict(training_features=training_features,
                   reconstruction_prompt=reconstruction_prompt, edit_prompts=edit_prompts,
                   text_features=text_features, num_samples=num_samples, steps=steps,
-                  seed=seed, size=size, guidance_scale=guidance_scale)
+                  seed=seed, size=size, guidance_scale=guidance_scale,
+                  progress=progress or (lambda count: None))
 
     rows = {'learned': _generated_row(model, scorer, placeholder, placeholder, **common)}
     if initializer_word:
