@@ -62,10 +62,9 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
         gradient_checkpointing (bool): Recompute UNet activations in the
             backward pass: less memory, about a third more compute.
         compile_unet (bool | str): ``torch.compile`` the UNet (first steps
-            slow); a string names the backend. Inductor is refused on CPU: with
-            torch 2.13 it gave this UNet wrong gradients w.r.t. the text
-            states (58% off; eager and aot_eager are exact), see
-            tests/test_models/test_speed_switches.py.
+            slow); a string names the backend. Inductor is refused on CPU,
+            where it gave this UNet wrong gradients w.r.t. the text states
+            (tests/test_models/test_speed_switches.py).
         validation_prompts (Sequence[str]): Rendered by :meth:`val_step`;
             ``{}`` stands for ``placeholder_token`` (``'a {} bag'``), so the
             prompts follow the token wherever it is changed.
@@ -272,7 +271,7 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
 
     def train(self, mode: bool = True) -> 'TextualInversion':
         # mmengine's loop calls train() before every step, and a full walk of
-        # SD's ~1100 modules cost 2-5 ms of a 28 ms tiny-model CPU step.
+        # SD's ~1100 modules each time is a visible part of a small step.
         # Nothing to do when the mode already holds and the frozen parts are
         # still in eval; anything that changed a mode goes the full way.
         if mode == self.training and not any(m.training for m in self._frozen_modules()):
