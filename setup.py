@@ -38,6 +38,7 @@ setup(
         'mmti-train = mmti.cli.train:cli',
         'mmti-infer = mmti.cli.infer:cli',
         'mmti-eval = mmti.cli.evaluate:cli',
+        'mmti-test = mmti.cli.test:cli',
         'mmti-convert = mmti.cli.convert_embeddings:cli',
     ]},
     extras_require={

@@ -1,9 +1,12 @@
 """CLIP-space evaluation of learned concepts (Gal et al. 2022, Fig. 10)."""
 from .clip_scorer import CLIP_MEAN, CLIP_STD, ClipScorer, preprocess_images
+from .concept_similarity_metric import (ConceptEvaluationPrompts, ConceptSimilarityHook,
+                                        ConceptSimilarityMetric)
 from .plot import line_chart, scatter_plot
 from .protocol import EDIT_PROMPTS, RECONSTRUCTION_PROMPT, evaluate_concept, verdict
 from .similarity import image_similarity, remove_placeholder, text_similarity
 
-__all__ = ['CLIP_MEAN', 'CLIP_STD', 'ClipScorer', 'EDIT_PROMPTS', 'RECONSTRUCTION_PROMPT',
+__all__ = ['CLIP_MEAN', 'CLIP_STD', 'ClipScorer', 'ConceptEvaluationPrompts',
+           'ConceptSimilarityHook', 'ConceptSimilarityMetric', 'EDIT_PROMPTS', 'RECONSTRUCTION_PROMPT',
            'evaluate_concept', 'image_similarity', 'preprocess_images', 'remove_placeholder',
            'line_chart', 'scatter_plot', 'text_similarity', 'verdict']

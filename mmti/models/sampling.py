@@ -32,6 +32,11 @@ class DiffusersSamplingMixin:
         return [{'prompt': prompts[i // per_prompt], 'sample': s} for i, s in enumerate(samples)]
 
     def test_step(self, data: dict | None = None) -> list[dict]:
+        """As :meth:`val_step`; an evaluation request (``concept_evaluation``,
+        from mmti.evaluation's ConceptEvaluationPrompts) passes through
+        unrendered: its metric renders the protocol's prompts itself."""
+        if isinstance(data, dict) and 'concept_evaluation' in data:
+            return [{'concept_evaluation': request} for request in data['concept_evaluation']]
         return self.val_step(data)
 
     @torch.no_grad()
