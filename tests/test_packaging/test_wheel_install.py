@@ -110,7 +110,7 @@ def test_wheel_ships_the_license_and_entry_points(installed):
     venv, outside = installed
     (dist_info,) = (venv / 'lib').glob('python*/site-packages/mmti-*.dist-info')
     assert 'Apache License' in (dist_info / 'licenses' / 'LICENSE').read_text()
-    for name in ('mmti-train', 'mmti-infer', 'mmti-eval', 'mmti-convert'):
+    for name in ('mmti-train', 'mmti-infer', 'mmti-eval', 'mmti-convert', 'mmti-test'):
         result = _run([venv / 'bin' / name, '--help'], cwd=outside)
         assert result.stdout.startswith(f'usage: {name}'), result.stdout[:200]
     # Errors name the command as it was typed.
