@@ -291,11 +291,11 @@ def test_sigkill_during_a_save_leaves_whole_files_and_resume_cleans_up(tmp_path)
     assert torch.load(work_dir / 'iter_2.pth', weights_only=True)['meta']['iter'] == 2
 
     # Replaced by design: the stale temp file and lock, the rotated-out
-    # iter_2.pth, the pointer and the final file. The step-4 snapshot the
+    # iter_2.pth, the pointer, the final file and the curves (redrawn). The step-4 snapshot the
     # killed run wrote before the checkpoint is written again, byte for byte.
     snapshot_4 = load_file(work_dir / 'learned_embeds-steps-4.safetensors')['<cat-toy>']
     before = kept_files(work_dir, temps[0], '.train.lock', 'iter_2.pth', 'last_checkpoint',
-                        'learned_embeds.safetensors')
+                        'learned_embeds.safetensors', 'curves.png')
     result = subprocess.run([*cmd, '--resume'], cwd=REPO_ROOT, env=env, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
