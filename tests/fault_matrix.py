@@ -38,3 +38,12 @@ def assert_refused(code, stderr: str, prog: str, pattern: str, status: int = USA
     assert last.startswith(f'{prog}: '), last
     assert re.search(pattern, last), f'{pattern!r} not in {last!r}'
     return last
+
+
+def deny_writes(monkeypatch, module_os, folder) -> None:
+    """Make ``module_os.access`` answer "not writable" for ``folder``, as it would
+    for an ordinary user of a 0o500 folder (tests run as root, which ignores
+    permission bits)."""
+    real_access = module_os.access
+    monkeypatch.setattr(module_os, 'access',
+                        lambda p, mode: False if str(p) == str(folder) else real_access(p, mode))

@@ -19,7 +19,8 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from mmti.cli.infer import DEFAULT_BATCH_SIZE, initial_latents, noise_seed
+from mmti.cli.infer import DEFAULT_BATCH_SIZE
+from mmti.models.sampling import initial_latents, noise_seed
 from mmti.fileio import save_new_sample
 from mmti.registry import MODELS
 

@@ -18,7 +18,6 @@ traceback. A prompt longer than the text encoder reads is sampled, cut, after
 one warning line from the model that names it.
 """
 import argparse
-import hashlib
 import itertools
 import json
 import math
@@ -39,11 +38,13 @@ from mmti.utils import UserError, prog_name, run_cli  # noqa: E402
 
 PROG = prog_name('tools/infer.py')
 SIZE_MULTIPLE = 8  # diffusers' pipelines need height and width divisible by 8
-DEFAULT_BATCH_SIZE = 4
 # Rough peak memory of sampling one image, per output pixel and element of
 # the weights' dtype: the VAE decoder runs at full resolution with about six
 # live activations of its widest (first) block's channels.
 LIVE_DECODER_ACTIVATIONS = 6
+
+
+DEFAULT_BATCH_SIZE = 4  # images per pipeline call (lowered to what memory holds)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -219,21 +220,6 @@ def check_disk(out_dir: str, count: int, height: int, width: int) -> None:
 
 
 # ----------------------------------------------------------------- sampling
-def noise_seed(seed: int, index: int) -> int:
-    """A 63-bit seed for image ``index`` at ``seed`` (distinct pairs, distinct seeds)."""
-    digest = hashlib.sha256(f'mmti-infer:{seed}:{index}'.encode()).digest()
-    return int.from_bytes(digest[:8], 'little') >> 1
-
-
-def initial_latents(model, seed: int, indices: list[int], height: int, width: int) -> torch.Tensor:
-    """Starting noise of each image, drawn on the CPU from ``(seed, index)`` alone."""
-    factor = 2 ** (len(model.vae.config.block_out_channels) - 1)  # the pipeline's vae_scale_factor
-    shape = (model.unet.config.in_channels, height // factor, width // factor)
-    noise = [torch.randn(shape, generator=torch.Generator().manual_seed(noise_seed(seed, i)))
-             for i in indices]
-    return torch.stack(noise).to(dtype=next(model.unet.parameters()).dtype)
-
-
 def main(argv: list[str] | None = None, progress: dict | None = None) -> list[Path]:
     """Sample and write the images; returns the paths written, in prompt order."""
     progress = {} if progress is None else progress
@@ -245,6 +231,8 @@ def main(argv: list[str] | None = None, progress: dict | None = None) -> list[Pa
     check_scheduler(args.scheduler, cfg)
 
     quiet_library_notices()
+    # After quieting: importing the pipelines prints transformers' notices.
+    from mmti.models.sampling import initial_latents, noise_seed
     import mmti.models  # noqa: F401  (registers TextualInversion)
     model = MODELS.build(cfg.model).to(args.device)
     loaded = model.load_embeddings(args.embeddings)

@@ -4,6 +4,7 @@ Nothing is re-implemented or copied: the pipeline shares the model's UNet,
 VAE and text encoders, and is handed prompt embeddings the model encoded
 itself (placeholders expanded, exactly as in training).
 """
+import hashlib
 import logging
 import secrets
 from collections.abc import Sequence
@@ -12,6 +13,20 @@ import diffusers
 import torch
 from mmengine.logging import print_log
 from PIL import Image
+
+def noise_seed(seed: int, index: int) -> int:
+    """A 63-bit seed for image ``index`` at ``seed`` (distinct pairs, distinct seeds)."""
+    digest = hashlib.sha256(f'mmti-infer:{seed}:{index}'.encode()).digest()
+    return int.from_bytes(digest[:8], 'little') >> 1
+
+
+def initial_latents(model, seed: int, indices: list[int], height: int, width: int) -> torch.Tensor:
+    """Starting noise of each image, drawn on the CPU from ``(seed, index)`` alone."""
+    factor = 2 ** (len(model.vae.config.block_out_channels) - 1)  # the pipeline's vae_scale_factor
+    shape = (model.unet.config.in_channels, height // factor, width // factor)
+    noise = [torch.randn(shape, generator=torch.Generator().manual_seed(noise_seed(seed, i)))
+             for i in indices]
+    return torch.stack(noise).to(dtype=next(model.unet.parameters()).dtype)
 
 
 class DiffusersSamplingMixin:

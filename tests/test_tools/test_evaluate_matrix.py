@@ -1,11 +1,10 @@
 """tools/evaluate.py bad-input matrix: exit 2, one line naming the problem, nothing in the
 output folder changed -- all decided before CLIP or the diffusion model loads."""
-import os
 import shutil
 
 import pytest
 import torch
-from fault_matrix import assert_kept, assert_refused, snapshot
+from fault_matrix import assert_kept, assert_refused, deny_writes, snapshot
 from mmti_testing import CAT_TOY
 from tool_runner import TINY_CONFIG, load_tool, run_tool
 
@@ -123,10 +122,7 @@ def test_read_only_out_dir_is_refused_before_any_work(world, capsys, monkeypatch
     locked = world['tmp'] / 'locked'
     locked.mkdir()
     locked.chmod(0o500)
-    # Root ignores permission bits, so ask what os.access answers an ordinary user.
-    real_access = os.access
-    monkeypatch.setattr(output_dir.os, 'access',
-                        lambda p, mode: False if str(p) == str(locked) else real_access(p, mode))
+    deny_writes(monkeypatch, output_dir.os, locked)
     argv, _ = args_for('--size 30', world)
     argv = [a for a in argv if a not in ('--size', '30')]
     argv[argv.index('--out-dir') + 1] = str(locked / 'eval')

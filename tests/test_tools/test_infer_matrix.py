@@ -1,12 +1,11 @@
 """tools/infer.py bad-input matrix: exit 2, one line naming the problem and the fix, and every
 file already in the output folder byte-identical afterwards. Most cases are decided before
 the model loads (and so cost no model load here)."""
-import os
 
 import pytest
 import safetensors.torch
 import torch
-from fault_matrix import assert_kept, assert_refused, snapshot
+from fault_matrix import assert_kept, assert_refused, deny_writes, snapshot
 from tool_runner import TINY_CONFIG, load_tool, run_tool
 
 from mmti.fileio import write_embedding_file
@@ -116,10 +115,7 @@ def test_read_only_out_dir_is_refused_before_sampling(world, capsys, monkeypatch
     locked = world['tmp'] / 'locked'
     locked.mkdir()
     locked.chmod(0o500)
-    # Root ignores permission bits, so ask what os.access answers an ordinary user.
-    real_access = os.access
-    monkeypatch.setattr(output_dir.os, 'access',
-                        lambda p, mode: False if str(p) == str(locked) else real_access(p, mode))
+    deny_writes(monkeypatch, output_dir.os, locked)
     argv = argv_for([], world)
     argv[argv.index('--out-dir') + 1] = str(locked / 'samples')
     with pytest.raises(SystemExit) as info:
