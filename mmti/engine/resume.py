@@ -84,10 +84,13 @@ def find_resume_checkpoint(cfg: Config) -> tuple[str | None, dict | None, str | 
 
 
 def check_not_finished(cfg: Config, path: str, checkpoint: dict) -> None:
-    """Raise :class:`RunFinished` if the checkpoint is at ``max_iters`` already."""
+    """Raise :class:`RunFinished` if the checkpoint is at ``max_iters`` already
+    or is where :class:`LearningSignalHook` stopped the run."""
     step = checkpoint['meta'].get('iter')
     max_iters = (cfg.get('train_cfg') or {}).get('max_iters')
     if isinstance(step, int) and isinstance(max_iters, int) and step >= max_iters:
+        raise RunFinished(step, path)
+    if (checkpoint.get('learning_signal') or {}).get('stopped'):  # stopped early: learned
         raise RunFinished(step, path)
 
 

@@ -3,6 +3,7 @@ from .batched_runtime_info_hook import BatchedRuntimeInfoHook
 from .curves_hook import CurvesHook
 from .embedding_save_hook import EmbeddingSaveHook
 from .export_hook import ExportHook
+from .learning_signal_hook import LearningSignalHook
 from .non_finite import NonFiniteLossError
 from .non_finite_loss_hook import NonFiniteLossHook
 from .progress_bar_hook import ProgressBarHook
@@ -10,5 +11,5 @@ from .sync_points import is_sync_point
 from .validation_sample_hook import ValidationSampleHook
 
 __all__ = ['AtomicCheckpointHook', 'BatchedRuntimeInfoHook', 'CurvesHook', 'EmbeddingSaveHook',
-           'ExportHook', 'NonFiniteLossError', 'NonFiniteLossHook', 'ProgressBarHook',
+           'ExportHook', 'LearningSignalHook', 'NonFiniteLossError', 'NonFiniteLossHook', 'ProgressBarHook',
            'ValidationSampleHook', 'is_sync_point']

@@ -15,7 +15,8 @@ from .plain_state import from_plain, to_plain
 
 @HOOKS.register_module()
 class AtomicCheckpointHook(Hook):
-    """Save ``iter_N.pth`` every ``interval`` iterations (and at the last).
+    """Save ``iter_N.pth`` every ``interval`` iterations (and at the last,
+    or where the run is stopped early).
 
     Differences from mmengine's ``CheckpointHook``, which this replaces in
     ``default_hooks.checkpoint``:
@@ -75,8 +76,9 @@ class AtomicCheckpointHook(Hook):
                 runner.logger.info(f'Removed {path.name}, left by a killed run.')
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if (self.every_n_train_iters(runner, self.interval)
-                or (self.save_last and self.is_last_train_iter(runner))):
+        # A run stopped early (LearningSignalHook) ends here: save it as the last.
+        last = self.is_last_train_iter(runner) or getattr(runner.train_loop, 'stop_training', False)
+        if self.every_n_train_iters(runner, self.interval) or (self.save_last and last):
             self.save(runner, runner.iter + 1)
 
     def save(self, runner, step: int) -> str:

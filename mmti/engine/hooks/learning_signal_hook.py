@@ -1,0 +1,118 @@
+"""Measure the learning signal while training, and stop when it says the
+concept is learned."""
+import json
+import logging
+from pathlib import Path
+
+import torch
+from mmengine.dist import broadcast, is_main_process
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+
+from mmti.fileio import atomic_write
+from mmti.registry import HOOKS
+from ..learning_signal import FixedBatchLoss
+from ..stop_rules import PlateauStop
+from .periodic_hook import unwrap_model
+
+SIGNAL_FILE = 'learning_signal.json'
+
+
+@HOOKS.register_module()
+class LearningSignalHook(Hook):
+    """Every ``interval`` steps, compute the loss on a fixed evaluation batch
+    (:class:`~mmti.engine.learning_signal.FixedBatchLoss`), log it as
+    ``learning_signal`` and keep the series in ``<work_dir>/learning_signal.json``;
+    with ``stop``, end training when :class:`~mmti.engine.stop_rules.PlateauStop`
+    says the signal has stopped falling.
+
+    ``train_cfg.max_iters`` stays the cap. A stopped run ends as a finished
+    one does: the checkpoint hook saves the stop step, the embedding hook
+    writes ``learned_embeds.safetensors`` from it, and ``--resume`` says there
+    is nothing to resume. The series and the stop travel in checkpoints, so a
+    resumed run stops at the step an uninterrupted one would.
+
+    Args:
+        interval: Steps between measurements.
+        num_samples: Fixed samples (at least; rounded up to whole passes over
+            the training images).
+        stop: Keyword arguments of :class:`PlateauStop`, or None to measure only.
+        batch_size: Samples per forward pass; None: the training batch size.
+    """
+
+    # After NonFiniteLossHook (ABOVE_NORMAL): never measure poisoned rows;
+    # before the checkpoint and saving hooks (LOW, VERY_LOW): a stop decided
+    # at this step is saved at this step.
+    priority = 'NORMAL'
+
+    def __init__(self, interval: int = 10, num_samples: int = 16, stop: dict | None = None,
+                 batch_size: int | None = None):
+        if int(interval) < 1:
+            raise ValueError(f'LearningSignalHook: interval must be >= 1, got {interval}.')
+        self.interval = int(interval)
+        self.num_samples = int(num_samples)
+        self.rule = PlateauStop(**stop) if stop is not None else None
+        self.batch_size = batch_size
+        self.steps: list[int] = []
+        self.values: list[float] = []
+        self.stopped: dict | None = None
+        self._signal = None
+
+    # ----------------------------------------------------------- the run
+    def before_train(self, runner) -> None:
+        loader = runner.train_dataloader
+        self._signal = FixedBatchLoss(loader.dataset, loader.collate_fn, self.num_samples,
+                                      seed=runner.seed,
+                                      batch_size=self.batch_size or loader.batch_size)
+        if not self.steps:  # a fresh run: where the rows start from
+            self._measure(runner, runner.iter)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        step = runner.iter + 1
+        if step % self.interval:
+            return
+        self._measure(runner, step)
+        if self.rule is None or self.stopped is not None:
+            return
+        reason = self.rule.reason_to_stop(self.steps, self.values)
+        if reason is not None:
+            self.stopped = {'step': step, 'reason': reason}
+            runner.train_loop.stop_training = True
+            self._write(runner)
+            print_log(f'Stopping at step {step} of at most {runner.max_iters}: {reason}.',
+                      logger='current', level=logging.INFO)
+
+    def _measure(self, runner, step: int) -> None:
+        model = unwrap_model(runner.model)
+        value = torch.tensor([self._signal(model)], dtype=torch.float64,
+                             device=next(model.parameters()).device)
+        broadcast(value, src=0)  # every rank decides on rank 0's number
+        self.steps.append(step)
+        self.values.append(float(value))
+        runner.message_hub.update_scalar('train/learning_signal', self.values[-1])
+        self._write(runner)
+
+    def _write(self, runner) -> None:
+        if not is_main_process():
+            return
+        with atomic_write(Path(runner.work_dir) / SIGNAL_FILE) as tmp:
+            tmp.write_text(json.dumps(self.state(), indent=1) + '\n', encoding='utf-8')
+
+    # ------------------------------------------------------ checkpoints
+    def state(self) -> dict:
+        return {'interval': self.interval, 'num_samples': self.num_samples,
+                'rule': self.rule.describe() if self.rule else None,
+                'steps': list(self.steps), 'values': list(self.values), 'stopped': self.stopped}
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint['learning_signal'] = self.state()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        saved = checkpoint.get('learning_signal')
+        if not saved:
+            return  # a checkpoint from a run without the signal: start measuring now
+        step = checkpoint['meta'].get('iter', 0)
+        kept = [i for i, s in enumerate(saved['steps']) if s <= step]
+        self.steps = [saved['steps'][i] for i in kept]
+        self.values = [saved['values'][i] for i in kept]
+        self.stopped = saved.get('stopped')

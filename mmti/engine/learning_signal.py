@@ -1,0 +1,77 @@
+"""The learning signal: the training objective on one fixed evaluation batch.
+
+The per-step training loss cannot say when a concept is learned: each step
+sees other images, timesteps and noise, and the timestep alone moves the loss
+by an order of magnitude. Evaluated on inputs that never change (the same
+images, captions, timesteps and noise, drawn once from the run's seed), the
+same objective becomes a smooth curve of the rows alone, which falls while
+the rows still learn something and flattens when they stop (Voronov et al.,
+NeurIPS 2023, "Is This Loss Informative?").
+"""
+import math
+
+import numpy as np
+import torch
+
+# Keeps the signal's noise apart from every training sample's noise seed,
+# which the dataset draws from (seed, index) alone.
+_SIGNAL_STREAM = 0x5167_4E41
+
+
+def fixed_batch_size(num_samples: int, num_images: int | None) -> int:
+    """``num_samples`` rounded up to a whole number of passes over the images,
+    so every training image weighs the same in the signal."""
+    if num_images is None or num_images <= 0:
+        return num_samples
+    return num_images * math.ceil(num_samples / num_images)
+
+
+def signal_noise_seed(seed: int, position: int) -> int:
+    """The noise seed (timestep, latent sample, noise) of one fixed sample."""
+    return int(np.random.default_rng([seed, _SIGNAL_STREAM, position]).integers(2**63))
+
+
+class FixedBatchLoss:
+    """The model's denoising loss on a fixed set of samples.
+
+    The samples are the dataset's first ``n`` indices (its images in order,
+    each with the caption, crop and flip the dataset draws for that index),
+    with noise seeds of their own. Computing it draws nothing from torch's
+    global RNG, so training with the signal on follows the same trajectory
+    as training with it off.
+
+    Args:
+        dataset: The training dataset (indexable; items as the dataloader sees them).
+        collate_fn: The training dataloader's collate function.
+        num_samples: At least this many samples (rounded up to whole passes
+            over the dataset's images).
+        seed: Draws the samples' timesteps and noise.
+        batch_size: Samples per forward pass (memory, not the result).
+    """
+
+    def __init__(self, dataset, collate_fn, num_samples: int, seed: int, batch_size: int):
+        if num_samples < 1:
+            raise ValueError(f'The learning signal needs num_samples >= 1, got {num_samples}.')
+        images = getattr(dataset, 'images', None)
+        size = fixed_batch_size(num_samples, len(images) if images is not None else None)
+        samples = []
+        for position in range(size):
+            sample = dict(dataset[position])
+            sample['noise_seeds'] = signal_noise_seed(seed, position)
+            samples.append(sample)
+        self.batches = [collate_fn(samples[i:i + batch_size])
+                        for i in range(0, size, max(1, batch_size))]
+        self.num_samples = size
+
+    @torch.no_grad()
+    def __call__(self, model) -> float:
+        """The mean loss of the fixed samples under the model's current rows."""
+        total = 0.0
+        for batch in self.batches:
+            data = model.data_preprocessor(batch, False)
+            if data.get('noise_seeds') is None:
+                raise ValueError('The learning signal needs a dataset that gives every sample '
+                                 'a noise seed (TextualInversionDataset does).')
+            loss = model(**data, mode='loss')['loss']
+            total += float(loss) * len(data['captions'])
+        return total / self.num_samples
