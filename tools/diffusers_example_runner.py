@@ -62,7 +62,8 @@ def settle_torchvision_checks() -> None:
     """Let transformers and diffusers record "no torchvision" before the stand-in is findable."""
     import diffusers.utils.import_utils as diffusers_imports
     import transformers.utils.import_utils as transformers_imports
-    if transformers_imports.is_torchvision_available() or diffusers_imports.is_torchvision_available():
+    if (transformers_imports.is_torchvision_available()
+            or diffusers_imports.is_torchvision_available()):
         raise SystemExit('a real torchvision is installed here; run the diffusers script directly, '
                          'without tools/diffusers_example_runner.py.')
 

@@ -1,4 +1,4 @@
-"""Time-to-concept: wall time until a learned embedding closes 80% / 85% of the gap, diffusers vs mmti.
+"""Time-to-concept: wall time until an embedding closes 80% / 85% of the gap, diffusers vs mmti.
 
     python tools/time_to_concept.py --diffusers-script /path/to/textual_inversion.py \
         [--mmti-config configs/textual_inversion_toy.py] [--rounds 3] \
@@ -132,9 +132,11 @@ def score_snapshots(found: list[tuple[int, Path]], launched_at: float,
     points = []
     for step, path in found:
         wall_s = path.stat().st_mtime - launched_at  # read before evaluating: nothing else counts
+        started = time.perf_counter()
         rows = evaluate(step, path)
         points.append({'step': step, 'wall_s': wall_s, 'gap_closed': gap_closed(rows),
-                       'text_ratio': text_ratio(rows)})
+                       'text_ratio': text_ratio(rows),
+                       'evaluate_s': time.perf_counter() - started})  # for planning runs
         if stop_at is not None and points[-1]['gap_closed'] >= stop_at:
             break
     return points
@@ -162,7 +164,7 @@ def median_reach(reaches: list[dict]) -> dict:
 
 
 def speedup(diffusers: dict, mmti: dict) -> dict:
-    """diffusers' time / mmti's; a lower bound when diffusers did not reach, none when mmti did not."""
+    """diffusers' time / mmti's: a lower bound if diffusers missed, none if mmti did."""
     if not mmti['reached']:
         return {'ratio': None, 'bound': 'mmti did not reach'}
     ratio = diffusers['wall_s'] / mmti['wall_s']
@@ -240,7 +242,8 @@ def diffusers_command(script: Path, cfg, images: Path, steps: int, save_steps: i
             '--train_data_dir', str(images),
             '--placeholder_token', cfg.model.placeholder_token,
             '--initializer_token', cfg.model.initializer_token,
-            '--learnable_property', cfg.train_dataloader.dataset.get('learnable_property', 'object'),
+            '--learnable_property',
+            cfg.train_dataloader.dataset.get('learnable_property', 'object'),
             '--resolution', str(cfg.train_dataloader.dataset.resolution),
             *DIFFUSERS_RECIPE,
             '--max_train_steps', str(steps), '--save_steps', str(save_steps),
@@ -252,8 +255,9 @@ def mmti_command(config: str, save_steps: int, options: list[str], out: Path) ->
             '--cfg-options', f'default_hooks.embedding_save.interval={save_steps}', *options]
 
 
-def launch(command: list[str], log: Path) -> float:
-    """Run ``command`` from the repository root; returns its launch time (``time.time()``)."""
+def launch(command: list[str], log: Path) -> tuple[float, float]:
+    """Run ``command`` from the repository root; returns its launch time (``time.time()``)
+    and how many seconds it ran."""
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, HF_HUB_OFFLINE='1')
     with open(log, 'w') as output:
@@ -263,7 +267,7 @@ def launch(command: list[str], log: Path) -> float:
     if status != 0:
         tail = log.read_text(errors='replace')[-3000:]
         raise SystemExit(f'{Path(command[1]).name} failed (exit {status}); log {log}:\n{tail}')
-    return launched_at
+    return launched_at, time.time() - launched_at
 
 
 class SnapshotEvaluator:
@@ -314,15 +318,26 @@ def main(argv: list[str] | None = None) -> dict:
                 shutil.rmtree(run_dir)  # stale snapshots would be timed against this launch
             command = commands[tool](run_dir / 'train')
             print(f'round {number}/{args.rounds}: training {tool} ...', flush=True)
-            launched_at = launch(command, run_dir / 'train.log')
+            launched_at, process_s = launch(command, run_dir / 'train.log')
+            print(f'  {tool} process ran {process_s:.0f} s', flush=True)
             print(f'round {number}/{args.rounds}: evaluating {tool} snapshots ...', flush=True)
-            points = score_snapshots(
-                snapshots(run_dir / 'train'), launched_at,
-                lambda step, path: evaluator(path, run_dir / 'eval' / f'steps-{step}'), stop_at)
+            found = snapshots(run_dir / 'train')
+            if not found:
+                raise SystemExit(f'{tool} wrote no learned_embeds-steps-N.safetensors in '
+                                 f'{run_dir / "train"}; see {run_dir / "train.log"}.')
+            try:
+                points = score_snapshots(
+                    found, launched_at,
+                    lambda step, path: evaluator(path, run_dir / 'eval' / f'steps-{step}'),
+                    stop_at)
+            except ValueError as error:  # rows that cannot give a gap: the config's evaluation
+                raise SystemExit(f'{args.mmti_config}: {error}') from None
             for point in points:
                 print(f"  {tool} step {point['step']}: {point['wall_s']:.1f} s, gap closed "
-                      f"{point['gap_closed']:.1%}, text ratio {point['text_ratio']:.1%}", flush=True)
-            runs.append({'round': number, 'tool': tool, 'command': command, 'points': points})
+                      f"{point['gap_closed']:.1%}, text ratio {point['text_ratio']:.1%}",
+                      flush=True)
+            runs.append({'round': number, 'tool': tool, 'command': command,
+                         'process_s': process_s, 'points': points})
             result = {'summary': summarize(runs), 'runs': runs,
                       'baseline_rows': evaluator.baseline, 'thresholds': list(THRESHOLDS),
                       'note': SHIM_NOTE,

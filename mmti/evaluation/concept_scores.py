@@ -28,8 +28,8 @@ def gap_closed(rows: dict) -> float:
     initializer = _row(rows, 'initializer', 'gap closed')['image_similarity']
     real = _row(rows, 'image only', 'gap closed')['image_similarity']
     if real <= initializer:
-        raise ValueError(f'the initializer word scores {initializer:.4f}, as high as the real images '
-                         f'({real:.4f}): image similarity cannot show learning here.')
+        raise ValueError(f'the initializer word scores {initializer:.4f}, as high as the real '
+                         f'images ({real:.4f}): image similarity cannot show learning here.')
     return (learned - initializer) / (real - initializer)
 
 

@@ -197,9 +197,10 @@ def test_launcher_runs_a_script_with_the_stand_in_and_transformers_still_imports
         'print("flip", type(transforms.RandomHorizontalFlip(0.5)).__name__)\n'
         'print("transformers sees torchvision", t.is_torchvision_available())\n'
         'print("script dir on path", sys.path[1] == ' + repr(str(tmp_path)) + ')\n')
-    result = subprocess.run([sys.executable, str(REPO_ROOT / 'tools' / 'diffusers_example_runner.py'),
-                             str(script), '--flag', 'x y'], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=120, env=dict(os.environ, HF_HUB_OFFLINE='1'))
+    launcher = str(REPO_ROOT / 'tools' / 'diffusers_example_runner.py')
+    result = subprocess.run([sys.executable, launcher, str(script), '--flag', 'x y'],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, HF_HUB_OFFLINE='1'))
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert lines == ['name __main__', "argv ['--flag', 'x y']", 'shim True True',
@@ -207,6 +208,6 @@ def test_launcher_runs_a_script_with_the_stand_in_and_transformers_still_imports
                      'script dir on path True']
     assert runner.SHIM_NOTE in result.stderr
 
-    missing = subprocess.run([sys.executable, str(REPO_ROOT / 'tools' / 'diffusers_example_runner.py'),
-                              str(tmp_path / 'nope.py')], capture_output=True, text=True, timeout=60)
+    missing = subprocess.run([sys.executable, launcher, str(tmp_path / 'nope.py')],
+                             capture_output=True, text=True, timeout=60)
     assert missing.returncode != 0 and 'usage:' in missing.stderr
