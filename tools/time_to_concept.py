@@ -273,14 +273,14 @@ def launch(command: list[str], log: Path) -> tuple[float, float]:
 class SnapshotEvaluator:
     """Scores snapshots with tools/evaluate.py; the snapshot-free rows are measured once."""
 
-    def __init__(self, config: str, num_samples: int | None):
+    def __init__(self, config: str, options: list[str] = ()):
         self.config = config
-        self.extra = [] if num_samples is None else ['--num-samples', str(num_samples)]
+        self.options = list(options)  # more options of tools/evaluate.py
         self.baseline: dict | None = None  # the 'initializer' and 'image only' rows
 
     def __call__(self, snapshot: Path, out: Path) -> dict:
         command = [sys.executable, str(ROOT / 'tools' / 'evaluate.py'), self.config,
-                   '--embeddings', str(snapshot), '--out-dir', str(out), *self.extra]
+                   '--embeddings', str(snapshot), '--out-dir', str(out), *self.options]
         if self.baseline is not None:
             command += ['--initializer', '']  # the learned row only
         launch(command, out / 'evaluate.log')
@@ -299,7 +299,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out_dir.resolve()
     images = images_only_folder(ROOT / cfg.train_dataloader.dataset.data_root,
                                 out / 'diffusers_train_images')
-    evaluator = SnapshotEvaluator(config, args.num_samples)
+    evaluator = SnapshotEvaluator(
+        config, [] if args.num_samples is None else ['--num-samples', str(args.num_samples)])
     stop_at = None if args.evaluate_all else max(THRESHOLDS)
     print(f'time_to_concept: {SHIM_NOTE}.', flush=True)
     commands = {

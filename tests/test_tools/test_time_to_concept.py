@@ -18,6 +18,7 @@ from mmengine.config import Config
 from PIL import Image
 from tool_runner import load_tool
 
+from mmti.evaluation.concept_scores import gap_closed
 from mmti_testing import REPO_ROOT
 
 ttc = load_tool('time_to_concept')
@@ -156,6 +157,29 @@ def test_bad_input_is_refused_before_anything_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         ttc.main(['--diffusers-script', str(script), '--rounds', '0'])
     assert '--rounds must be at least 1' in capsys.readouterr().err
+
+
+def test_later_snapshots_render_only_the_learned_row_with_tools_evaluate(tmp_path):
+    """The real tools/evaluate.py, as cheap as it goes (1 sample, 1 step: about 20 s)."""
+    import torch
+    from safetensors.torch import save_file
+    hidden = json.loads((REPO_ROOT / 'data/toy/sd/text_encoder/config.json').read_text())
+    snapshot = tmp_path / 'learned_embeds-steps-20.safetensors'  # diffusers' layout
+    save_file({'<purple-dotted-star>': 0.02 * torch.randn(1, hidden['hidden_size'],
+                                                          generator=torch.manual_seed(0))},
+              str(snapshot))
+    evaluator = ttc.SnapshotEvaluator(str(REPO_ROOT / ttc.DEFAULT_CONFIG),
+                                      ['--num-samples', '1', '--steps', '1'])
+    measured_once = {'initializer': {'image_similarity': 0.1, 'text_similarity': 0.5},
+                     'image only': {'image_similarity': 0.9, 'text_similarity': 0.2}}
+    evaluator.baseline = dict(measured_once)  # as the first snapshot's evaluation leaves it
+    rows = evaluator(snapshot, tmp_path / 'eval')
+    written = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())['rows']
+    assert sorted(written) == ['image only', 'learned']  # no initializer renders this time
+    assert written['learned']['num_images'] == 12  # 8 held-out captions + 4 edit prompts
+    assert rows == {**measured_once, 'learned': written['learned']}
+    learned = written['learned']['image_similarity']
+    assert gap_closed(rows) == pytest.approx((learned - 0.1) / (0.9 - 0.1))  # the kept baseline
 
 
 def load_shim_transforms(folder):
