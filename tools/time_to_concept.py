@@ -118,7 +118,8 @@ def snapshots(folder: Path) -> list[tuple[int, Path]]:
 
 
 def score_snapshots(found: list[tuple[int, Path]], launched_at: float,
-                    evaluate: Callable[[int, Path], dict], stop_at: float | None) -> list[dict]:
+                    evaluate: Callable[[int, Path], dict], stop_at: float | None,
+                    on_point: Callable[[dict], None] = lambda point: None) -> list[dict]:
     """Gap closed and text ratio of each snapshot, in step order.
 
     Args:
@@ -128,6 +129,7 @@ def score_snapshots(found: list[tuple[int, Path]], launched_at: float,
             returns them (``learned``, ``initializer``, ``image only``).
         stop_at: Stop after the first snapshot whose gap closed reaches this;
             None scores every snapshot.
+        on_point: Called with each point as it is scored (progress).
     """
     points = []
     for step, path in found:
@@ -137,6 +139,7 @@ def score_snapshots(found: list[tuple[int, Path]], launched_at: float,
         points.append({'step': step, 'wall_s': wall_s, 'gap_closed': gap_closed(rows),
                        'text_ratio': text_ratio(rows),
                        'evaluate_s': time.perf_counter() - started})  # for planning runs
+        on_point(points[-1])
         if stop_at is not None and points[-1]['gap_closed'] >= stop_at:
             break
     return points
@@ -291,12 +294,49 @@ class SnapshotEvaluator:
         return {**self.baseline, 'learned': rows['learned']}
 
 
+def check_evaluation_block(cfg, config: str) -> None:
+    """Refuse, before hours of training, a config whose evaluation cannot give a gap."""
+    evaluation = cfg.get('evaluation') or {}
+    missing = [key for key in ('clip', 'held_out_dir') if not evaluation.get(key)]
+    if not cfg.model.get('initializer_token'):
+        missing.append('model.initializer_token')
+    if missing:
+        raise SystemExit(f'{config}: the gap closed needs evaluation.clip, '
+                         f'evaluation.held_out_dir and model.initializer_token; missing '
+                         f'{missing} (see configs/textual_inversion_toy.py).')
+
+
+def train_and_score(tool: str, command: list[str], run_dir: Path,
+                    evaluator: SnapshotEvaluator, stop_at: float | None) -> dict:
+    """One timed training run of ``tool``, then its snapshots scored (untimed)."""
+    launched_at, process_s = launch(command, run_dir / 'train.log')
+    print(f'  {tool} process ran {process_s:.0f} s; evaluating its snapshots ...', flush=True)
+    found = snapshots(run_dir / 'train')
+    if not found:
+        raise SystemExit(f'{tool} wrote no learned_embeds-steps-N.safetensors in '
+                         f'{run_dir / "train"}; see {run_dir / "train.log"}.')
+
+    def report(point: dict) -> None:
+        print(f"  {tool} step {point['step']}: {point['wall_s']:.1f} s, gap closed "
+              f"{point['gap_closed']:.1%}, text ratio {point['text_ratio']:.1%}", flush=True)
+
+    points = score_snapshots(
+        found, launched_at, lambda step, path: evaluator(path, run_dir / 'eval' / f'steps-{step}'),
+        stop_at, report)
+    return {'tool': tool, 'command': command, 'process_s': process_s, 'points': points}
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     from mmengine.config import Config
     config = str(Path(args.mmti_config).resolve())  # the tools run from the repository root
     cfg = Config.fromfile(config, import_custom_modules=False)
+    check_evaluation_block(cfg, args.mmti_config)
     out = args.out_dir.resolve()
+    earlier = sorted(out.glob('round_*'))
+    if earlier:
+        raise SystemExit(f'{args.out_dir} already holds a benchmark ({earlier[0].name}, ...); '
+                         'pass another --out-dir, or remove that one.')
     images = images_only_folder(ROOT / cfg.train_dataloader.dataset.data_root,
                                 out / 'diffusers_train_images')
     evaluator = SnapshotEvaluator(
@@ -313,38 +353,21 @@ def main(argv: list[str] | None = None) -> dict:
     runs = []
     result = {}
     for number in range(1, args.rounds + 1):
-        for tool in TOOLS:
-            run_dir = out / f'round_{number}' / tool
-            if run_dir.exists():
-                shutil.rmtree(run_dir)  # stale snapshots would be timed against this launch
-            command = commands[tool](run_dir / 'train')
+        for tool in TOOLS:  # interleaved: machine drift hits both tools alike
             print(f'round {number}/{args.rounds}: training {tool} ...', flush=True)
-            launched_at, process_s = launch(command, run_dir / 'train.log')
-            print(f'  {tool} process ran {process_s:.0f} s', flush=True)
-            print(f'round {number}/{args.rounds}: evaluating {tool} snapshots ...', flush=True)
-            found = snapshots(run_dir / 'train')
-            if not found:
-                raise SystemExit(f'{tool} wrote no learned_embeds-steps-N.safetensors in '
-                                 f'{run_dir / "train"}; see {run_dir / "train.log"}.')
+            run_dir = out / f'round_{number}' / tool
             try:
-                points = score_snapshots(
-                    found, launched_at,
-                    lambda step, path: evaluator(path, run_dir / 'eval' / f'steps-{step}'),
-                    stop_at)
-            except ValueError as error:  # rows that cannot give a gap: the config's evaluation
+                run = train_and_score(tool, commands[tool](run_dir / 'train'), run_dir,
+                                      evaluator, stop_at)
+            except ValueError as error:  # rows that cannot give a gap
                 raise SystemExit(f'{args.mmti_config}: {error}') from None
-            for point in points:
-                print(f"  {tool} step {point['step']}: {point['wall_s']:.1f} s, gap closed "
-                      f"{point['gap_closed']:.1%}, text ratio {point['text_ratio']:.1%}",
-                      flush=True)
-            runs.append({'round': number, 'tool': tool, 'command': command,
-                         'process_s': process_s, 'points': points})
+            runs.append({'round': number, **run})
             result = {'summary': summarize(runs), 'runs': runs,
                       'baseline_rows': evaluator.baseline, 'thresholds': list(THRESHOLDS),
                       'note': SHIM_NOTE,
                       'settings': {k: str(v) if isinstance(v, Path) else v
                                    for k, v in vars(args).items()}}
-            with atomic_write(out / 'time_to_concept.json') as tmp:
+            with atomic_write(out / 'time_to_concept.json') as tmp:  # after every run
                 tmp.write_text(json.dumps(result, indent=2) + '\n')
     table = markdown(result['summary'])
     with atomic_write(out / 'time_to_concept.md') as tmp:

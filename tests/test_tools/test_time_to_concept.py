@@ -157,6 +157,13 @@ def test_bad_input_is_refused_before_anything_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         ttc.main(['--diffusers-script', str(script), '--rounds', '0'])
     assert '--rounds must be at least 1' in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=r"missing \['clip', 'held_out_dir'\]"):
+        ttc.main(['--diffusers-script', str(script),
+                  '--mmti-config', str(REPO_ROOT / 'configs' / 'textual_inversion_tiny.py')])
+    (tmp_path / 'out' / 'round_1').mkdir(parents=True)  # an earlier benchmark is not deleted
+    with pytest.raises(SystemExit, match='already holds a benchmark'):
+        ttc.main(['--diffusers-script', str(script), '--out-dir', str(tmp_path / 'out')])
+    assert (tmp_path / 'out' / 'round_1').is_dir()
 
 
 def test_later_snapshots_render_only_the_learned_row_with_tools_evaluate(tmp_path):
