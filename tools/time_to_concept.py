@@ -14,8 +14,10 @@ Two recipes learn the same concept from the same images:
   ``--diffusers-save-steps``. It runs through
   ``tools/diffusers_example_runner.py``, which stands in for torchvision (only
   ``transforms.RandomHorizontalFlip``, a PIL flip of our own; torchvision cannot
-  be installed beside this CPU torch). Its dataset lists every file of its
-  folder, so it gets a temporary folder holding only the images.
+  be installed beside this CPU torch). It runs as ``python SCRIPT`` (one
+  process, what ``accelerate launch`` does on one device). Its dataset lists
+  every file of its folder, so it gets a copy of the images without their
+  caption files (``OUT_DIR/diffusers_train_images``).
 * mmti: ``tools/train.py CONFIG`` as the config ships it (``--cfg-options``
   passes overrides), a snapshot every ``--mmti-save-steps``.
 
@@ -33,12 +35,16 @@ ratio = learned / initializer on text similarity
 that reaches the highest threshold (``--evaluate-all`` scores them all). The
 initializer and image-only rows do not depend on the snapshot (same model,
 word, prompts and seed), so they are measured once, with the first snapshot,
-and later evaluations render only the learned row.
+and later evaluations render only the learned row (the learned row came out
+identical with and without the initializer row beside it, on CPU).
 
 Printed and written to ``OUT_DIR/time_to_concept.json`` (and ``.md``): per
 round and the median over rounds, the first wall time (and step) at which each
 tool reaches 80% and 85% of the gap, or "not reached" within its last
-evaluated snapshot, and the ratio diffusers / mmti.
+evaluated snapshot, and the ratio diffusers / mmti (">=" when diffusers did not
+reach it: a lower bound). Each run's process seconds and each evaluation's
+seconds are kept too, for planning. An OUT_DIR holding an earlier benchmark
+is refused, not overwritten.
 """
 import argparse
 import json
