@@ -1,0 +1,39 @@
+"""The two numbers read off :func:`~mmti.evaluation.evaluate_concept`'s rows.
+
+* gap closed: how far the learned row's image similarity has come from the
+  initializer word's (the prompt-only baseline, 0) to the held-out real
+  images' (the image-only point, 1);
+* text ratio: the learned row's text similarity over the initializer's
+  (1 = the placeholder leaves edit prompts as editable as a plain word).
+
+:func:`~mmti.evaluation.verdict` states the same two numbers in words.
+"""
+
+
+def _row(rows: dict, name: str, needed_for: str) -> dict:
+    if name not in rows:
+        raise ValueError(f'{needed_for} needs the {name!r} row; the rows are {sorted(rows)} '
+                         '(evaluate with the initializer word and held-out images).')
+    return rows[name]
+
+
+def gap_closed(rows: dict) -> float:
+    """(learned - initializer) / (image only - initializer), on image similarity.
+
+    Raises:
+        ValueError: a row is missing, or the initializer already scores as
+            high as the real images (the gap is empty: nothing to close).
+    """
+    learned = _row(rows, 'learned', 'gap closed')['image_similarity']
+    initializer = _row(rows, 'initializer', 'gap closed')['image_similarity']
+    real = _row(rows, 'image only', 'gap closed')['image_similarity']
+    if real <= initializer:
+        raise ValueError(f'the initializer word scores {initializer:.4f}, as high as the real '
+                         f'images ({real:.4f}): image similarity cannot show learning here.')
+    return (learned - initializer) / (real - initializer)
+
+
+def text_ratio(rows: dict) -> float:
+    """learned / initializer, on text similarity."""
+    learned = _row(rows, 'learned', 'text ratio')['text_similarity']
+    return learned / _row(rows, 'initializer', 'text ratio')['text_similarity']
