@@ -8,6 +8,7 @@ from mmengine.hooks import CheckpointHook
 from mmti.evaluation.plot import line_chart
 from mmti.registry import HOOKS
 from .atomic_checkpoint_hook import AtomicCheckpointHook
+from .learning_signal_hook import SIGNAL_FILE
 from .periodic_hook import PeriodicHook
 
 CHECKPOINT_HOOKS = (AtomicCheckpointHook, CheckpointHook)
@@ -47,7 +48,9 @@ def logged_scalars(log_dir: str | Path) -> dict[str, tuple[list[int], list[float
 @HOOKS.register_module()
 class CurvesHook(PeriodicHook):
     """Write ``<work_dir>/curves.png``: the training loss against steps, every
-    step (raw) and smoothed, and below it any logged similarity.
+    step (raw) and smoothed, below it the learning signal
+    (``learning_signal.json``) with the step where it stopped the run, and
+    any logged similarity.
 
     The loss comes from the message hub (every step since the run began,
     resumed runs included); similarities from mmengine's
@@ -81,6 +84,15 @@ class CurvesHook(PeriodicHook):
             runner.logger.info(f'Saved training curves to {path}')
 
 
+def read_signal(work_dir: str | Path) -> dict | None:
+    """The series :class:`LearningSignalHook` keeps in the work dir, if any."""
+    path = Path(work_dir) / SIGNAL_FILE
+    try:
+        return json.loads(path.read_text(encoding='utf-8'))
+    except (OSError, ValueError):
+        return None
+
+
 def write_curves(runner, step: int, smoothing: float = 0.9) -> Path:
     """Draw ``curves.png`` in the runner's work dir from what it logged so far."""
     panels = []
@@ -95,6 +107,15 @@ def write_curves(runner, step: int, smoothing: float = 0.9) -> Path:
             lines.append(dict(label='smoothed', x=steps, y=smooth(values, smoothing),
                               color=(31, 119, 180), width=2))
     panels.append(dict(title='training loss', lines=lines))
+    signal = read_signal(runner.work_dir)
+    if signal and signal['steps']:
+        stopped = signal.get('stopped')
+        title = 'learning signal (loss on a fixed batch)'
+        if stopped:
+            title += f": stopped at step {stopped['step']}"
+        panels.append(dict(title=title, lines=[dict(
+            label='learning signal', x=signal['steps'], y=signal['values'],
+            color=(214, 39, 40), width=2)]))
     for key, (xs, ys) in sorted(logged_scalars(runner.log_dir).items()):
         if 'similarity' in key and any(math.isfinite(y) for y in ys):
             panels.append(dict(title=key, lines=[dict(label=key, x=xs, y=ys, width=2)]))

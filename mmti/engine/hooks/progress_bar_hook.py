@@ -77,7 +77,12 @@ class ProgressBarHook(Hook):
             self._next_report = self._report_step(step)
 
     def after_train(self, runner) -> None:
+        stopped_early = self._stream is not None and runner.iter < self._total
         self._close()
+        if stopped_early:  # LearningSignalHook ended the run: say so where the bar was
+            elapsed = format_duration(time.monotonic() - self._started)
+            print(f'train: stopped at step {runner.iter} of at most {self._total}, {elapsed}: '
+                  'the learning signal stopped falling', file=self._stream, flush=True)
 
     def after_run(self, runner) -> None:
         self._close()
