@@ -42,6 +42,8 @@ optim_wrapper = dict(optimizer=dict(lr=5e-3))
 train_cfg = dict(max_iters=600)
 default_hooks = dict(
     logger=dict(interval=50),
+    # The toy concept is learned in tens of steps: measure and judge sooner.
+    learning_signal=dict(interval=10, stop=dict(window=30, min_drop=0.02)),
     checkpoint=dict(interval=300),
     embedding_save=dict(interval=300),
     validation_samples=dict(interval=300))

@@ -117,9 +117,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- what the runs measure ------------------------------------------------
 
 def snapshots(folder: Path) -> list[tuple[int, Path]]:
-    """``learned_embeds-steps-N.safetensors`` files of ``folder``, in step order."""
+    """``learned_embeds-steps-N.safetensors`` files of ``folder``, in step order, and
+    ``learned_embeds.safetensors`` where mmti's learning signal stopped the run
+    (``learning_signal.json`` names the step)."""
     found = [(int(m.group(1)), path) for path in Path(folder).iterdir()
              if (m := SNAPSHOT_NAME.match(path.name))]
+    final = Path(folder) / 'learned_embeds.safetensors'
+    try:
+        stopped = json.loads((Path(folder) / 'learning_signal.json').read_text())['stopped']
+    except (OSError, ValueError, KeyError):
+        stopped = None
+    if stopped and final.is_file() and stopped['step'] not in {step for step, _ in found}:
+        found.append((int(stopped['step']), final))
     return sorted(found)
 
 

@@ -18,7 +18,7 @@ default_hooks = dict(
     validation_samples=dict(type='ValidationSampleHook', interval=500),  # samples/step_N.png
     # Loss on a fixed batch every `interval` steps (learning_signal.json); with
     # stop=dict(...) it ends training when the concept is learned.
-    learning_signal=dict(type='LearningSignalHook', interval=10, num_samples=16, stop=None),
+    learning_signal=dict(type='LearningSignalHook', interval=10, num_samples=16),
     curves=dict(type='CurvesHook'),  # curves.png, at every checkpoint and at the end
     progress=dict(type='ProgressBarHook'))  # one bar with ETA on stderr (rank 0)
 custom_hooks = []

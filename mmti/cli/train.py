@@ -24,8 +24,8 @@ from mmti.engine import (RunFinished, WorkDirLock, build_runner,  # noqa: E402
                          check_cfg_options, is_rank_zero, prepare_launch, read_last_checkpoint,
                          refuse_previous_run)
 from mmti.engine.console import quiet_library_notices  # noqa: E402
-from mmti.engine.hooks import (CurvesHook, EmbeddingSaveHook, ProgressBarHook,  # noqa: E402
-                               ValidationSampleHook)
+from mmti.engine.hooks import (CurvesHook, EmbeddingSaveHook, LearningSignalHook,  # noqa: E402
+                               ProgressBarHook, ValidationSampleHook)
 from mmti.engine.hooks.curves_hook import CURVES_FILE  # noqa: E402
 from mmti.engine.hooks.progress_bar_hook import format_duration  # noqa: E402
 from mmti.utils import UserError, command_prefix, prog_name, run_cli  # noqa: E402
@@ -157,6 +157,11 @@ def run_summary(runner, seconds: float) -> list[str]:
     resumed_at = getattr(hooks.get(ProgressBarHook), 'start_step', 0)
     resumed = f', resumed at step {resumed_at}' if resumed_at else ''
     lines = [f'Done: {runner.iter} steps in {format_duration(seconds)}{resumed}.']
+    stopped = getattr(hooks.get(LearningSignalHook), 'stopped', None)
+    if stopped:
+        lines[0] = (f"Done: learned; stopped at step {stopped['step']} of at most "
+                    f'{runner.max_iters} in {format_duration(seconds)}{resumed} '
+                    f"({stopped['reason']}).")
     embedding = None
     if EmbeddingSaveHook in hooks:
         embedding = work_dir / hooks[EmbeddingSaveHook].filename

@@ -77,6 +77,18 @@ def test_times_come_from_snapshot_mtimes_and_evaluation_stops_at_85_percent(tmp_
     assert calls == [50, 100, 150, 200, 300, 1000] and len(everything) == 6
 
 
+def test_the_final_file_of_a_stopped_run_is_the_stop_step(tmp_path):
+    write_run(tmp_path, {25: 0.5, 50: 0.8})
+    assert [step for step, _ in ttc.snapshots(tmp_path)] == [25, 50]  # not stopped: no final
+    (tmp_path / 'learning_signal.json').write_text(json.dumps({'stopped': {'step': 70}}))
+    found = ttc.snapshots(tmp_path)
+    assert [(step, path.name) for step, path in found] == [
+        (25, 'learned_embeds-steps-25.safetensors'), (50, 'learned_embeds-steps-50.safetensors'),
+        (70, 'learned_embeds.safetensors')]
+    (tmp_path / 'learning_signal.json').write_text(json.dumps({'stopped': {'step': 50}}))
+    assert [step for step, _ in ttc.snapshots(tmp_path)] == [25, 50]  # already a snapshot
+
+
 def reach(wall_s, step, reached=True):
     return {'reached': reached, 'step': step, 'wall_s': wall_s}
 

@@ -105,7 +105,7 @@ def test_stops_where_the_rule_says_and_resume_stops_there_too(tmp_path):
     step = series['stopped']['step']
     assert step == expected == runner.iter < 30
     assert max(whole.rows) == step
-    assert 'fell' in series['stopped']['reason']
+    assert 'learning signal' in series['stopped']['reason']
     # The stop is saved as a finished run: checkpoint, pointer, final embedding.
     work = tmp_path / 'whole'
     assert (work / 'last_checkpoint').read_text().strip().endswith(f'iter_{step}.pth')
