@@ -20,6 +20,7 @@ model = dict(
     pretrained_model='data/toy/sd',
     placeholder_token=placeholder_token,
     initializer_token='star',  # the shape: colour and pattern are left to learn
+    num_vectors=2,  # two rows learn more of the concept, and more steadily (docs/fast_concepts.md)
     validation_prompts=[
         'a large {} in the center on a white background',
         'a small {} on the left on a black background',
