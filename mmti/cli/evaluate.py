@@ -85,14 +85,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def image_files(folder: str | None, what: str) -> list[Path]:
-    """The images of ``folder`` as training lists them; ``what`` names the option."""
+def image_files(folder: str | None, what: str, log: bool = True) -> list[Path]:
+    """The images of ``folder`` as training lists them; ``what`` names the option.
+
+    With ``log`` the folder's "using N images" line is logged; a second look
+    at the same folder (or a check before the loading that logs it) passes
+    ``log=False`` so the line is shown once.
+    """
     from mmti.datasets.textual_inversion_dataset import list_concept_images
     if not folder or not Path(folder).is_dir():
         raise UserError(f'{what} {folder} does not exist or is not a folder; pass a folder of '
                         'images of the concept.')
     try:
-        return list_concept_images(folder)
+        return list_concept_images(folder, log=log)
     except (ValueError, OSError) as error:
         raise UserError(f'{what}: {error}') from None
 
@@ -108,7 +113,7 @@ def held_out_captions(folder: str | None) -> list[str]:
     if not folder:
         raise UserError('--reconstruct-held-out-captions needs --held-out-dir (images with '
                         'caption files beside them).')
-    files = image_files(folder, '--held-out-dir')
+    files = image_files(folder, '--held-out-dir', log=False)  # load_images logged it
     for image in files:
         if not image.with_suffix('.txt').is_file():
             raise UserError(f'--reconstruct-held-out-captions: held-out image {image} has no '
@@ -116,6 +121,25 @@ def held_out_captions(folder: str | None) -> list[str]:
                             'like "a {} on a red sofa").')
     from mmti.datasets.textual_inversion_dataset import read_caption_file
     return [read_caption_file(image)[0] for image in files]
+
+
+def sampling_total(num_samples: int, prompts: dict, initializer: str | None) -> int:
+    """How many images :func:`evaluate_concept` renders (the progress bar's total).
+
+    ``prompts`` holds what the config sets of ``reconstruction_prompt`` and
+    ``edit_prompts``; the protocol's defaults fill the rest.
+    """
+    from mmti.evaluation import EDIT_PROMPTS, RECONSTRUCTION_PROMPT
+    recon = prompts.get('reconstruction_prompt', RECONSTRUCTION_PROMPT)
+    per_row = num_samples * ((1 if isinstance(recon, str) else len(recon))
+                             + len(prompts.get('edit_prompts', EDIT_PROMPTS)))
+    return per_row * (2 if initializer else 1)
+
+
+def sampling_bar(total: int, desc: str):
+    """The evaluation's progress bar (tqdm on stderr), counting rendered images."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit='img', file=sys.stderr, mininterval=1.0)
 
 
 def markdown_table(rows: dict[str, dict]) -> str:
@@ -212,6 +236,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.reconstruct_held_out_captions:
         prompts['reconstruction_prompt'] = held_out_captions(args.held_out_dir)
 
+    from mmti.engine.console import quiet_library_notices
+    quiet_library_notices()  # before CLIP and the pipeline are imported and loaded
     from mmti.evaluation import (EDIT_PROMPTS, RECONSTRUCTION_PROMPT, ClipScorer, evaluate_concept,
                                  scatter_plot, verdict)
     try:
@@ -239,12 +265,8 @@ def main(argv: list[str] | None = None) -> dict:
     initializer = (cfg.model.get('initializer_token') if args.initializer is None
                    else args.initializer) or None
 
-    from tqdm import tqdm
-    recon = prompts.get('reconstruction_prompt', RECONSTRUCTION_PROMPT)
-    per_row = args.num_samples * ((1 if isinstance(recon, str) else len(recon))
-                                  + len(prompts.get('edit_prompts', EDIT_PROMPTS)))
-    with tqdm(total=per_row * (2 if initializer else 1), desc='evaluate: sampling', unit='img',
-              file=sys.stderr, mininterval=1.0) as bar:
+    with sampling_bar(sampling_total(args.num_samples, prompts, initializer),
+                      'evaluate: sampling') as bar:
         rows = evaluate_concept(model, scorer, placeholder, training, held_out_images=held_out,
                                 initializer_word=initializer, num_samples=args.num_samples,
                                 steps=args.steps, seed=args.seed, size=args.size,

@@ -26,7 +26,8 @@ from mmengine.config import Config, DictAction
 from mmti.fileio import atomic_write, read_embedding_file
 from mmti.utils import UserError, prog_name, run_cli
 
-from .evaluate import apply_config_defaults, check_numbers, held_out_captions, image_files
+from .evaluate import (apply_config_defaults, check_numbers, held_out_captions, image_files,
+                       sampling_bar, sampling_total)
 from .train import load_config
 
 PROG = prog_name('tools/test.py')
@@ -61,9 +62,10 @@ def evaluation_settings(cfg: Config, config_path: str) -> argparse.Namespace:
                                                            'reconstruct_held_out_captions')})
     settings.prompts = apply_config_defaults(settings, cfg)
     check_numbers(settings)
-    image_files(settings.concept_dir, 'evaluation.concept_dir')
+    # Checked before the runner starts; the metric lists (and logs) them when it runs.
+    image_files(settings.concept_dir, 'evaluation.concept_dir', log=False)
     if settings.held_out_dir:
-        image_files(settings.held_out_dir, 'evaluation.held_out_dir')
+        image_files(settings.held_out_dir, 'evaluation.held_out_dir', log=False)
     if settings.reconstruct_held_out_captions:
         settings.prompts['reconstruction_prompt'] = held_out_captions(settings.held_out_dir)
     clip = Path(settings.clip)
@@ -105,6 +107,32 @@ def build_test_config(args: argparse.Namespace) -> tuple[Config, argparse.Namesp
     return cfg, settings
 
 
+def test_with_progress(runner, settings: argparse.Namespace) -> dict:
+    """``runner.test()`` with one progress bar over the images the metric renders.
+
+    The test loop (built here through the runner's public ``test_loop``, and
+    reused by ``runner.test()``) holds the metric; its ``settings`` are the
+    keyword arguments it hands to :func:`~mmti.evaluation.evaluate_concept`,
+    whose ``progress`` callback advances the bar.
+    """
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from mmti.evaluation import ConceptSimilarityMetric
+    metrics = [m for m in runner.test_loop.evaluator.metrics
+               if isinstance(m, ConceptSimilarityMetric)]
+    total = sum(sampling_total(settings.num_samples, settings.prompts, m.initializer)
+                for m in metrics)
+    # The runner's log lines go above the bar instead of through it.
+    with sampling_bar(total, 'test: sampling') as bar, logging_redirect_tqdm([runner.logger]):
+        for metric in metrics:
+            metric.settings['progress'] = bar.update
+        try:
+            return runner.test()
+        finally:
+            for metric in metrics:
+                metric.settings.pop('progress', None)
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Evaluate; returns the metrics written. Errors propagate (see :func:`cli`)."""
     args = parse_args(argv)
@@ -123,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
     if is_embedding:
         loaded = runner.model.load_embeddings(args.checkpoint)
         runner.logger.info(f'Loaded {loaded} from {args.checkpoint}')
-    metrics = runner.test()
+    metrics = test_with_progress(runner, settings)
     for key, value in metrics.items():
         print(f'{key}: {value:.4f}' if isinstance(value, float) else f'{key}: {value}')
     out = Path(runner.work_dir) / 'metrics.json'

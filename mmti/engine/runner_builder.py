@@ -22,7 +22,7 @@ from mmti.utils import UserError
 from .config_checks import check_config, fill_placeholder_token
 from .console import QuietConsoleRunner, warnings_only
 from .resume import (check_checkpoint_matches, check_not_finished,
-                     find_resume_checkpoint)
+                     find_resume_checkpoint, read_last_checkpoint)
 
 
 def check_work_dir(work_dir: str) -> None:
@@ -114,6 +114,10 @@ def build_runner(cfg: Config, claim_work_dir: Callable[[], None] | None = None) 
     drop_removed_hooks(cfg)
     if claim_work_dir is not None:
         claim_work_dir()
+    if cfg.get('resume') and resume_from is None and read_last_checkpoint(cfg.work_dir)[0] is None:
+        # --resume with nothing to resume is a fresh run: said as one, not with
+        # mmengine's "Did not find last_checkpoint" / "Auto resumed from ... None".
+        cfg.resume = False
     if not cuda.is_available():
         # Without CUDA the process group (if any) is gloo; say so in the
         # logged environment and config instead of the GPU default, nccl.

@@ -9,7 +9,7 @@ import pytest
 import json
 
 from PIL import Image
-from tool_runner import run_tool
+from tool_runner import assert_quiet, concept_folder_lines, run_tool
 
 
 @pytest.mark.slow
@@ -41,3 +41,8 @@ def test_demo_learns_the_concept_and_writes_grid_and_metrics(tmp_path):
     assert [line[:5] for line in stages] == ['[1/3]', '[2/3]', '[3/3]']
     assert f"verdict: {metrics['verdict']}" in result.stdout
     assert metrics['verdict'].split(':')[0] in ('learned', 'partly learned')
+    # A first run (--resume on an empty work dir) and the three tools: no library noise, no
+    # resume chatter, each concept folder named once by training and once by evaluation.
+    assert_quiet(result)
+    folders = concept_folder_lines(result)
+    assert len(folders) == 3 and len(set(folders)) == 2, folders

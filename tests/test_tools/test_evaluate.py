@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmti_testing import CAT_TOY, build_tiny_model, save_tiny_clip
 from PIL import Image
-from tool_runner import TINY_CONFIG, run_tool
+from tool_runner import TINY_CONFIG, assert_quiet, concept_folder_lines, run_tool
 
 @pytest.fixture(scope='module')
 def tiny_clip(tmp_path_factory):
@@ -40,6 +40,9 @@ def test_evaluate_cli_writes_metrics_and_plot(tiny_clip, embedding_file, tmp_pat
     assert metrics['settings']['initializer'] == 'toy'  # from the config
     assert metrics['settings']['placeholder'] == '<cat-toy>'
     assert '| learned |' in result.stdout and '| image only |' in result.stdout
+    assert_quiet(result)  # no weight-loading bars or backend notices around the table
+    # The progress bar counted every rendered image: (1 reconstruction + 8 edits) x 2 rows.
+    assert '18/18' in result.stderr
     with Image.open(out / 'similarity.png') as image:
         assert image.format == 'PNG' and image.size[0] > 100
     assert not list(out.glob('.*.tmp'))
@@ -120,13 +123,17 @@ def test_reconstruct_held_out_captions_renders_each_held_out_caption(tiny_clip, 
         shutil.copy(CAT_TOY / name, held_out / name)
         (held_out / name.replace('.png', '.txt')).write_text(f'a {{}} on shelf {i}\n')
     out = tmp_path / 'out'
-    run_tool('tools/evaluate.py', TINY_CONFIG, '--embeddings', embedding_file, '--clip',
-             tiny_clip, '--held-out-dir', str(held_out), '--reconstruct-held-out-captions',
-             '--num-samples', '1', '--steps', '1', '--out-dir', str(out))
+    result = run_tool('tools/evaluate.py', TINY_CONFIG, '--embeddings', embedding_file,
+                      '--clip', tiny_clip, '--held-out-dir', str(held_out),
+                      '--reconstruct-held-out-captions', '--num-samples', '1', '--steps', '1',
+                      '--out-dir', str(out))
     metrics = json.loads((out / 'metrics.json').read_text())
     assert metrics['settings']['reconstruction_prompt'] == ['a {} on shelf 0', 'a {} on shelf 1']
     # 2 held-out captions + 8 default edit prompts, one sample each.
     assert metrics['rows']['learned']['num_images'] == 10
+    # The captions are read from the held-out folder a second time; its line is shown once.
+    folders = concept_folder_lines(result)
+    assert len(folders) == 2 and len(set(folders)) == 2, folders
 
 
 @pytest.mark.parametrize('case', ['no held-out dir', 'missing caption file'])

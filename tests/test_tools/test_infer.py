@@ -4,7 +4,7 @@ import pytest
 import torch
 from mmti_testing import build_tiny_model
 from PIL import Image
-from tool_runner import TINY_CONFIG, load_tool, run_tool
+from tool_runner import TINY_CONFIG, assert_quiet, load_tool, run_tool
 
 
 @pytest.fixture(scope='module')
@@ -27,6 +27,7 @@ def test_infer_cli_writes_requested_images(embedding_file, tmp_path):
         'a_cat_toy_on_a_beach_seed1_0.png', 'a_cat_toy_on_a_beach_seed1_1.png']
     assert all(Image.open(f).size == (96, 64) for f in files)
     assert all(str(f.relative_to(tmp_path)) in result.stdout for f in files) or 'Wrote' in result.stdout
+    assert_quiet(result)
 
 
 def test_infer_is_reproducible_and_uses_the_embedding(embedding_file, tmp_path):

@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from tool_runner import TINY_CONFIG, run_tool
+from tool_runner import TINY_CONFIG, assert_quiet, concept_folder_lines, run_tool
 
 TOY_CONFIG = 'configs/textual_inversion_toy.py'
 FEW = ['evaluation.num_samples=1', 'evaluation.steps=2']
@@ -31,6 +31,11 @@ def test_test_py_gives_evaluate_py_numbers(toy_run, tmp_path):
                           '--seed', '3', '--cfg-options', *FEW)
         results[name] = json.loads((out / 'metrics.json').read_text())['metrics']
         assert 'image_similarity: ' in result.stdout and 'verdict: ' in result.stdout
+        assert_quiet(result)
+        # One bar over the renders: (8 held-out captions + 4 edits) x (learned, initializer).
+        assert 'test: sampling' in result.stderr and '24/24' in result.stderr
+        folders = concept_folder_lines(result)  # each folder named once
+        assert len(folders) == 2 and len(set(folders)) == 2, folders
         # mmengine logged the metrics in the work dir too
         logs = list(out.glob('*/*.log'))
         assert logs and 'image_similarity' in logs[0].read_text()

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tool_runner import TINY_CONFIG, run_tool
+from tool_runner import TINY_CONFIG, assert_quiet, run_tool
 
 from PIL import Image
 
@@ -36,17 +36,9 @@ def six_step_run(six_step_result):
     return six_step_result[0]
 
 
-# What the console leaves out at the default log level (the log file keeps mmengine's).
-CONSOLE_NOISE = ('Hooks will be executed in the following order', '"FileClient" will be deprecated',
-                 '"HardDiskBackend" is the alias', 'requires torchvision', 'System environment:',
-                 'Loading weights')
-
-
 def test_console_shows_progress_and_no_noise(six_step_result):
     work_dir, result = six_step_result
-    console = result.stdout + result.stderr
-    for noise in CONSOLE_NOISE:
-        assert noise not in console, noise
+    assert_quiet(result)
     # Not a terminal (captured): a compact progress line every 10 % instead of a bar.
     progress = [line for line in result.stderr.splitlines() if line.startswith('train: ')]
     assert progress[-1].startswith('train: 100% (6/6 steps)') and 'ETA' in progress[-1]
@@ -58,6 +50,25 @@ def test_console_shows_progress_and_no_noise(six_step_result):
     if not torch.cuda.is_available():  # a CPU run does not claim a GPU
         assert 'GPU number' not in log and "'nccl'" not in log
         assert 'CPU processes: 1 (no GPU)' in log and "'backend': 'gloo'" in log
+
+
+def test_the_last_validation_grid_is_drawn_once(six_step_result):
+    # max_iters=6 with validation interval 6: the interval and the end of training meet.
+    _, result = six_step_result
+    console = result.stdout + result.stderr
+    assert console.count('Saved validation samples') == 1, console
+
+
+def test_resume_with_nothing_to_resume_is_a_quiet_fresh_run(tmp_path):
+    # The demo passes --resume on its first run too: a fresh work dir is simply a new run.
+    work_dir = tmp_path / 'fresh'
+    result = train(work_dir, 'train_cfg.max_iters=2', 'default_hooks.validation_samples=None',
+                   resume='auto')
+    assert_quiet(result)
+    assert 'Done: 2 steps in ' in result.stdout and 'resumed at step' not in result.stdout
+    assert (work_dir / 'learned_embeds.safetensors').is_file()
+    (log_file,) = work_dir.glob('*/*.log')
+    assert 'Did not find last_checkpoint' not in log_file.read_text()
 
 
 def test_summary_names_existing_files(six_step_result):

@@ -59,8 +59,11 @@ class ValidationSampleHook(PeriodicHook):
     def __init__(self, interval: int = 500, prompts: list[str] | None = None):
         super().__init__(interval)
         self.prompts = prompts
+        self.rendered_step: int | None = None  # the last step drawn
 
     def act(self, runner, model, step: int, final: bool) -> None:
+        if final and step == self.rendered_step:
+            return  # the interval already drew the last step: once is enough
         saved = getattr(model, 'validation_cfg', None)
         if isinstance(saved, dict):
             model.validation_cfg = {'show_progress': False, **saved}
@@ -77,4 +80,5 @@ class ValidationSampleHook(PeriodicHook):
         with atomic_write(path) as tmp:
             grid.save(tmp, format='PNG')
         runner.visualizer.add_image('validation_samples', np.asarray(grid), step=step)
+        self.rendered_step = step
         runner.logger.info(f'Saved validation samples ({len(prompts)} prompts) to {path}')

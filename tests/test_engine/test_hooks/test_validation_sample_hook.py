@@ -98,3 +98,19 @@ def test_render_is_reproducible(shared_run, tmp_path, monkeypatch):
         hook.act(runner, runner.model, 7, final=False)
         grids.append(np.asarray(Image.open(tmp_path / name / 'samples' / 'step_7.png')))
     assert np.array_equal(grids[0], grids[1])
+
+
+def test_the_end_of_training_does_not_redraw_the_step_the_interval_drew(shared_run, tmp_path,
+                                                                        monkeypatch):
+    runner = shared_run.runner
+    monkeypatch.setattr(runner, '_work_dir', str(tmp_path))
+    hook = ValidationSampleHook(interval=0, prompts=['a <cat-toy> bag'])
+    renders = []
+    real_val_step = runner.model.val_step
+    monkeypatch.setattr(runner.model, 'val_step', lambda *a: renders.append(a) or real_val_step(*a))
+    hook.act(runner, runner.model, 6, final=False)  # the interval's render at the last step
+    hook.act(runner, runner.model, 6, final=True)  # training ends at the same step
+    assert len(renders) == 1
+    assert [p.name for p in (tmp_path / 'samples').iterdir()] == ['step_6.png']
+    hook.act(runner, runner.model, 8, final=True)  # an end between intervals is drawn
+    assert len(renders) == 2 and (tmp_path / 'samples' / 'step_8.png').is_file()
