@@ -62,6 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout
 from mmti.evaluation.concept_scores import gap_closed, text_ratio  # noqa: E402
 from mmti.fileio import atomic_write  # noqa: E402
+from mmti.fileio.embedding_file import read_embedding_file  # noqa: E402
 
 sys.path.insert(0, str(ROOT / 'tools'))
 from diffusers_example_runner import SHIM_NOTE  # noqa: E402
@@ -288,6 +289,14 @@ def launch(command: list[str], log: Path) -> tuple[float, float]:
     return launched_at, time.time() - launched_at
 
 
+def num_vectors(snapshot: Path) -> int:
+    """Rows of the (single) concept in an embedding file."""
+    rows = list(read_embedding_file(snapshot).embeddings.values())
+    if len(rows) != 1:
+        raise SystemExit(f'{snapshot} holds {len(rows)} concepts; a snapshot holds one.')
+    return int(rows[0].shape[0])
+
+
 class SnapshotEvaluator:
     """Scores snapshots with tools/evaluate.py; the snapshot-free rows are measured once."""
 
@@ -298,7 +307,10 @@ class SnapshotEvaluator:
 
     def __call__(self, snapshot: Path, out: Path) -> dict:
         command = [sys.executable, str(ROOT / 'tools' / 'evaluate.py'), self.config,
-                   '--embeddings', str(snapshot), '--out-dir', str(out), *self.options]
+                   '--embeddings', str(snapshot), '--out-dir', str(out), *self.options,
+                   # The snapshot's rows decide (diffusers' recipe learns one; the config may
+                   # train more): the model is built for as many as the file holds.
+                   '--cfg-options', f'model.num_vectors={num_vectors(snapshot)}']
         if self.baseline is not None:
             command += ['--initializer', '']  # the learned row only
         launch(command, out / 'evaluate.log')
