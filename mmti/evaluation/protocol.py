@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
+from .concept_scores import gap_closed, text_ratio
 from .similarity import image_similarity, remove_placeholder, text_similarity
 
 RECONSTRUCTION_PROMPT = 'a photo of {}'
@@ -163,16 +164,14 @@ def verdict(rows: dict) -> str:
     Text similarity is compared with the initializer's: 90% or more keeps the
     concept editable.
     """
-    learned, initializer = rows.get('learned'), rows.get('initializer')
-    real = rows.get('image only')
-    if not (learned and initializer and real):
+    if not all(rows.get(name) for name in ('learned', 'initializer', 'image only')):
         return 'no verdict: it needs the initializer word and held-out images to compare with.'
-    span = real['image_similarity'] - initializer['image_similarity']
-    if span <= 0:
+    try:
+        gap = gap_closed(rows)
+    except ValueError:  # the initializer already scores as high as the real images
         return ('no verdict: the initializer word already scores as high as the real images, so '
                 'image similarity cannot show learning here.')
-    gap = (learned['image_similarity'] - initializer['image_similarity']) / span
-    text = learned['text_similarity'] / initializer['text_similarity']
+    text = text_ratio(rows)
     state = 'learned' if gap >= 0.8 else 'partly learned' if gap >= 0.5 else 'not learned'
     edits = ('and edit prompts still work' if text >= 0.9 else
              'but edit prompts weaken (the rows may have overfitted)')
