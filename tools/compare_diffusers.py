@@ -12,9 +12,9 @@ speed drifts, and turns make the drift hit both alike. Peak RSS comes from
 the kernel's accounting of each child process.
 
 diffusers' script imports torchvision only for ``RandomHorizontalFlip`` on a
-PIL image; torchvision cannot be installed beside the CPU torch here, so a
-temporary copy of the script gets a PIL flip instead (nothing of diffusers is
-stored in this repository). Pass the script from a diffusers checkout; it
+PIL image; torchvision cannot be installed beside the CPU torch here, so the
+unmodified script runs through ``tools/diffusers_example_runner.py`` with
+mmti's PIL stand-in for it (nothing of diffusers is stored in this repository). Pass the script from a diffusers checkout; it
 logs to TensorBoard, so ``pip install tensorboard`` first.
 """
 import argparse
@@ -32,31 +32,6 @@ from mmengine.config import Config, DictAction
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # configs import mmti
-TORCHVISION_IMPORT = 'from torchvision import transforms'
-PIL_FLIP_SHIM = '''
-class transforms:  # mmti's stand-in for torchvision's RandomHorizontalFlip on PIL images
-    class RandomHorizontalFlip:
-        def __init__(self, p=0.5):
-            self.p = p
-
-        def __call__(self, image):
-            return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if random.random() < self.p else image
-'''
-
-
-def patched_copy(script: Path, folder: Path) -> Path:
-    text = script.read_text()
-    if TORCHVISION_IMPORT not in text:
-        raise SystemExit(f'{script} does not import torchvision as expected; cannot patch it.')
-    lines = text.replace(TORCHVISION_IMPORT, '').splitlines(keepends=True)
-    # The shim needs PIL.Image and random, imported at the top of the script.
-    last_import = max(i for i, line in enumerate(lines) if line.startswith(('import ', 'from ')))
-    lines.insert(last_import + 1, PIL_FLIP_SHIM)
-    target = folder / 'textual_inversion_patched.py'
-    target.write_text(''.join(lines))
-    return target
-
-
 def run_measured(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MB) of this child alone, and its output tail."""
     start = time.perf_counter()
@@ -73,7 +48,7 @@ def run_measured(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float, st
 
 def diffusers_cmd(script: Path, cfg: Config, batch: int, steps: int, out: Path) -> list[str]:
     dataset = cfg.train_dataloader.dataset
-    return [sys.executable, str(script),
+    return [sys.executable, str(ROOT / 'tools' / 'diffusers_example_runner.py'), str(script),
             '--pretrained_model_name_or_path', str(cfg.model.pretrained_model),
             '--train_data_dir', str(dataset.data_root),
             '--placeholder_token', cfg.model.placeholder_token,
@@ -165,7 +140,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                MKL_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM='false')
     work = Path(tempfile.mkdtemp(prefix='mmti-vs-diffusers-'))
     try:
-        script = patched_copy(args.diffusers_script, work)
+        script = args.diffusers_script
         rows = measure_interleaved({
             'diffusers': lambda n, out: (diffusers_cmd(script, cfg, args.batch_size, n, out)
                                          + list(args.diffusers_args)),
