@@ -66,19 +66,21 @@ class LearningSignalHook(Hook):
                                       batch_size=self.batch_size or loader.batch_size)
         if not self.steps:  # a fresh run: where the rows start from
             self._measure(runner, runner.iter)
+            self._write(runner)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         step = runner.iter + 1
         if step % self.interval:
             return
         self._measure(runner, step)
-        if self.rule is None or self.stopped is not None:
-            return
-        reason = self.rule.reason_to_stop(self.steps, self.values)
+        reason = None
+        if self.rule is not None and self.stopped is None:
+            reason = self.rule.reason_to_stop(self.steps, self.values)
         if reason is not None:
             self.stopped = {'step': step, 'reason': reason}
             runner.train_loop.stop_training = True
-            self._write(runner)
+        self._write(runner)
+        if reason is not None:
             print_log(f'Stopping at step {step} of at most {runner.max_iters}: {reason}.',
                       logger='current', level=logging.INFO)
 
@@ -90,7 +92,6 @@ class LearningSignalHook(Hook):
         self.steps.append(step)
         self.values.append(float(value))
         runner.message_hub.update_scalar('train/learning_signal', self.values[-1])
-        self._write(runner)
 
     def _write(self, runner) -> None:
         if not is_main_process():
