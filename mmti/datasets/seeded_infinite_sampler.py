@@ -27,6 +27,7 @@ class SeededInfiniteSampler(Sampler):
     """
 
     def __init__(self, dataset, shuffle: bool = True, seed: int | None = None):
+        self.dataset = dataset
         self.size = len(dataset)
         if self.size == 0:
             raise ValueError('SeededInfiniteSampler needs a non-empty dataset.')

@@ -234,6 +234,7 @@ class TextualInversionDataset(Dataset):
             'img': self.images[image_index],
             'img_path': str(self.image_paths[image_index]),
             'caption': fill_template(template, self.placeholder_token),
+            'concept': self.placeholder_token,
             'noise_seed': int(rng.integers(2**63)),
             'sample_idx': index,
             'image_index': image_index,

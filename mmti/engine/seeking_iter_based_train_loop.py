@@ -49,10 +49,13 @@ class SeekingIterBasedTrainLoop(IterBasedTrainLoop):
     """
 
     def run(self):
-        sampler = getattr(self.dataloader, 'sampler', None)
+        # A batch sampler (ConceptBatchSampler) replaces the sampler when set.
+        sampler = getattr(self.dataloader, 'batch_sampler', None)
+        if not hasattr(sampler, 'seek'):
+            sampler = getattr(self.dataloader, 'sampler', None)
         if not (self.iter > 0 and hasattr(sampler, 'seek')):
             return super().run()
-        sampler.seek(self.iter * self.dataloader.batch_size)
+        sampler.seek(self.iter * (self.dataloader.batch_size or 0))
         self.dataloader_iterator = EndlessIterator(self.dataloader)
         print_log(f'Resuming the data stream at step {self.iter} (sampler seek, no replay).',
                   logger='current', level=logging.INFO)

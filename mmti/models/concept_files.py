@@ -18,10 +18,11 @@ from .concept_sources import read_concepts, second_file
 class ConceptFilesMixin:
     """Embedding I/O for :class:`~mmti.models.TextualInversion` (uses ``self.vocabulary``)."""
 
-    def _initial_rows(self, path: str, token: str | None, num_vectors: int) -> list[torch.Tensor]:
+    def _initial_rows(self, path: str, token: str | None, num_vectors: int,
+                      placeholder_token: str) -> list[torch.Tensor]:
         concepts, origin = read_concepts(path, None, self.TEXT_SLOTS, self.vocabulary.dims)
         if token is None:
-            token = (self.placeholder_token if self.placeholder_token in concepts
+            token = (placeholder_token if placeholder_token in concepts
                      else next(iter(concepts)) if len(concepts) == 1 else None)
         if token not in concepts:
             raise ValueError(f'initial_embedding {origin} holds {list(concepts)}; set '
@@ -46,13 +47,15 @@ class ConceptFilesMixin:
             captions: Every distinct caption the dataset produces.
             source: Config field the captions come from, for the message.
         """
-        for slot, (tokenizer, _) in enumerate(self._text_encoders()):
-            trainable = self.vocabulary.trainable_ids(slot)
+        for slot, (tokenizer, table) in enumerate(self._text_encoders()):
+            rows = {name: list(table.concept_id_range(name)) for name in table.trainable_concepts()}
             limit = tokenizer.model_max_length
-            longest, longest_caption = 0, ''
+            longest, longest_caption, trained = 0, '', set()
             for caption in captions:
                 ids = tokenizer(self.expand_prompt(caption), truncation=False, verbose=False)['input_ids']
-                missing = [t for t in trainable if t not in ids]
+                mentioned = [name for name, own in rows.items() if any(i in ids for i in own)]
+                missing = [i for name in (mentioned or list(rows)[:1]) for i in rows[name]
+                           if i not in ids]
                 if missing:
                     raise ValueError(
                         f'{source} caption {caption!r} does not contain the trainable placeholder '
@@ -60,12 +63,19 @@ class ConceptFilesMixin:
                         f'(model.placeholder_token={self.placeholder_token!r}); those rows would '
                         'never be trained. Declare the token once, at the top of the config '
                         '(placeholder_token = ...), so model and dataset use the same one.')
+                trained.update(mentioned)
                 if len(ids) > longest:
                     longest, longest_caption = len(ids), caption
+            untrained = [name for name in rows if name not in trained]
+            if untrained:
+                raise ValueError(f'No {source} caption contains {untrained[0]!r}; its rows would '
+                                 'never be trained. Give it images (a concept in the dataset\'s '
+                                 'concepts list with the same placeholder_token).')
             if longest > limit:
+                vectors = max((len(own) for own in rows.values()), default=0)
                 raise ValueError(
                     f'{source} caption {longest_caption!r} is {longest} tokens with the placeholder '
-                    f'expanded to {len(trainable)} vectors, but the text encoder reads {limit}; the '
+                    f'expanded to {vectors} vectors, but the text encoder reads {limit}; the '
                     'end would be cut. Lower model.num_vectors or shorten the templates.')
 
     def get_embeddings(self, tokens: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
@@ -88,7 +98,7 @@ class ConceptFilesMixin:
 
         Args:
             path: Output file.
-            tokens: Concepts to save; defaults to the trained placeholder.
+            tokens: Concepts to save; defaults to the trained placeholder(s).
             step: Training step, recorded in the file.
             format: 'diffusers' (``{"<tok>": tensor[n, dim]}``; for SDXL the
                 ``learned_embeds.safetensors`` + ``_2`` pair), 'a1111' (``.pt``),
@@ -96,7 +106,7 @@ class ConceptFilesMixin:
                 (``{"clip_l", "clip_g"}``, its default). Non-finite rows are refused.
         """
         format = format or self.DEFAULT_FORMAT
-        per_slot = self.get_slot_embeddings([self.placeholder_token] if tokens is None else tokens)
+        per_slot = self.get_slot_embeddings(self.placeholder_tokens if tokens is None else tokens)
         meta = dict(step=step, metadata={'base_model': str(self.pretrained_model)})
         for slot_name, embeddings in zip(self.TEXT_SLOTS, per_slot):
             for token, rows in embeddings.items():
@@ -139,7 +149,7 @@ class ConceptFilesMixin:
                                  'load one of them, or rename with token=.')
             concepts.update(found)
             origins.update(dict.fromkeys(found, origin))
-        replaceable = self.concepts if replace else [self.placeholder_token]
+        replaceable = self.concepts if replace else self.placeholder_tokens
         return self.vocabulary.update(concepts, trainable=False, replaceable=replaceable,
                                       origins=origins)
 

@@ -21,6 +21,8 @@ class TextualInversionDataPreprocessor(BaseDataPreprocessor):
                'captions': list(data['captions'])}
         if data.get('noise_seeds') is not None:
             out['noise_seeds'] = [int(s) for s in data['noise_seeds']]
+        if data.get('concepts') is not None:
+            out['concepts'] = list(data['concepts'])
         if data.get('latent_keys') is not None:
             out['latent_keys'] = list(data['latent_keys'])
         if data.get('time_ids') is not None:

@@ -107,9 +107,30 @@ class PlaceholderEmbedding(nn.Module):
         embeds = self.base(input_ids.masked_fill(is_new, 0))
         if not self.rows:
             return embeds
-        new_table = torch.cat(list(self.rows)).to(embeds.dtype)
+        new_table = torch.cat(self._rows_for(input_ids)).to(embeds.dtype)
         new_index = (input_ids - self.first_new_id).clamp(0, new_table.shape[0] - 1)
         return torch.where(is_new.unsqueeze(-1), F.embedding(new_index, new_table), embeds)
+
+    def _rows_for(self, input_ids: torch.Tensor) -> list[torch.Tensor]:
+        """Every concept's rows; trainable ones the ids never use are detached.
+
+        A concept absent from the batch then gets no gradient at all (None,
+        not zeros), so the optimizer leaves it exactly as it is: no momentum
+        step, no decay. This matters once several concepts train and a batch
+        holds only some of them; with one trainable concept nothing changes
+        (and no ids are read back from the device).
+        """
+        rows = list(self.rows)
+        if not torch.is_grad_enabled() or sum(r.requires_grad for r in rows) < 2:
+            return rows
+        used = torch.zeros(self.num_new_rows, dtype=torch.bool)
+        new_ids = input_ids[input_ids >= self.first_new_id] - self.first_new_id
+        used[new_ids.unique().cpu()] = True
+        kept, start = [], 0
+        for r in rows:
+            kept.append(r if used[start:start + r.shape[0]].any() else r.detach())
+            start += r.shape[0]
+        return kept
 
     def extra_repr(self) -> str:
         return (f'first_new_id={self.first_new_id}, dim={self.embedding_dim}, '

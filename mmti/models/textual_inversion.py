@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
 from mmengine.model import BaseModel
 
+from mmti.datasets.concept_specs import MODEL_KEYS, check_concept_list
 from mmti.datasets.templates import fill_template
 from mmti.registry import MODELS
 from .concept_files import ConceptFilesMixin
@@ -39,6 +40,10 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
         pretrained_model (str): Hub id or local diffusers folder that every
             component is loaded from unless its own config says otherwise.
         placeholder_token (str): The new word, e.g. ``'<cat-toy>'``.
+        concepts (list[dict] | None): Many concepts at once, instead of
+            ``placeholder_token`` and the four keys after it: one dict per
+            concept with those keys (see :mod:`mmti.datasets.concept_specs`).
+            Each concept's rows learn only from samples of that concept.
         initializer_token (str): One existing token whose embedding starts
             every placeholder row, e.g. ``'toy'``.
         num_vectors (int): Rows (tokens) the concept gets. Defaults to 1.
@@ -82,7 +87,7 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
 
     def __init__(self,
                  pretrained_model: str,
-                 placeholder_token: str,
+                 placeholder_token: str | None = None,
                  initializer_token: str | None = None,
                  num_vectors: int = 1,
                  initial_embedding: str | None = None,
@@ -100,15 +105,15 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
                  validation_prompts: Sequence[str] = (),
                  validation_cfg: dict | None = None,
                  data_preprocessor: dict | None = None,
+                 concepts: Sequence[dict] | None = None,
                  init_cfg: dict | None = None):
         super().__init__(
             data_preprocessor=data_preprocessor or dict(type=TextualInversionDataPreprocessor),
             init_cfg=init_cfg)
-        if isinstance(num_vectors, bool) or not isinstance(num_vectors, int):
-            raise ValueError(f'num_vectors must be a whole number >= 1, got {num_vectors!r}.')
-        vector_token_names(placeholder_token, num_vectors)  # validates num_vectors early
+        specs = _concept_specs(concepts, placeholder_token, initializer_token, num_vectors,
+                               initial_embedding, initial_embedding_token)
         self.pretrained_model = pretrained_model
-        self.placeholder_token = placeholder_token
+        self.placeholder_token = specs[0]['placeholder_token']  # the first, when there are many
         weights_dtype_ = torch_dtype(dtype)
         self.tokenizer = build_component(
             tokenizer or dict(type='CLIPTokenizer'), pretrained_model, subfolder='tokenizer')
@@ -139,17 +144,13 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
         self.vocabulary = ConceptVocabulary([
             TextSlot(name, tokenizer, table)
             for name, (tokenizer, table) in zip(self.TEXT_SLOTS, self._text_encoders())])
-        if initial_embedding is not None:
-            init_rows = self._initial_rows(initial_embedding, initial_embedding_token, num_vectors)
-        elif initializer_token is not None:
-            init_rows = [table.base.weight[single_token_id(tokenizer, initializer_token)]
-                         .detach().repeat(num_vectors, 1) for tokenizer, table in self._text_encoders()]
-        else:
-            raise ValueError('Set initializer_token (one word such as "toy") or initial_embedding '
-                             '(an embedding file to start from).')
-        self.vocabulary.add(placeholder_token, init_rows, trainable=True)
+        for spec in specs:
+            self.vocabulary.add(spec['placeholder_token'], self._start_rows(spec), trainable=True)
+        self.placeholder_tokens = [spec['placeholder_token'] for spec in specs]
 
-        self.validation_prompts = [fill_template(p, placeholder_token) for p in validation_prompts]
+        self.validation_templates = list(validation_prompts)
+        self.validation_prompts = [fill_template(p, token) for token in self.placeholder_tokens
+                                   for p in validation_prompts]
         self.validation_cfg = dict(validation_cfg or {})
         # Checkpoints hold only what training changes (the concept rows).
         self.register_state_dict_post_hook(keep_trainable_state)
@@ -157,6 +158,18 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
         # Every module's mode, the placeholder tables inside the frozen
         # encoders included, is set once here; train() then only acts on change.
         self._set_modes(self.training)
+
+    def _start_rows(self, spec: dict) -> list[torch.Tensor]:
+        """A concept's first rows, one tensor per text encoder."""
+        num_vectors = spec.get('num_vectors', 1)
+        if spec.get('initial_embedding') is not None:
+            return self._initial_rows(spec['initial_embedding'], spec.get('initial_embedding_token'),
+                                      num_vectors, spec['placeholder_token'])
+        if spec.get('initializer_token') is not None:
+            return [table.base.weight[single_token_id(tokenizer, spec['initializer_token'])]
+                    .detach().repeat(num_vectors, 1) for tokenizer, table in self._text_encoders()]
+        raise ValueError(f'Set initializer_token for {spec["placeholder_token"]} (one word such as "toy") or '
+                         'initial_embedding (an embedding file to start from).')
 
     @staticmethod
     def _placeholder_table(tokenizer, text_encoder) -> PlaceholderEmbedding:
@@ -209,7 +222,8 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
     def loss(self, images: torch.Tensor, captions: Sequence[str],
              noise_seeds: Sequence[int] | None = None,
              latent_keys: Sequence[str | None] | None = None,
-             time_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+             time_ids: torch.Tensor | None = None,
+             concepts: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """The denoising loss of Textual Inversion for one batch.
 
         Args:
@@ -222,6 +236,9 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
                 flip), from a cacheable dataset; enables the latent cache.
             time_ids: ``[B, 6]`` original size, crop corner and target size
                 per image (SDXL's micro-conditioning; unused by SD 1.x/2.x).
+            concepts: The concept of each sample, when a batch mixes several:
+                the loss is then the sum of each concept's mean, so each
+                concept's rows get the gradient its samples alone would give.
         """
         rng = SampleNoise(noise_seeds, images.shape[0], images.device)
         with torch.no_grad():
@@ -247,7 +264,12 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
             raise ValueError(f'Unsupported prediction_type {prediction_type!r}.')
         # At least fp32 however the frozen weights are stored (fp64 stays fp64).
         loss_dtype = torch.promote_types(prediction.dtype, torch.float32)
-        return {'loss': F.mse_loss(prediction.to(loss_dtype), target.to(loss_dtype))}
+        prediction, target = prediction.to(loss_dtype), target.to(loss_dtype)
+        groups = concept_groups(concepts)
+        if len(groups) <= 1:
+            return {'loss': F.mse_loss(prediction, target)}
+        return {'loss': sum(F.mse_loss(prediction[i], target[i])
+                            for i in (torch.tensor(g, device=prediction.device) for g in groups))}
 
     def condition(self, captions: Sequence[str],
                   time_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
@@ -262,9 +284,10 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
     def forward(self, inputs: torch.Tensor, captions: Sequence[str] | None = None,
                 noise_seeds: Sequence[int] | None = None,
                 latent_keys: Sequence[str | None] | None = None,
-                time_ids: torch.Tensor | None = None, mode: str = 'loss'):
+                time_ids: torch.Tensor | None = None, concepts: Sequence[str] | None = None,
+                mode: str = 'loss'):
         if mode == 'loss':
-            return self.loss(inputs, captions, noise_seeds, latent_keys, time_ids)
+            return self.loss(inputs, captions, noise_seeds, latent_keys, time_ids, concepts)
         if mode in ('predict', 'tensor'):
             return self.infer(list(captions))
         raise ValueError(f'Unknown mode {mode!r}.')
@@ -288,3 +311,38 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
 
     def _frozen_modules(self) -> list[torch.nn.Module]:
         return [getattr(self, name) for name in self.FROZEN if name in self._modules]
+
+
+def concept_groups(concepts: Sequence[str] | None) -> list[list[int]]:
+    """Sample positions of each concept, in first-seen order (``[]`` for None)."""
+    groups: dict[str, list[int]] = {}
+    for position, concept in enumerate(concepts or ()):
+        groups.setdefault(concept, []).append(position)
+    return list(groups.values())
+
+
+def _concept_specs(concepts, placeholder_token, initializer_token, num_vectors, initial_embedding,
+                   initial_embedding_token) -> list[dict]:
+    """The concepts to train: the ``concepts`` list, or the one of the single-concept keys."""
+    single = dict(placeholder_token=placeholder_token, initializer_token=initializer_token,
+                  num_vectors=num_vectors, initial_embedding=initial_embedding,
+                  initial_embedding_token=initial_embedding_token)
+    if concepts is None:
+        if placeholder_token is None:
+            raise ValueError('Set placeholder_token (the new word, e.g. "<cat-toy>"), or '
+                             'concepts=[...] to learn several at once.')
+        specs = [single]
+    else:
+        given = [k for k, v in single.items() if v is not None and k != 'num_vectors'] + (
+            ['num_vectors'] if num_vectors != 1 else [])
+        if given:
+            raise ValueError(f'model has both concepts=[...] and {given[0]}; with a concept list '
+                             f'each concept sets its own {given[0]} (in its dict).')
+        specs = [{k: v for k, v in spec.items() if k in MODEL_KEYS}
+                 for spec in check_concept_list(concepts, 'model.concepts')]
+    for spec in specs:
+        count = spec.get('num_vectors', 1)
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise ValueError(f'num_vectors must be a whole number >= 1, got {count!r}.')
+        vector_token_names(spec['placeholder_token'], count)  # validates num_vectors early
+    return specs

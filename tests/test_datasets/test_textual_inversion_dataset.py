@@ -289,7 +289,8 @@ def test_caption_in_packed_sample(concept_dir):
                                  pipeline=_random_pipeline())
     out = ds[5]
     assert out['captions'] == f'my {TOKEN} here'
-    assert set(out) == {'inputs', 'captions', 'noise_seeds', 'latent_keys', 'time_ids'}
+    assert set(out) == {'inputs', 'captions', 'noise_seeds', 'latent_keys', 'time_ids', 'concepts'}
+    assert out['concepts'] == TOKEN  # whose rows the sample trains (many-concept batches)
 
 
 # --------------------------------------------------------------------------- determinism

@@ -30,14 +30,19 @@ class PackInputs:
             tensor = self._memo.put(img, tensor)
         key = None
         if results.get('latent_cacheable'):
-            # Everything that decides the pixels: which image, where cut, mirrored.
+            # Everything that decides the pixels: which image (of which concept:
+            # image 0 of one concept is not image 0 of another), where cut, mirrored.
             key = (f"{results.get('image_index')}|{results.get('crop_top_left')}|"
-                   f"{results.get('flipped', False)}|{tuple(tensor.shape)}")
+                   f"{results.get('flipped', False)}|{tuple(tensor.shape)}|"
+                   f"{results.get('concept', '')}")
         # SDXL's micro-conditioning: size before resizing, crop corner, size after.
         height, width = tensor.shape[1:]
         time_ids = torch.tensor([*results.get('original_size', (height, width)),
                                  *results.get('crop_top_left', (0, 0)), height, width],
                                 dtype=torch.float32)
-        return {'inputs': tensor, 'captions': results['caption'],
-                'noise_seeds': results.get('noise_seed'), 'latent_keys': key,
-                'time_ids': time_ids}
+        packed = {'inputs': tensor, 'captions': results['caption'],
+                  'noise_seeds': results.get('noise_seed'), 'latent_keys': key,
+                  'time_ids': time_ids}
+        if 'concept' in results:  # which concept's rows this sample trains
+            packed['concepts'] = results['concept']
+        return packed

@@ -1,5 +1,6 @@
 from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .batched_runtime_info_hook import BatchedRuntimeInfoHook
+from .concept_queue_hook import ConceptQueueHook
 from .curves_hook import CurvesHook
 from .embedding_save_hook import EmbeddingSaveHook
 from .export_hook import ExportHook
@@ -10,6 +11,6 @@ from .progress_bar_hook import ProgressBarHook
 from .sync_points import is_sync_point
 from .validation_sample_hook import ValidationSampleHook
 
-__all__ = ['AtomicCheckpointHook', 'BatchedRuntimeInfoHook', 'CurvesHook', 'EmbeddingSaveHook',
+__all__ = ['AtomicCheckpointHook', 'BatchedRuntimeInfoHook', 'ConceptQueueHook', 'CurvesHook', 'EmbeddingSaveHook',
            'ExportHook', 'LearningSignalHook', 'NonFiniteLossError', 'NonFiniteLossHook', 'ProgressBarHook',
            'ValidationSampleHook', 'is_sync_point']

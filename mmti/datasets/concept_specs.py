@@ -1,0 +1,77 @@
+"""The concept list of a many-concept config: one entry per concept.
+
+A many-concept config declares its concepts once, at the top::
+
+    concepts = [
+        dict(placeholder_token='<red-mug>', initializer_token='mug',
+             data_root='data/red_mug'),
+        dict(placeholder_token='<my-style>', initializer_token='painting',
+             data_root='data/my_style', learnable_property='style', num_vectors=2),
+    ]
+
+The model takes the keys that say what a concept's rows start from, the
+dataset the keys that say what it is learned from; both get the same list.
+"""
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+#: Keys the model reads: the token and where its rows start.
+MODEL_KEYS = ('placeholder_token', 'initializer_token', 'initial_embedding',
+              'initial_embedding_token', 'num_vectors')
+#: Keys the dataset reads: the images and their captions.
+DATA_KEYS = ('data_root', 'learnable_property', 'templates', 'caption_files')
+#: Keys of the optional per-concept evaluation (tools/evaluate.py's held-out images).
+EVALUATION_KEYS = ('held_out_dir',)
+ALL_KEYS = ('placeholder_token',) + MODEL_KEYS[1:] + DATA_KEYS + EVALUATION_KEYS
+
+
+def check_concept_list(concepts, where: str = 'concepts') -> list[dict]:
+    """The list as plain dicts, or one error naming the entry and the fix."""
+    if isinstance(concepts, (str, Mapping)) or not isinstance(concepts, Sequence) or not concepts:
+        raise ValueError(f'{where} must be a non-empty list of dicts, one per concept '
+                         "(dict(placeholder_token='<red-mug>', initializer_token='mug', "
+                         f"data_root='data/red_mug')), got {concepts!r}.")
+    checked, seen = [], {}
+    for position, entry in enumerate(concepts):
+        here = f'{where}[{position}]'
+        if not isinstance(entry, Mapping):
+            raise ValueError(f'{here} is a {type(entry).__name__}; each concept is a dict.')
+        entry = dict(entry)
+        unknown = [k for k in entry if k not in ALL_KEYS]
+        if unknown:
+            raise ValueError(f'{here} has unknown key {unknown[0]!r}; a concept takes '
+                             f'{", ".join(ALL_KEYS)}.')
+        token = entry.get('placeholder_token')
+        if not isinstance(token, str) or not token.strip():
+            raise ValueError(f"{here} needs placeholder_token, the new word (e.g. '<red-mug>').")
+        if token in seen:
+            raise ValueError(f'{here} and {where}[{seen[token]}] both use placeholder_token '
+                             f'{token!r}; give each concept its own word.')
+        seen[token] = position
+        checked.append(entry)
+    folders = {}
+    for entry in checked:
+        folder = concept_folder_name(entry['placeholder_token'])
+        if folder in folders:
+            raise ValueError(f'{folders[folder]!r} and {entry["placeholder_token"]!r} would share '
+                             f'the output folder concepts/{folder}; rename one.')
+        folders[folder] = entry['placeholder_token']
+    return checked
+
+
+def concept_seed(seed: int, token: str) -> int:
+    """A concept's own seed: a function of the run seed and its token alone,
+    so a concept draws the same samples wherever it stands in the list and
+    whatever else is trained beside it."""
+    digest = int.from_bytes(hashlib.sha256(token.encode('utf-8')).digest()[:8], 'little')
+    return int(np.random.SeedSequence([int(seed) % 2**63, digest]).generate_state(2, np.uint64)[0]
+               % 2**63)
+
+
+def concept_folder_name(token: str) -> str:
+    """``'<red-mug>'`` -> ``'red-mug'``: the concept's output folder."""
+    name = re.sub(r'[^A-Za-z0-9._-]+', '_', token.strip('<>')).strip('._') or 'concept'
+    return name

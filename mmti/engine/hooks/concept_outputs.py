@@ -1,0 +1,67 @@
+"""What a many-concept run leaves for each concept, and its summary table."""
+from pathlib import Path
+
+from mmti.datasets.concept_specs import concept_folder_name
+from mmti.datasets.templates import fill_template
+from mmti.evaluation.plot import line_chart
+from mmti.fileio import atomic_write
+from .validation_sample_hook import labelled_grid
+
+CONCEPTS_DIR = 'concepts'
+SUMMARY_FILE = 'concepts.md'
+
+
+def concept_dir(work_dir, token: str) -> Path:
+    """``<work_dir>/concepts/<name>``: one concept's outputs."""
+    return Path(work_dir) / CONCEPTS_DIR / concept_folder_name(token)
+
+
+def write_concept_outputs(runner, model, token: str, series: dict | None, stop: dict) -> Path:
+    """Write one finished concept's embedding, sample grid and curves.
+
+    ``concepts/<name>/learned_embeds.safetensors`` holds that concept alone,
+    in the model's default format (diffusers', A1111's and ComfyUI's loaders
+    take one concept per file); ``samples.png`` renders the validation
+    prompts with its token; ``curves.png`` plots its learning signal.
+    """
+    folder = concept_dir(runner.work_dir, token)
+    folder.mkdir(parents=True, exist_ok=True)
+    embedding = model.save_embeddings(str(folder / 'learned_embeds.safetensors'), tokens=[token],
+                                      step=stop['step'])
+    runner.logger.info(f'Saved {token} ({stop["step"]} steps) to {embedding}')
+    prompts = [fill_template(t, token) for t in getattr(model, 'validation_templates', [])]
+    if prompts:
+        saved = dict(model.validation_cfg)
+        model.validation_cfg = {'show_progress': False, **saved}
+        try:
+            results = model.val_step({'prompts': prompts})
+        finally:
+            model.validation_cfg = saved
+        grid = labelled_grid([r['sample'] for r in results], prompts, stop['step'])
+        with atomic_write(folder / 'samples.png') as tmp:
+            grid.save(tmp, format='PNG')
+    if series and series.get('steps'):
+        line_chart([dict(title=f'learning signal (loss on a fixed batch): {stop["reason"]}',
+                         lines=[dict(label='learning signal', x=series['steps'],
+                                     y=series['values'], color=(214, 39, 40), width=2)])],
+                   folder / 'curves.png', title=f'{token}: stopped at its step {stop["step"]}')
+    return folder
+
+
+def write_summary(work_dir, rows: list[dict]) -> Path:
+    """``concepts.md``: concept, steps, stop reason, learning signal (and any
+    similarity the rows carry), one line per concept."""
+    extra = [k for k in ('image_similarity', 'text_similarity') if any(k in r for r in rows)]
+    header = ['concept', 'steps', 'stopped because', 'learning signal (start -> end)', *extra]
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    for row in rows:
+        signal = ('' if row.get('signal_start') is None
+                  else f"{row['signal_start']:.4f} -> {row['signal_end']:.4f}")
+        reason = row.get('stop') or ('not started' if row.get('status') == 'waiting' else '')
+        cells = [row['concept'], str(row['steps']), reason, signal,
+                 *(f'{row[k]:.4f}' if isinstance(row.get(k), float) else '' for k in extra)]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    path = Path(work_dir) / SUMMARY_FILE
+    with atomic_write(path) as tmp:
+        tmp.write_text('\n'.join(lines) + '\n', encoding='utf-8')
+    return path

@@ -1,0 +1,197 @@
+"""Train a list of concepts in one run: each stops on its own learning
+signal, and its lane goes to the next concept waiting."""
+import json
+import logging
+from pathlib import Path
+
+import torch
+from mmengine.dist import broadcast, is_main_process
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+
+from mmti.datasets.concept_specs import concept_seed
+from mmti.fileio import atomic_write
+from mmti.registry import HOOKS
+from .concept_outputs import write_concept_outputs, write_summary
+from ..learning_signal import FixedBatchLoss
+from ..stop_rules import PlateauStop
+from .periodic_hook import unwrap_model
+
+QUEUE_FILE = 'concepts.json'
+
+
+@HOOKS.register_module()
+class ConceptQueueHook(Hook):
+    """The many-concept counterpart of ``LearningSignalHook``.
+
+    Every ``interval`` of a concept's own steps, its learning signal (the
+    loss on its own fixed batch, :class:`~mmti.engine.learning_signal.FixedBatchLoss`)
+    is measured; when :class:`~mmti.engine.stop_rules.PlateauStop` says it
+    has stopped falling (or the concept reached ``max_steps``), the concept
+    is done: its outputs are written (``concepts/<name>/``: embedding file,
+    sample grid, curves) and its lane in the batch goes to the next concept
+    waiting (``ConceptBatchSampler``'s queue). The run ends when every
+    concept is done; ``train_cfg.max_iters`` stays the cap of the whole run.
+
+    A concept's steps, measurements and stop depend on its own rows and
+    samples only, so it stops at the step it would stop at alone. The queue
+    and every series travel in checkpoints: a resumed run continues the
+    queue exactly. ``<work_dir>/concepts.json`` holds the queue, the series
+    and the stops; ``concepts.md`` the summary table.
+
+    Args:
+        interval: A concept's steps between measurements.
+        num_samples: Fixed samples per concept (rounded up to whole passes
+            over its images).
+        stop: Keyword arguments of :class:`PlateauStop`; None trains every
+            concept to ``max_steps``.
+        max_steps: Most steps of one concept; None: ``train_cfg.max_iters``.
+        batch_size: Samples per forward pass of a measurement; None: the
+            number of fixed samples (one pass).
+    """
+
+    # As LearningSignalHook: after NonFiniteLossHook, before checkpoints.
+    priority = 'NORMAL'
+
+    def __init__(self, interval: int = 10, num_samples: int = 16, stop: dict | None = None,
+                 max_steps: int | None = None, batch_size: int | None = None):
+        if int(interval) < 1:
+            raise ValueError(f'ConceptQueueHook: interval must be >= 1, got {interval}.')
+        self.interval, self.num_samples = int(interval), int(num_samples)
+        self.rule = PlateauStop(**stop) if stop is not None else None
+        self.max_steps, self.batch_size = max_steps, batch_size
+        self.series: dict[str, dict] = {}
+        self.stops: dict[str, dict] = {}
+        self.queue = None
+        self.tokens: list[str] = []
+        self._signals: list[FixedBatchLoss] = []
+        self._changed = False
+
+    # ------------------------------------------------------------ the run
+    def _attach(self, runner) -> None:
+        sampler = getattr(runner.train_dataloader, 'batch_sampler', None)
+        if not hasattr(sampler, 'queue'):
+            raise ValueError("ConceptQueueHook needs train_dataloader.batch_sampler="
+                             "dict(type='ConceptBatchSampler') over a ConceptListDataset.")
+        self.queue = sampler.queue
+        self.tokens = runner.train_dataloader.dataset.tokens
+
+    def before_train(self, runner) -> None:
+        if self.queue is None:
+            self._attach(runner)
+        loader = runner.train_dataloader
+        self.max_steps = int(self.max_steps or runner.max_iters)
+        self._signals = [
+            FixedBatchLoss(dataset, loader.collate_fn, self.num_samples,
+                           seed=concept_seed(runner.seed, token), batch_size=self.batch_size or 10**9)
+            for dataset, token in zip(loader.dataset.datasets, self.tokens)]
+        for concept in self.queue.training():  # fresh concepts: where their rows start from
+            if not self.series.get(self.tokens[concept], {}).get('steps'):
+                self._measure(runner, concept)
+        self._write(runner)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self.queue.advance()
+        finished = []
+        for concept in self.queue.training():
+            step = self.queue.steps[concept]
+            reason = None
+            if step % self.interval == 0:
+                self._measure(runner, concept)
+                if self.rule is not None:
+                    series = self.series[self.tokens[concept]]
+                    reason = self.rule.reason_to_stop(series['steps'], series['values'])
+            if reason is None and step >= self.max_steps:
+                reason = f'it reached max_steps ({self.max_steps})'
+            if reason is not None:
+                finished.append((concept, reason))
+        for concept, reason in finished:
+            token = self.tokens[concept]
+            self.queue.finish(concept)
+            self.stops[token] = {'step': self.queue.steps[concept], 'run_step': runner.iter + 1,
+                                 'reason': reason}
+            print_log(f'{token} done after {self.queue.steps[concept]} of its steps (run step '
+                      f'{runner.iter + 1}): {reason}.', logger='current', level=logging.INFO)
+            self._outputs(runner, concept)
+        for concept in self.queue.admit():
+            self._measure(runner, concept)
+            print_log(f'{self.tokens[concept]} starts training at run step {runner.iter + 1}.',
+                      logger='current', level=logging.INFO)
+        if self.queue.done:
+            runner.train_loop.stop_training = True
+        if self._changed:
+            self._write(runner)
+
+    def after_train(self, runner) -> None:
+        # The run's cap ended concepts still training: their rows are written too.
+        for concept in self.queue.training():
+            token = self.tokens[concept]
+            if token not in self.stops:
+                self.stops[token] = {'step': self.queue.steps[concept], 'run_step': runner.iter,
+                                     'reason': f'the run reached train_cfg.max_iters '
+                                               f'({runner.max_iters}) first', 'capped': True}
+                self._outputs(runner, concept)
+        self._write(runner)
+        if is_main_process():
+            path = write_summary(runner.work_dir, self.summary_rows())
+            never = [t for t, s in zip(self.tokens, self.queue.status) if s == 'waiting']
+            if never:
+                print_log(f'{len(never)} concept(s) never started ({", ".join(never)}): the run '
+                          f'reached train_cfg.max_iters={runner.max_iters}; raise it and resume.',
+                          logger='current', level=logging.WARNING)
+            print_log(f'Saved the concept summary to {path}', logger='current', level=logging.INFO)
+
+    # ------------------------------------------------------------- helpers
+    def _measure(self, runner, concept: int) -> None:
+        model = unwrap_model(runner.model)
+        value = torch.tensor([self._signals[concept](model)], dtype=torch.float64,
+                             device=next(model.parameters()).device)
+        broadcast(value, src=0)  # every rank decides on rank 0's number
+        series = self.series.setdefault(self.tokens[concept], {'steps': [], 'values': []})
+        series['steps'].append(self.queue.steps[concept])
+        series['values'].append(float(value))
+        self._changed = True
+
+    def _outputs(self, runner, concept: int) -> None:
+        if is_main_process():
+            token = self.tokens[concept]
+            write_concept_outputs(runner, unwrap_model(runner.model), token,
+                                  self.series.get(token), self.stops[token])
+
+    def summary_rows(self) -> list[dict]:
+        rows = []
+        for concept, token in enumerate(self.tokens):
+            series = self.series.get(token) or {'values': []}
+            rows.append({'concept': token, 'status': self.queue.status[concept],
+                         'steps': self.queue.steps[concept],
+                         'stop': (self.stops.get(token) or {}).get('reason'),
+                         'signal_start': series['values'][0] if series['values'] else None,
+                         'signal_end': series['values'][-1] if series['values'] else None})
+        return rows
+
+    def state(self) -> dict:
+        return {'tokens': list(self.tokens), 'interval': self.interval,
+                'rule': self.rule.describe() if self.rule else None, 'max_steps': self.max_steps,
+                'queue': self.queue.state(), 'series': self.series, 'stops': self.stops}
+
+    def _write(self, runner) -> None:
+        self._changed = False
+        if is_main_process():
+            with atomic_write(Path(runner.work_dir) / QUEUE_FILE) as tmp:
+                tmp.write_text(json.dumps(self.state(), indent=1) + '\n', encoding='utf-8')
+
+    # ------------------------------------------------------- checkpoints
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint['concept_queue'] = json.loads(json.dumps(self.state()))
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        saved = checkpoint.get('concept_queue')
+        if not saved:
+            return
+        self._attach(runner)
+        if saved['tokens'] != self.tokens:
+            raise ValueError(f'The checkpoint trained the concepts {saved["tokens"]}; this config '
+                             f'lists {self.tokens}. Resume with the config it was trained with.')
+        self.queue.load_state(saved['queue'])
+        self.series = saved['series']
+        self.stops = saved['stops']
