@@ -24,8 +24,9 @@ from mmti.engine import (RunFinished, WorkDirLock, build_runner,  # noqa: E402
                          check_cfg_options, is_rank_zero, prepare_launch, read_last_checkpoint,
                          refuse_previous_run)
 from mmti.engine.console import quiet_library_notices  # noqa: E402
-from mmti.engine.hooks import (CurvesHook, EmbeddingSaveHook, LearningSignalHook,  # noqa: E402
-                               ProgressBarHook, ValidationSampleHook)
+from mmti.engine.hooks import (ConceptQueueHook, CurvesHook, EmbeddingSaveHook,  # noqa: E402
+                               LearningSignalHook, ProgressBarHook, ValidationSampleHook)
+from mmti.engine.hooks.concept_outputs import SUMMARY_FILE, concept_dir  # noqa: E402
 from mmti.engine.hooks.curves_hook import CURVES_FILE  # noqa: E402
 from mmti.engine.hooks.progress_bar_hook import format_duration  # noqa: E402
 from mmti.utils import UserError, command_prefix, prog_name, run_cli  # noqa: E402
@@ -162,6 +163,8 @@ def run_summary(runner, seconds: float) -> list[str]:
         lines[0] = (f"Done: learned; stopped at step {stopped['step']} of at most "
                     f'{runner.max_iters} in {format_duration(seconds)}{resumed} '
                     f"({stopped['reason']}).")
+    if ConceptQueueHook in hooks:
+        return concept_summary(runner, hooks[ConceptQueueHook], seconds, resumed)
     embedding = None
     if EmbeddingSaveHook in hooks:
         embedding = work_dir / hooks[EmbeddingSaveHook].filename
@@ -195,6 +198,38 @@ def run_summary(runner, seconds: float) -> list[str]:
     lines.append(f'A1111:      copy it to stable-diffusion-webui/embeddings/{name} and write '
                  f'{Path(name).stem} in the prompt')
     return lines
+
+
+def concept_summary(runner, queue_hook, seconds: float, resumed: str) -> list[str]:
+    """The lines after the first of a many-concept run: one per concept, then the files."""
+    work_dir = Path(runner.work_dir)
+    rows = queue_hook.summary_rows()
+    done = sum(r['status'] == 'done' for r in rows)
+    lines = [f'Done: {done} of {len(rows)} concepts in {runner.iter} steps, '
+             f'{format_duration(seconds)}{resumed}.']
+    width = max(len(r['concept']) for r in rows)
+    for row in rows:
+        if row['status'] == 'waiting':
+            lines.append(f"  {row['concept']:<{width}}  not started (raise train_cfg.max_iters "
+                         'and resume)')
+            continue
+        kind = queue_hook.stops.get(row['concept'], {}).get('kind')
+        why = {'learned': 'learned', 'max_steps': 'reached max_steps',
+               'capped': 'cut by max_iters'}.get(kind, kind)
+        lines.append(f"  {row['concept']:<{width}}  {row['steps']:>5} steps, {why}: "
+                     f"{concept_dir(work_dir, row['concept']) / 'learned_embeds.safetensors'}")
+    combined = work_dir / hooks_filename(runner)
+    if combined.is_file():
+        lines.append(f'  all concepts, one file (mmti): {combined}')
+    lines.append(f'  summary: {work_dir / SUMMARY_FILE}   log: {getattr(runner.logger, "log_file", "")}')
+    lines.append("diffusers:  pipe.load_textual_inversion('<one concept file>'), one call per "
+                 'concept; A1111: copy each file to stable-diffusion-webui/embeddings/')
+    return lines
+
+
+def hooks_filename(runner) -> str:
+    hook = next((h for h in runner.hooks if isinstance(h, EmbeddingSaveHook)), None)
+    return hook.filename if hook is not None else 'learned_embeds.safetensors'
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             runner = build_runner(cfg, claim_work_dir)
         except RunFinished as done:
-            print(f'{PROG}: {done}; raise train_cfg.max_iters to train further.',
+            print(f'{PROG}: {done}; {done.hint}.',
                   file=sys.stderr)
             return
         _run.update(work_dir=cfg.work_dir, argv=argv)

@@ -17,9 +17,10 @@ from mmti.utils import UserError
 class RunFinished(Exception):
     """``--resume`` of a run that already reached ``train_cfg.max_iters``."""
 
-    def __init__(self, step: int, checkpoint: str):
+    def __init__(self, step: int, checkpoint: str,
+                 hint: str = 'raise train_cfg.max_iters to train further'):
         super().__init__(f'nothing to resume: the run finished at step {step} ({checkpoint})')
-        self.step, self.checkpoint = step, checkpoint
+        self.step, self.checkpoint, self.hint = step, checkpoint, hint
 
 
 def read_last_checkpoint(work_dir: str) -> tuple[str | None, str | None]:
@@ -85,13 +86,18 @@ def find_resume_checkpoint(cfg: Config) -> tuple[str | None, dict | None, str | 
 
 def check_not_finished(cfg: Config, path: str, checkpoint: dict) -> None:
     """Raise :class:`RunFinished` if the checkpoint is at ``max_iters`` already
-    or is where :class:`LearningSignalHook` stopped the run."""
+    or is where :class:`LearningSignalHook` stopped the run, or where
+    :class:`ConceptQueueHook` finished its last concept."""
     step = checkpoint['meta'].get('iter')
     max_iters = (cfg.get('train_cfg') or {}).get('max_iters')
     if isinstance(step, int) and isinstance(max_iters, int) and step >= max_iters:
         raise RunFinished(step, path)
     if (checkpoint.get('learning_signal') or {}).get('stopped'):  # stopped early: learned
         raise RunFinished(step, path)
+    queue = (checkpoint.get('concept_queue') or {}).get('queue')
+    if queue and all(status == 'done' for status in queue['status']):  # every concept finished
+        raise RunFinished(step, path, hint='every concept in its list is done (their files are '
+                                           'in concepts/); add concepts in a new --work-dir')
 
 
 def check_checkpoint_matches(model, cfg: Config, path: str, checkpoint: dict) -> None:

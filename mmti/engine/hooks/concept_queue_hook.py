@@ -95,21 +95,21 @@ class ConceptQueueHook(Hook):
         finished = []
         for concept in self.queue.training():
             step = self.queue.steps[concept]
-            reason = None
+            reason, kind = None, 'learned'
             if step % self.interval == 0:
                 self._measure(runner, concept)
                 if self.rule is not None:
                     series = self.series[self.tokens[concept]]
                     reason = self.rule.reason_to_stop(series['steps'], series['values'])
             if reason is None and step >= self.max_steps:
-                reason = f'it reached max_steps ({self.max_steps})'
+                reason, kind = f'it reached max_steps ({self.max_steps})', 'max_steps'
             if reason is not None:
-                finished.append((concept, reason))
-        for concept, reason in finished:
+                finished.append((concept, reason, kind))
+        for concept, reason, kind in finished:
             token = self.tokens[concept]
             self.queue.finish(concept)
             self.stops[token] = {'step': self.queue.steps[concept], 'run_step': runner.iter + 1,
-                                 'reason': reason}
+                                 'reason': reason, 'kind': kind}
             print_log(f'{token} done after {self.queue.steps[concept]} of its steps (run step '
                       f'{runner.iter + 1}): {reason}.', logger='current', level=logging.INFO)
             self._outputs(runner, concept)
@@ -129,7 +129,7 @@ class ConceptQueueHook(Hook):
             if token not in self.stops:
                 self.stops[token] = {'step': self.queue.steps[concept], 'run_step': runner.iter,
                                      'reason': f'the run reached train_cfg.max_iters '
-                                               f'({runner.max_iters}) first', 'capped': True}
+                                               f'({runner.max_iters}) first', 'kind': 'capped'}
                 self._outputs(runner, concept)
         self._write(runner)
         if is_main_process():

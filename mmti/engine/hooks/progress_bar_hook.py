@@ -10,6 +10,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mmti.registry import HOOKS
+from .concept_queue_hook import ConceptQueueHook
 
 
 def format_duration(seconds: float) -> str:
@@ -81,8 +82,11 @@ class ProgressBarHook(Hook):
         self._close()
         if stopped_early:  # LearningSignalHook ended the run: say so where the bar was
             elapsed = format_duration(time.monotonic() - self._started)
+            why = ('every concept is done' if any(isinstance(h, ConceptQueueHook)
+                                                  for h in runner.hooks)
+                   else 'the learning signal stopped falling')
             print(f'train: stopped at step {runner.iter} of at most {self._total}, {elapsed}: '
-                  'the learning signal stopped falling', file=self._stream, flush=True)
+                  f'{why}', file=self._stream, flush=True)
 
     def after_run(self, runner) -> None:
         self._close()
