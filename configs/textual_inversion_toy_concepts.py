@@ -13,17 +13,13 @@
 _base_ = ['./textual_inversion_toy.py']
 
 
-def toy_concept(name: str, initializer: str) -> dict:
-    return dict(placeholder_token=f'<{name}>', initializer_token=initializer, num_vectors=2,
-                data_root=f'data/toy_concepts/{name}/train',
-                held_out_dir=f'data/toy_concepts/{name}/held_out')
-
-
-concepts = [
-    toy_concept('purple-dotted-star', 'star'),
-    toy_concept('orange-striped-triangle', 'triangle'),
-    toy_concept('green-dotted-cross', 'cross'),
-]
+# A folder of concepts: one sub-folder each, named after its token
+# (purple-dotted-star/ is <purple-dotted-star>), with a concept.json saying
+# what the single-concept config says (initializer word, 2 rows, where the
+# training and held-out images are). A list of dicts works too:
+#     concepts = [dict(placeholder_token='<red-mug>', initializer_token='mug',
+#                      data_root='data/red_mug'), ...]
+concepts = 'data/toy_concepts'
 
 model = dict(
     _delete_=True,
@@ -45,7 +41,6 @@ train_dataloader = dict(
         _delete_=True,
         type='ConceptListDataset',
         concepts=concepts,
-        caption_files=True,
         resolution=32,
         flip_prob=0.0))
 
@@ -53,9 +48,10 @@ train_dataloader = dict(
 # without a gradient; DDP must be told (tools/dist_train.sh).
 model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=True)
 
-# Each concept at most 600 of its own steps; the run at most as many steps
-# as the queue can need.
-train_cfg = dict(max_iters=600 * 1)
+# Each concept trains at most max_steps of its own steps (it usually stops
+# itself in about 100); the run at most max_iters, enough for three waves
+# of concepts through the lanes.
+train_cfg = dict(max_iters=1800)
 default_hooks = dict(
     learning_signal=None,
     concept_queue=dict(type='ConceptQueueHook', interval=10, num_samples=16,

@@ -38,9 +38,26 @@ def test_configs_are_found():
             'textual_inversion_style.py'} <= {p.name for p in CONFIGS}
 
 
+# Many-concept configs (model.concepts) have their own checks below.
+MANY_CONCEPT_CONFIGS = [p for p in CONFIGS if load(p).model.get('concepts') is not None]
+SINGLE_CONCEPT_CONFIGS = [p for p in CONFIGS if p not in MANY_CONCEPT_CONFIGS]
+
+
 @pytest.fixture(params=CONFIGS, ids=lambda p: p.stem)
 def cfg(request, monkeypatch) -> Config:
     monkeypatch.chdir(REPO_ROOT)  # data_root is relative to the repository
+    return load(request.param)
+
+
+@pytest.fixture(params=SINGLE_CONCEPT_CONFIGS, ids=lambda p: p.stem)
+def single_cfg(request, monkeypatch) -> Config:
+    monkeypatch.chdir(REPO_ROOT)
+    return load(request.param)
+
+
+@pytest.fixture(params=MANY_CONCEPT_CONFIGS, ids=lambda p: p.stem)
+def many_cfg(request, monkeypatch) -> Config:
+    monkeypatch.chdir(REPO_ROOT)
     return load(request.param)
 
 
@@ -48,11 +65,13 @@ def test_config_names_registered_types(cfg):
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         assert cfg.default_scope == 'mmti'
         for hook in [*cfg.default_hooks.values(), *cfg.custom_hooks]:
-            assert HOOKS.get(hook['type']) is not None, hook
+            assert hook is None or HOOKS.get(hook['type']) is not None, hook  # None: removed
         assert LOOPS.get(cfg.train_cfg.type).__module__.startswith('mmti.')
         assert MODELS.get(cfg.model.type) is not None
         assert DATASETS.get(cfg.train_dataloader.dataset.type) is not None
         assert DATA_SAMPLERS.get(cfg.train_dataloader.sampler.type) is not None
+        if 'batch_sampler' in cfg.train_dataloader:
+            assert DATA_SAMPLERS.get(cfg.train_dataloader.batch_sampler.type) is not None
         for transform in cfg.train_dataloader.dataset.get('pipeline', ()):
             assert TRANSFORMS.get(transform['type']) is not None, transform
         assert OPTIM_WRAPPERS.get(cfg.optim_wrapper.type) is not None
@@ -67,7 +86,30 @@ def test_config_names_registered_types(cfg):
             assert VISBACKENDS.get(backend['type']) is not None
 
 
-def test_config_is_consistent(cfg):
+def test_many_concept_configs_are_found():
+    assert 'textual_inversion_toy_concepts.py' in {p.name for p in MANY_CONCEPT_CONFIGS}
+
+
+def test_many_concept_configs_declare_their_concepts_once(many_cfg):
+    cfg = many_cfg
+    # The model and the dataset read the same list (or folder).
+    assert cfg.model.concepts == cfg.train_dataloader.dataset.concepts
+    assert 'placeholder_token' not in cfg.model
+    assert cfg.default_hooks.concept_queue.type == 'ConceptQueueHook'
+    assert cfg.default_hooks.get('learning_signal') is None  # the queue measures per concept
+    assert cfg.model_wrapper_cfg.find_unused_parameters  # DDP: absent concepts get no gradient
+    model = MODELS.build(cfg.model)
+    with DefaultScope.overwrite_default_scope('mmti'):
+        dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    assert model.placeholder_tokens == dataset.tokens and len(dataset.tokens) >= 2
+    for concept, token in enumerate(dataset.tokens):
+        sample = dataset[concept, 0]
+        assert token in sample['captions'] and sample['concepts'] == token
+        assert model.token_embedding.concept_rows(token).requires_grad
+
+
+def test_config_is_consistent(single_cfg):
+    cfg = single_cfg
     placeholder = cfg.model.placeholder_token
     # Declared once: the dataset takes model.placeholder_token (build_runner fills it).
     assert 'placeholder_token' not in cfg.train_dataloader.dataset
@@ -83,7 +125,8 @@ def test_config_is_consistent(cfg):
     assert cfg.custom_hooks == []
 
 
-def test_model_and_dataset_build_on_the_tiny_components(cfg):
+def test_model_and_dataset_build_on_the_tiny_components(single_cfg):
+    cfg = single_cfg
     placeholder = cfg.model.placeholder_token
     # The bundled tiny folder of the same family; the config's dtype is kept.
     family = ('tiny-sdxl' if cfg.model.type == 'TextualInversionXL'
@@ -159,7 +202,7 @@ def test_project_configs_build_their_model_and_dataset(path, monkeypatch):
         importlib.import_module(module)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         for hook in [*cfg.default_hooks.values(), *cfg.custom_hooks]:
-            assert HOOKS.get(hook['type']) is not None, hook
+            assert hook is None or HOOKS.get(hook['type']) is not None, hook  # None: removed
         assert LOOPS.get(cfg.train_cfg.type) is not None
         model = MODELS.build(cfg.model)
         dataset = DATASETS.build(cfg.train_dataloader.dataset)

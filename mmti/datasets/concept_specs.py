@@ -11,10 +11,19 @@ A many-concept config declares its concepts once, at the top::
 
 The model takes the keys that say what a concept's rows start from, the
 dataset the keys that say what it is learned from; both get the same list.
+
+Or a folder of concepts, ``concepts = 'data/products'``: each sub-folder is
+one concept, named after it (``data/products/red-mug/`` is ``<red-mug>``),
+with its images and a ``concept.json`` giving the rest of its keys
+(``{"initializer_token": "mug"}``; ``data_root`` and ``held_out_dir`` there
+are relative to the sub-folder, ``data_root`` defaults to the sub-folder).
 """
 import hashlib
+import json
+import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -28,8 +37,47 @@ EVALUATION_KEYS = ('held_out_dir',)
 ALL_KEYS = ('placeholder_token',) + MODEL_KEYS[1:] + DATA_KEYS + EVALUATION_KEYS
 
 
+CONCEPT_FILE = 'concept.json'
+
+
+def concepts_in_folder(root: str | os.PathLike) -> list[dict]:
+    """One concept per sub-folder of ``root``, from its ``concept.json``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f'concepts={str(root)!r} is not a folder; give a folder with one '
+                         'sub-folder per concept, or a list of dicts.')
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.'))
+    if not folders:
+        raise ValueError(f'{root} has no sub-folders; put each concept\'s images in '
+                         f'{root}/<name>/ with a {CONCEPT_FILE}.')
+    concepts = []
+    for folder in folders:
+        path = folder / CONCEPT_FILE
+        try:
+            entry = json.loads(path.read_text(encoding='utf-8'))
+        except FileNotFoundError:
+            raise ValueError(f'{path} is missing; write one, e.g. {{"initializer_token": "mug"}} '
+                             '(one word the concept starts from).') from None
+        except (UnicodeDecodeError, ValueError) as err:
+            raise ValueError(f'{path} is not valid JSON ({err}); write one object, e.g. '
+                             '{"initializer_token": "mug"}.') from None
+        if not isinstance(entry, dict):
+            raise ValueError(f'{path} holds a {type(entry).__name__}; write one object, e.g. '
+                             '{"initializer_token": "mug"}.')
+        entry.setdefault('placeholder_token', f'<{folder.name}>')
+        for key in ('data_root', 'held_out_dir'):
+            if isinstance(entry.get(key), str):
+                entry[key] = str(folder / entry[key])
+        entry.setdefault('data_root', str(folder))
+        concepts.append(entry)
+    return concepts
+
+
 def check_concept_list(concepts, where: str = 'concepts') -> list[dict]:
-    """The list as plain dicts, or one error naming the entry and the fix."""
+    """The list as plain dicts (a folder read with :func:`concepts_in_folder`),
+    or one error naming the entry and the fix."""
+    if isinstance(concepts, (str, os.PathLike)):
+        concepts = concepts_in_folder(concepts)
     if isinstance(concepts, (str, Mapping)) or not isinstance(concepts, Sequence) or not concepts:
         raise ValueError(f'{where} must be a non-empty list of dicts, one per concept '
                          "(dict(placeholder_token='<red-mug>', initializer_token='mug', "

@@ -13,8 +13,9 @@ from tool_runner import assert_quiet, run_tool
 from mmti_testing import REPO_ROOT
 
 CONFIG = 'configs/textual_inversion_toy_concepts.py'
-TOKENS = ['<purple-dotted-star>', '<orange-striped-triangle>', '<green-dotted-cross>']
-FOLDERS = ['purple-dotted-star', 'orange-striped-triangle', 'green-dotted-cross']
+# data/toy_concepts's sub-folders, in name order: the queue's order.
+FOLDERS = ['green-dotted-cross', 'orange-striped-triangle', 'purple-dotted-star']
+TOKENS = [f'<{name}>' for name in FOLDERS]
 # Two lanes for three concepts: the third waits for the first to finish.
 SMALL = ['train_dataloader.batch_size=2', 'train_dataloader.batch_sampler.concepts_per_batch=2',
          'default_hooks.concept_queue.interval=2', 'default_hooks.concept_queue.num_samples=5',

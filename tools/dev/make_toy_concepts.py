@@ -5,6 +5,7 @@ For each of ``projects.toy_world.world.HELD_OUT_CONCEPTS`` this writes::
     <out>/<name>/train/0.png ... 4.png      (images to learn the concept from)
     <out>/<name>/*/<i>.txt                  (each image's caption, the concept as {})
     <out>/<name>/held_out/0.png ... 7.png   (other views of it, for evaluation)
+    <out>/<name>/concept.json               (its initializer word, for many-concept configs)
 
 plus ``<out>/README.md``. The images are a pure function of ``--seed`` and
 ``--size``. The folder is built next to ``<out>`` and renamed into place, so
@@ -15,6 +16,7 @@ Usage::
     python tools/dev/make_toy_concepts.py [--out data/toy_concepts] [--seed 0] [--force]
 """
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -74,6 +76,11 @@ def write_concepts(folder: Path, seed: int, size: int) -> None:
             for i, scene in enumerate(split_scenes):
                 render_scene(scene, size=size).save(folder / name / split / f'{i}.png')
                 (folder / name / split / f'{i}.txt').write_text(concept_template(scene) + '\n')
+        # What a many-concept config needs (concepts='<out>'): the starting word,
+        # the recipe's two rows, where the images are.
+        (folder / name / 'concept.json').write_text(json.dumps(dict(
+            initializer_token=attributes['shape'], num_vectors=2, data_root='train',
+            held_out_dir='held_out', caption_files=True), indent=1) + '\n')
         attrs = ', '.join(f'{k}={v}' for k, v in attributes.items())
         captions = '<br>'.join(caption(s) for s in splits['train'])
         rows.append(f'| `{name}` | {attrs} | {captions} |')

@@ -81,6 +81,12 @@ class ConceptQueueHook(Hook):
             self._attach(runner)
         loader = runner.train_dataloader
         self.max_steps = int(self.max_steps or runner.max_iters)
+        waves = -(-len(self.tokens) // len(self.queue.lanes))
+        if runner.iter == 0 and runner.max_iters < waves * self.max_steps:
+            print_log(f'train_cfg.max_iters={runner.max_iters} may end the run before every concept '
+                      f'is done: {len(self.tokens)} concepts in {len(self.queue.lanes)} lanes need '
+                      f'up to {waves} x max_steps={self.max_steps} steps if none stops early.',
+                      logger='current', level=logging.WARNING)
         self._signals = [
             FixedBatchLoss(dataset, loader.collate_fn, self.num_samples,
                            seed=concept_seed(runner.seed, token), batch_size=self.batch_size or 10**9)
