@@ -98,6 +98,12 @@ def test_many_concept_configs_declare_their_concepts_once(many_cfg):
     assert cfg.default_hooks.concept_queue.type == 'ConceptQueueHook'
     assert cfg.default_hooks.get('learning_signal') is None  # the queue measures per concept
     assert cfg.model_wrapper_cfg.find_unused_parameters  # DDP: absent concepts get no gradient
+    assert cfg.train_dataloader.get('num_workers', 0) == 0  # the queue is read every step
+    # Hub ids and a user's own concept folder are not here: the tiny model and the toy concepts.
+    if not (REPO_ROOT / cfg.model.pretrained_model).is_dir():
+        cfg.model.pretrained_model = str(TINY_SD)
+    if isinstance(cfg.model.concepts, str) and not (REPO_ROOT / cfg.model.concepts).is_dir():
+        cfg.model.concepts = cfg.train_dataloader.dataset.concepts = 'data/toy_concepts'
     model = MODELS.build(cfg.model)
     with DefaultScope.overwrite_default_scope('mmti'):
         dataset = DATASETS.build(cfg.train_dataloader.dataset)

@@ -338,3 +338,22 @@ def check_config(cfg: Config) -> None:
     if model.get('initial_embedding') is not None:
         check_initial_embedding(model.initial_embedding)
     _check_sizes(cfg)
+    _check_concept_queue(cfg)
+
+
+def _check_concept_queue(cfg: Config) -> None:
+    """A many-concept run reads its queue at every step: no batches fetched ahead."""
+    loader = cfg.get('train_dataloader') or {}
+    batch_sampler = loader.get('batch_sampler') or {}
+    if not str(batch_sampler.get('type', '')).endswith('ConceptBatchSampler'):
+        return
+    if loader.get('num_workers', 0):
+        raise UserError(
+            f'train_dataloader.num_workers={loader.num_workers} with ConceptBatchSampler: workers '
+            'fetch batches ahead, before the queue knows which concepts have stopped; set '
+            'train_dataloader.num_workers=0 (the images are decoded once and kept in memory).')
+    hooks = cfg.get('default_hooks') or {}
+    if not any(isinstance(h, Mapping) and str(h.get('type', '')).endswith('ConceptQueueHook')
+               for h in [*hooks.values(), *(cfg.get('custom_hooks') or [])]):
+        raise UserError('ConceptBatchSampler needs default_hooks.concept_queue='
+                        "dict(type='ConceptQueueHook', ...): it advances and stops the concepts.")

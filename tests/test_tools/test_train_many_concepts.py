@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
+from fault_matrix import assert_refused
 from tool_runner import assert_quiet, run_tool
 
 from mmti_testing import REPO_ROOT
@@ -118,3 +119,16 @@ def test_two_processes_train_the_queue_as_one_does(finished, tmp_path):
     b = load_file(work_dir / 'learned_embeds.safetensors')
     for token in TOKENS:
         assert torch.allclose(a[token], b[token], atol=1e-6, rtol=0), token
+
+
+@pytest.mark.parametrize('option, pattern', [
+    ('train_dataloader.num_workers=2', r'num_workers=2 with ConceptBatchSampler.*num_workers=0'),
+    ('default_hooks.concept_queue=None', r'ConceptBatchSampler needs default_hooks\.concept_queue'),
+    ('model.concepts=data/toy_concepts/purple-dotted-star', r'concept\.json is missing'),
+])
+def test_queue_mistakes_are_refused_before_anything_is_written(option, pattern, tmp_path):
+    work_dir = tmp_path / 'refused'
+    result = run_tool('tools/train.py', CONFIG, '--work-dir', str(work_dir), '--cfg-options',
+                      option, check=False)
+    assert_refused(result.returncode, result.stderr, 'tools/train.py', pattern)
+    assert not work_dir.exists()
