@@ -105,8 +105,10 @@ class ConceptFilesMixin:
                 'safetensors' (``{"emb_params": ...}``) or, SDXL only, 'sdxl'
                 (``{"clip_l", "clip_g"}``, its default). Non-finite rows are refused.
         """
-        format = format or self.DEFAULT_FORMAT
         per_slot = self.get_slot_embeddings(self.placeholder_tokens if tokens is None else tokens)
+        format = format or self.DEFAULT_FORMAT
+        if format == 'sdxl' and len(per_slot[0]) > 1 and len(per_slot) == 2:
+            format = 'diffusers'  # SDXL's one-file layout holds one concept; the pair holds many
         meta = dict(step=step, metadata={'base_model': str(self.pretrained_model)})
         for slot_name, embeddings in zip(self.TEXT_SLOTS, per_slot):
             for token, rows in embeddings.items():

@@ -132,3 +132,20 @@ def test_queue_mistakes_are_refused_before_anything_is_written(option, pattern, 
                       option, check=False)
     assert_refused(result.returncode, result.stderr, 'tools/train.py', pattern)
     assert not work_dir.exists()
+
+
+@pytest.mark.slow
+def test_sdxl_concepts_get_one_file_each_and_a_combined_pair(tmp_path):
+    work_dir = tmp_path / 'xl'
+    run_tool('tools/train.py', CONFIG, '--work-dir', str(work_dir), '--cfg-options',
+             'model.type=TextualInversionXL', 'model.pretrained_model=data/tiny-sdxl',
+             'train_dataloader.dataset.resolution=64', 'train_dataloader.batch_size=2',
+             'default_hooks.concept_queue.max_steps=3', 'model.validation_cfg.num_inference_steps=2',
+             timeout=600)
+    first = load_file(work_dir / 'learned_embeds.safetensors')
+    second = load_file(work_dir / 'learned_embeds_2.safetensors')
+    assert sorted(first) == sorted(second) == sorted(TOKENS)  # SDXL's one-file layout holds one
+    for token, folder in zip(TOKENS, FOLDERS):
+        own = load_file(work_dir / 'concepts' / folder / 'learned_embeds.safetensors')
+        assert sorted(own) == ['clip_g', 'clip_l']  # the layout A1111 and ComfyUI read
+        assert torch.equal(own['clip_l'], first[token]) and torch.equal(own['clip_g'], second[token])
