@@ -66,6 +66,15 @@ class ConceptQueue:
         self.status[concept] = DONE
         self.lanes[self.lanes.index(concept)] = None
 
+    def most_steps_left(self, max_steps: int) -> int:
+        """Run steps until every concept is done if none stops before ``max_steps``."""
+        free_at = sorted(max(0, max_steps - self.steps[c]) if c is not None else 0
+                         for c in self.lanes)
+        for _ in (c for c, s in enumerate(self.status) if s == WAITING):
+            free_at[0] += max_steps  # the next waiting concept takes the lane freed first
+            free_at.sort()
+        return free_at[-1] if free_at else 0
+
     def state(self) -> dict:
         return {'status': list(self.status), 'steps': list(self.steps), 'lanes': list(self.lanes)}
 

@@ -63,6 +63,9 @@ def test_queue_runs_every_concept_and_the_third_waits_for_a_lane(finished):
     assert all(token in summary for token in TOKENS)
     console = result.stdout
     assert 'Done: 3 of 3 concepts' in console
+    # The bar counts to the queue's bound, not max_iters (40): three concepts of at
+    # most 12 steps in two lanes end by step 24.
+    assert '(24/24 steps)' in result.stderr
     assert all(f'concepts/{folder}/learned_embeds.safetensors' in console for folder in FOLDERS)
 
 

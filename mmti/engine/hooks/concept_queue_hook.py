@@ -47,7 +47,7 @@ class ConceptQueueHook(Hook):
             concept to ``max_steps``.
         max_steps: Most steps of one concept; None: ``train_cfg.max_iters``.
         batch_size: Samples per forward pass of a measurement; None: the
-            number of fixed samples (one pass).
+            packed training batch (per-concept batch size x lanes).
     """
 
     # As LearningSignalHook: after NonFiniteLossHook, before checkpoints.
@@ -76,20 +76,26 @@ class ConceptQueueHook(Hook):
         self.queue = sampler.queue
         self.tokens = runner.train_dataloader.dataset.tokens
 
+    last_step: int | None = None
+
     def before_train(self, runner) -> None:
         if self.queue is None:
             self._attach(runner)
         loader = runner.train_dataloader
         self.max_steps = int(self.max_steps or runner.max_iters)
-        waves = -(-len(self.tokens) // len(self.queue.lanes))
-        if runner.iter == 0 and runner.max_iters < waves * self.max_steps:
+        needed = runner.iter + self.queue.most_steps_left(self.max_steps)
+        #: The run's last step at the latest (the progress bar's total).
+        self.last_step = min(runner.max_iters, needed)
+        if runner.max_iters < needed:
             print_log(f'train_cfg.max_iters={runner.max_iters} may end the run before every concept '
                       f'is done: {len(self.tokens)} concepts in {len(self.queue.lanes)} lanes need '
-                      f'up to {waves} x max_steps={self.max_steps} steps if none stops early.',
+                      f'up to {needed} steps if none stops before max_steps={self.max_steps}.',
                       logger='current', level=logging.WARNING)
+        # Measured in batches of the packed training batch's size: known to fit in memory.
+        packed = loader.batch_sampler.batch_size * len(self.queue.lanes)
         self._signals = [
             FixedBatchLoss(dataset, loader.collate_fn, self.num_samples,
-                           seed=concept_seed(runner.seed, token), batch_size=self.batch_size or 10**9)
+                           seed=concept_seed(runner.seed, token), batch_size=self.batch_size or packed)
             for dataset, token in zip(loader.dataset.datasets, self.tokens)]
         for concept in self.queue.training():  # fresh concepts: where their rows start from
             if not self.series.get(self.tokens[concept], {}).get('steps'):

@@ -52,6 +52,11 @@ class ProgressBarHook(Hook):
             return
         stream = self.stream or sys.stderr
         self._total, self._start_iter = runner.max_iters, runner.iter
+        # A queue of concepts knows a tighter bound than max_iters (it ran its
+        # before_train first: NORMAL priority).
+        for hook in runner.hooks:
+            if isinstance(hook, ConceptQueueHook) and hook.last_step:
+                self._total = hook.last_step
         self._started = time.monotonic()
         self._next_report = self._report_step(runner.iter)
         self._tty = bool(getattr(stream, 'isatty', lambda: False)())
