@@ -58,8 +58,12 @@ model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameter
 train_cfg = dict(max_iters=600 * 1)
 default_hooks = dict(
     learning_signal=None,
+    # evaluate: each concept, when done, is measured as tools/evaluate.py does
+    # (the evaluation block below, 1 sample a prompt: ~7 s a toy concept on the CPU,
+    # 8 samples ~55 s) and its similarities join concepts.md.
     concept_queue=dict(type='ConceptQueueHook', interval=10, num_samples=16,
-                       stop=dict(window=30, min_drop=0.02), max_steps=600),
+                       stop=dict(window=30, min_drop=0.02), max_steps=600,
+                       evaluate=dict(num_samples=1)),
     validation_samples=None)  # each concept's own grid is drawn when it is done
 
 # tools/evaluate.py evaluates every concept of the list with the single-concept
