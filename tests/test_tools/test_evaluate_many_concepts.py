@@ -92,7 +92,8 @@ def test_shared_folders_are_refused_for_a_concept_list(option, work_dir, tmp_pat
 def test_placeholder_picks_one_concept_of_the_list(work_dir, tmp_path):
     out = tmp_path / 'eval'
     run_tool('tools/evaluate.py', CONFIG, '--embeddings',
-             str(work_dir / 'learned_embeds.safetensors'), '--placeholder', '<green-dotted-cross>', '--num-samples', '1', '--steps', '1',
+             str(work_dir / 'learned_embeds.safetensors'), '--placeholder',
+             '<green-dotted-cross>', '--num-samples', '1', '--steps', '1',
              '--cfg-options', 'evaluation.reconstruct_held_out_captions=False',
              '--out-dir', str(out))
     table = json.loads((out / 'metrics.json').read_text())['concepts']
