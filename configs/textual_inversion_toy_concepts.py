@@ -54,8 +54,26 @@ model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameter
 train_cfg = dict(max_iters=1800)
 default_hooks = dict(
     learning_signal=None,
+    # evaluate=True (or dict(num_samples=1): ~7 s a toy concept on 2 CPU cores;
+    # the block's 8 samples ~55 s) measures each concept when it is done, as
+    # tools/evaluate.py does, and adds its similarities to concepts.md.
     concept_queue=dict(type='ConceptQueueHook', interval=10, num_samples=16,
-                       stop=dict(window=30, min_drop=0.02), max_steps=600),
+                       stop=dict(window=30, min_drop=0.02), max_steps=600, evaluate=False),
     validation_samples=None)  # each concept's own grid is drawn when it is done
 
-evaluation = None
+# tools/evaluate.py evaluates every concept of the list with the single-concept
+# toy protocol (configs/textual_inversion_toy.py's block); each concept brings
+# its own held_out_dir and initializer word, so the block has neither.
+evaluation = dict(
+    _delete_=True,
+    clip='data/toy/clip_eval',
+    num_samples=8,
+    steps=25,
+    guidance_scale=1.5,
+    reconstruct_held_out_captions=True,
+    edit_prompts=[
+        'a small {} on the left on a black background',
+        'a large {} at the top on a gray background',
+        'a small {} on the right on a white background',
+        'a large {} at the bottom on a black background',
+    ])

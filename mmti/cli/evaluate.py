@@ -27,6 +27,18 @@ prompt, the caption of every held-out image (``<name>.txt`` beside it, with
         --clip /models/clip-vit-base-patch32 --concept-dir data/cat_toy \
         --num-samples 8 --steps 25 --out-dir work_dirs/eval
 
+A many-concept config (``model = dict(concepts=[...])``) evaluates every
+concept of its list in one call, with the same protocol and settings: each
+with its own ``data_root``, ``held_out_dir`` and ``initializer_token``, from
+the run's combined ``learned_embeds.safetensors`` (or its work dir).
+``metrics.json`` then holds one line per concept (``concepts``: the
+similarities, the baselines, gap closed, text ratio, verdict and the folders
+used) and ``similarity_<concept>.png`` one plot each; ``--placeholder``
+evaluates one concept of the list.
+
+    python tools/evaluate.py configs/textual_inversion_toy_concepts.py \
+        --embeddings work_dirs/textual_inversion_toy_concepts --out-dir work_dirs/eval_concepts
+
 Bad input (a missing folder or CLIP model, a folder without images, numbers
 out of range, an evaluation block that is not a dict, a damaged embedding file,
 an output folder that cannot be written) is refused with one line, exit status
@@ -43,6 +55,9 @@ from pathlib import Path
 import torch
 from mmengine.config import Config, DictAction
 
+from mmti.datasets.concept_specs import check_concept_list, concept_folder_name
+from mmti.datasets.evaluation_inputs import (concept_inputs, held_out_captions,  # noqa: F401
+                                             image_files, load_images)
 from mmti.fileio import atomic_write, check_output_dir, read_embedding_file  # noqa: E402
 from mmti.registry import MODELS  # noqa: E402
 from mmti.utils import UserError, prog_name, run_cli  # noqa: E402
@@ -85,44 +100,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def image_files(folder: str | None, what: str, log: bool = True) -> list[Path]:
-    """The images of ``folder`` as training lists them; ``what`` names the option.
-
-    With ``log`` the folder's "using N images" line is logged; a second look
-    at the same folder (or a check before the loading that logs it) passes
-    ``log=False`` so the line is shown once.
-    """
-    from mmti.datasets.textual_inversion_dataset import list_concept_images
-    if not folder or not Path(folder).is_dir():
-        raise UserError(f'{what} {folder} does not exist or is not a folder; pass a folder of '
-                        'images of the concept.')
-    try:
-        return list_concept_images(folder, log=log)
-    except (ValueError, OSError) as error:
-        raise UserError(f'{what}: {error}') from None
-
-
-def load_images(folder: str, what: str) -> list:
-    """The images of ``folder``, upright and RGB (alpha on white), as training reads them."""
-    from mmti.datasets.textual_inversion_dataset import load_rgb
-    return [load_rgb(file) for file in image_files(folder, what)]
-
-
-def held_out_captions(folder: str | None) -> list[str]:
-    """The first line of each held-out image's caption file, in image order."""
-    if not folder:
-        raise UserError('--reconstruct-held-out-captions needs --held-out-dir (images with '
-                        'caption files beside them).')
-    files = image_files(folder, '--held-out-dir', log=False)  # load_images logged it
-    for image in files:
-        if not image.with_suffix('.txt').is_file():
-            raise UserError(f'--reconstruct-held-out-captions: held-out image {image} has no '
-                            f'caption file {image.with_suffix(".txt").name} beside it (a line '
-                            'like "a {} on a red sofa").')
-    from mmti.datasets.textual_inversion_dataset import read_caption_file
-    return [read_caption_file(image)[0] for image in files]
-
-
 def sampling_total(num_samples: int, prompts: dict, initializer: str | None) -> int:
     """How many images :func:`evaluate_concept` renders (the progress bar's total).
 
@@ -156,8 +133,14 @@ EVALUATION_DEFAULTS = dict(clip=None, concept_dir=None, held_out_dir=None, num_s
                            reconstruct_held_out_captions=False)
 
 
-def apply_config_defaults(args: argparse.Namespace, cfg: Config) -> dict:
-    """Fill options left unset from ``cfg.evaluation``; return its prompt settings."""
+def apply_config_defaults(args: argparse.Namespace, cfg: Config,
+                          concepts: list[dict] | None = None) -> dict:
+    """Fill options left unset from ``cfg.evaluation``; return its prompt settings.
+
+    With ``concepts`` (a many-concept config's list) the folders and the
+    initializer word come from each concept's entry, so none may be given
+    for all of them.
+    """
     evaluation = cfg.get('evaluation') or {}
     if not isinstance(evaluation, dict):
         raise UserError(f'config {args.config}: evaluation is a {type(evaluation).__name__}; '
@@ -171,12 +154,23 @@ def apply_config_defaults(args: argparse.Namespace, cfg: Config) -> dict:
     for key, default in EVALUATION_DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, evaluation.get(key, default))
-    if args.concept_dir is None:
+    if concepts:
+        given = [name for name, value in (('concept_dir', args.concept_dir),
+                                          ('held_out_dir', args.held_out_dir),
+                                          ('initializer', getattr(args, 'initializer', None)))
+                 if value is not None]
+        if given:
+            option = given[0]
+            raise UserError(f'config {args.config} lists {len(concepts)} concepts, each with its '
+                            f'own folders and initializer word: drop --{option.replace("_", "-")}'
+                            f' (and evaluation.{option}); set data_root, held_out_dir and '
+                            'initializer_token in each concept of the list.')
+    elif args.concept_dir is None:
         args.concept_dir = cfg.get('train_dataloader', {}).get('dataset', {}).get('data_root')
     if args.clip is None:
         raise UserError('no CLIP model given: pass --clip FOLDER (a local copy of e.g. '
                         'openai/clip-vit-base-patch32) or set evaluation.clip in the config.')
-    if args.concept_dir is None:
+    if args.concept_dir is None and not concepts:
         raise UserError('no training images given: pass --concept-dir FOLDER.')
     # Only what the config sets; evaluate_concept has the paper's defaults.
     return {key: (list(value) if key == 'edit_prompts' else value)
@@ -204,18 +198,14 @@ def check_numbers(args: argparse.Namespace) -> None:
                         '(e.g. 7.5).')
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Evaluate; returns the metrics written. Errors propagate (see :func:`cli`)."""
-    args = parse_args(argv)
-    if not Path(args.config).is_file():
-        raise UserError(f'config {args.config} does not exist; pass the training config.')
-    # Its custom imports (the models, hence transformers) wait until the inputs
-    # are checked: a bad path should fail fast, with nothing but its error.
-    cfg = Config.fromfile(args.config, import_custom_modules=False)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    prompts = apply_config_defaults(args, cfg)
-    check_numbers(args)
+def config_concepts(cfg: Config) -> list[dict] | None:
+    """A many-concept config's concept list (``model.concepts``); None for one concept."""
+    concepts = cfg.get('model', {}).get('concepts')
+    return None if concepts is None else check_concept_list(concepts, 'model.concepts')
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """Refuse a bad output folder, embedding file or CLIP folder before anything loads."""
     check_output_dir(args.out_dir)
     if not Path(args.embeddings).exists():
         raise UserError(f'embeddings {args.embeddings} do not exist; pass --embeddings with a '
@@ -231,15 +221,13 @@ def main(argv: list[str] | None = None) -> dict:
     if not any(clip.glob('*.safetensors')) and not any(clip.glob('pytorch_model*.bin')):
         raise UserError(f'CLIP folder {args.clip} has no weights (model.safetensors or '
                         'pytorch_model.bin).')
-    training = load_images(args.concept_dir, '--concept-dir')
-    held_out = load_images(args.held_out_dir, '--held-out-dir') if args.held_out_dir else None
-    if args.reconstruct_held_out_captions:
-        prompts['reconstruction_prompt'] = held_out_captions(args.held_out_dir)
 
+
+def load_scorer_and_model(args: argparse.Namespace, cfg: Config) -> tuple:
+    """CLIP, and the config's model with the embeddings loaded: (scorer, model, tokens)."""
     from mmti.engine.console import quiet_library_notices
     quiet_library_notices()  # before CLIP and the pipeline are imported and loaded
-    from mmti.evaluation import (EDIT_PROMPTS, RECONSTRUCTION_PROMPT, ClipScorer, evaluate_concept,
-                                 scatter_plot, verdict)
+    from mmti.evaluation import ClipScorer
     try:
         scorer = ClipScorer(args.clip, device=args.device)
     except Exception as error:  # noqa: BLE001  (any loading failure: one line)
@@ -252,6 +240,39 @@ def main(argv: list[str] | None = None) -> dict:
     except (ValueError, KeyError, OSError) as error:
         raise UserError(f'cannot load {args.embeddings}: {error}') from None
     print(f'Loaded {loaded} from {args.embeddings}')
+    return scorer, model, loaded
+
+
+def resolved_prompts(prompts: dict) -> dict:
+    """The prompt settings as rendered: the config's, the protocol's defaults for the rest."""
+    from mmti.evaluation import EDIT_PROMPTS, RECONSTRUCTION_PROMPT
+    return {'reconstruction_prompt': RECONSTRUCTION_PROMPT, 'edit_prompts': list(EDIT_PROMPTS),
+            **prompts}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Evaluate; returns the metrics written. Errors propagate (see :func:`cli`)."""
+    args = parse_args(argv)
+    if not Path(args.config).is_file():
+        raise UserError(f'config {args.config} does not exist; pass the training config.')
+    # Its custom imports (the models, hence transformers) wait until the inputs
+    # are checked: a bad path should fail fast, with nothing but its error.
+    cfg = Config.fromfile(args.config, import_custom_modules=False)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    concepts = config_concepts(cfg)
+    prompts = apply_config_defaults(args, cfg, concepts)
+    check_numbers(args)
+    check_inputs(args)
+    if concepts:
+        return evaluate_concept_list(args, cfg, concepts, prompts)
+    inputs = concept_inputs(args.concept_dir, args.held_out_dir,
+                            args.reconstruct_held_out_captions)
+    training, held_out = inputs.pop('training_images'), inputs.pop('held_out_images')
+    prompts.update(inputs)  # the held-out captions, when asked for
+
+    scorer, model, loaded = load_scorer_and_model(args, cfg)
+    from mmti.evaluation import evaluate_concept, scatter_plot, verdict
     placeholder = args.placeholder
     if placeholder is None:
         if model.placeholder_token in loaded:
@@ -275,8 +296,6 @@ def main(argv: list[str] | None = None) -> dict:
     print(markdown_table(rows))
     conclusion = verdict(rows)
     print(f'Verdict: {conclusion}')
-    resolved_prompts = {'reconstruction_prompt': RECONSTRUCTION_PROMPT,
-                        'edit_prompts': list(EDIT_PROMPTS), **prompts}
     out = Path(args.out_dir)
     metrics = {
         'rows': rows,
@@ -286,12 +305,103 @@ def main(argv: list[str] | None = None) -> dict:
                          placeholder=placeholder, initializer=initializer,
                          num_samples=args.num_samples, steps=args.steps, size=args.size,
                          guidance_scale=args.guidance_scale,
-                         seed=args.seed, **resolved_prompts),
+                         seed=args.seed, **resolved_prompts(prompts)),
     }
     with atomic_write(out / 'metrics.json') as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + '\n')
     scatter_plot(rows, out / 'similarity.png', title=placeholder)
     print(f'Wrote {out / "metrics.json"} and {out / "similarity.png"}')
+    return metrics
+
+
+def concepts_table(table: list[dict]) -> str:
+    """The many-concept markdown table: one line per concept."""
+    def number(value, percent=False):
+        return '' if value is None else f'{value:.0%}' if percent else f'{value:.4f}'
+
+    lines = ['| concept | image similarity | text similarity | initializer (image / text) | '
+             'image only (image / text) | gap closed | text ratio | verdict |',
+             '|---|---:|---:|---:|---:|---:|---:|---|']
+    for row in table:
+        baselines = [' / '.join(number(row.get(f'{name}_{kind}_similarity'))
+                                for kind in ('image', 'text'))
+                     if f'{name}_image_similarity' in row else ''
+                     for name in ('initializer', 'image_only')]
+        lines.append(f"| {row['concept']} | {number(row['image_similarity'])} | "
+                     f"{number(row['text_similarity'])} | {baselines[0]} | {baselines[1]} | "
+                     f"{number(row['gap_closed'], True)} | {number(row['text_ratio'], True)} | "
+                     f"{row['verdict'].split(':')[0]} |")
+    return '\n'.join(lines)
+
+
+def evaluate_concept_list(args: argparse.Namespace, cfg: Config, concepts: list[dict],
+                          prompts: dict) -> dict:
+    """Evaluate every concept of a many-concept config, each with its own folders
+    and initializer word, with the same protocol and settings; one table."""
+    if args.placeholder is not None:
+        concepts = [c for c in concepts if c['placeholder_token'] == args.placeholder]
+        if not concepts:
+            raise UserError(f'--placeholder {args.placeholder!r} is not in the config\'s concept '
+                            'list; pass one of its placeholder_token values.')
+    inputs = {}
+    for position, concept in enumerate(concepts):
+        token = concept['placeholder_token']
+        if not concept.get('data_root'):
+            raise UserError(f'model.concepts[{position}] ({token}) has no data_root, the folder '
+                            'of its training images.')
+        if args.reconstruct_held_out_captions and not concept.get('held_out_dir'):
+            raise UserError(f'reconstruct_held_out_captions needs held_out_dir in every concept; '
+                            f'model.concepts[{position}] ({token}) has none.')
+        # Every concept's images are read before CLIP and the diffusion model load.
+        inputs[token] = concept_inputs(concept['data_root'], concept.get('held_out_dir'),
+                                       args.reconstruct_held_out_captions)
+
+    scorer, model, loaded = load_scorer_and_model(args, cfg)
+    from mmti.evaluation import concept_numbers, evaluate_concept, scatter_plot, verdict
+    missing = [token for token in inputs if token not in loaded]
+    if missing:
+        raise UserError(f'{args.embeddings} holds {loaded}, not {missing}; pass the run\'s '
+                        'learned_embeds.safetensors (all of its concepts) or its work dir.')
+    own_prompts = {c['placeholder_token']: {**prompts, **{k: v for k, v in
+                                                          inputs[c['placeholder_token']].items()
+                                                          if k == 'reconstruction_prompt'}}
+                   for c in concepts}
+    total = sum(sampling_total(args.num_samples, own_prompts[c['placeholder_token']],
+                               c.get('initializer_token')) for c in concepts)
+    out = Path(args.out_dir)
+    table, plots = [], []
+    with sampling_bar(total, 'evaluate: sampling') as bar:
+        for concept in concepts:
+            token, initializer = concept['placeholder_token'], concept.get('initializer_token')
+            rows = evaluate_concept(
+                model, scorer, token, inputs[token]['training_images'],
+                held_out_images=inputs[token]['held_out_images'], initializer_word=initializer,
+                num_samples=args.num_samples, steps=args.steps, seed=args.seed, size=args.size,
+                guidance_scale=args.guidance_scale, progress=bar.update, **own_prompts[token])
+            table.append({'concept': token, **concept_numbers(rows), 'verdict': verdict(rows),
+                          'concept_dir': concept['data_root'],
+                          'held_out_dir': concept.get('held_out_dir'),
+                          'initializer': initializer,
+                          'reconstruction_prompt': own_prompts[token].get('reconstruction_prompt'),
+                          'rows': rows})
+            plots.append((rows, out / f'similarity_{concept_folder_name(token)}.png', token))
+    print(concepts_table(table))
+    shared = resolved_prompts(prompts)
+    if args.reconstruct_held_out_captions:
+        shared['reconstruction_prompt'] = 'the held-out captions of each concept'
+    metrics = {
+        'concepts': table,
+        'settings': dict(config=args.config, embeddings=args.embeddings, clip=args.clip,
+                         num_samples=args.num_samples, steps=args.steps, size=args.size,
+                         guidance_scale=args.guidance_scale, seed=args.seed,
+                         reconstruct_held_out_captions=args.reconstruct_held_out_captions,
+                         **shared),
+    }
+    with atomic_write(out / 'metrics.json') as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2) + '\n')
+    for rows, path, title in plots:
+        scatter_plot(rows, path, title=title)
+    print(f'Wrote {out / "metrics.json"} and {len(plots)} similarity_<concept>.png')
     return metrics
 
 

@@ -37,3 +37,22 @@ def text_ratio(rows: dict) -> float:
     """learned / initializer, on text similarity."""
     learned = _row(rows, 'learned', 'text ratio')['text_similarity']
     return learned / _row(rows, 'initializer', 'text ratio')['text_similarity']
+
+
+def concept_numbers(rows: dict) -> dict:
+    """One concept's line of a table, flat: the learned row's image and text
+    similarity, each baseline's as ``<row>_image_similarity`` /
+    ``<row>_text_similarity`` (``initializer``, ``image_only``), the gap
+    closed and the text ratio (None where the rows cannot give them)."""
+    numbers = {'image_similarity': rows['learned']['image_similarity'],
+               'text_similarity': rows['learned']['text_similarity']}
+    for name in ('initializer', 'image only'):
+        if name in rows:
+            numbers[f'{name.replace(" ", "_")}_image_similarity'] = rows[name]['image_similarity']
+            numbers[f'{name.replace(" ", "_")}_text_similarity'] = rows[name]['text_similarity']
+    for key, score in (('gap_closed', gap_closed), ('text_ratio', text_ratio)):
+        try:
+            numbers[key] = score(rows)
+        except ValueError:  # a baseline is missing, or the gap is empty
+            numbers[key] = None
+    return numbers

@@ -50,8 +50,9 @@ def write_concept_outputs(runner, model, token: str, series: dict | None, stop: 
 
 def write_summary(work_dir, rows: list[dict]) -> Path:
     """``concepts.md``: concept, steps, stop reason, learning signal (and any
-    similarity the rows carry), one line per concept."""
-    extra = [k for k in ('image_similarity', 'text_similarity') if any(k in r for r in rows)]
+    similarity, gap closed and text ratio the rows carry), one line per concept."""
+    extra = [k for k in ('image_similarity', 'text_similarity', 'gap_closed', 'text_ratio')
+             if any(k in r for r in rows)]
     header = ['concept', 'steps', 'stopped because', 'learning signal (start -> end)', *extra]
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for row in rows:
@@ -59,9 +60,16 @@ def write_summary(work_dir, rows: list[dict]) -> Path:
                   else f"{row['signal_start']:.4f} -> {row['signal_end']:.4f}")
         reason = row.get('stop') or ('not started' if row.get('status') == 'waiting' else '')
         cells = [row['concept'], str(row['steps']), reason, signal,
-                 *(f'{row[k]:.4f}' if isinstance(row.get(k), float) else '' for k in extra)]
+                 *(_number(k, row.get(k)) for k in extra)]
         lines.append('| ' + ' | '.join(cells) + ' |')
     path = Path(work_dir) / SUMMARY_FILE
     with atomic_write(path) as tmp:
         tmp.write_text('\n'.join(lines) + '\n', encoding='utf-8')
     return path
+
+
+def _number(key: str, value) -> str:
+    # The ratios read as tools/evaluate.py's verdict states them: in percent.
+    if not isinstance(value, float):
+        return ''
+    return f'{value:.0%}' if key in ('gap_closed', 'text_ratio') else f'{value:.4f}'

@@ -12,6 +12,7 @@ from mmengine.logging import print_log
 from mmti.datasets.concept_specs import concept_seed
 from mmti.fileio import atomic_write
 from mmti.registry import HOOKS
+from .concept_evaluation import ConceptEvaluator
 from .concept_outputs import write_concept_outputs, write_summary
 from ..learning_signal import FixedBatchLoss
 from ..stop_rules import PlateauStop
@@ -48,18 +49,27 @@ class ConceptQueueHook(Hook):
         max_steps: Most steps of one concept; None: ``train_cfg.max_iters``.
         batch_size: Samples per forward pass of a measurement; None: the
             packed training batch (per-concept batch size x lanes).
+        evaluate: Measure each concept when it is done, as tools/evaluate.py
+            does, with the config's ``evaluation`` block (a dict: settings
+            that replace the block's, e.g. ``dict(num_samples=1)``); its
+            image and text similarity, gap closed and text ratio go into
+            the summary table. Rank 0 only; without an ``evaluation`` block
+            nothing is measured (a warning says so).
     """
 
     # As LearningSignalHook: after NonFiniteLossHook, before checkpoints.
     priority = 'NORMAL'
 
     def __init__(self, interval: int = 10, num_samples: int = 16, stop: dict | None = None,
-                 max_steps: int | None = None, batch_size: int | None = None):
+                 max_steps: int | None = None, batch_size: int | None = None,
+                 evaluate: bool | dict = False):
         if int(interval) < 1:
             raise ValueError(f'ConceptQueueHook: interval must be >= 1, got {interval}.')
         self.interval, self.num_samples = int(interval), int(num_samples)
         self.rule = PlateauStop(**stop) if stop is not None else None
         self.max_steps, self.batch_size = max_steps, batch_size
+        self.evaluate = dict(evaluate) if isinstance(evaluate, dict) else bool(evaluate)
+        self._evaluator = None
         self.series: dict[str, dict] = {}
         self.stops: dict[str, dict] = {}
         self.queue = None
@@ -93,6 +103,8 @@ class ConceptQueueHook(Hook):
                       logger='current', level=logging.WARNING)
         # Measured in batches of the packed training batch's size: known to fit in memory.
         packed = loader.batch_sampler.batch_size * len(self.queue.lanes)
+        if self.evaluate is not False and is_main_process():
+            self._evaluator = self._build_evaluator(runner)
         self._signals = [
             FixedBatchLoss(dataset, loader.collate_fn, self.num_samples,
                            seed=concept_seed(runner.seed, token), batch_size=self.batch_size or packed)
@@ -169,6 +181,19 @@ class ConceptQueueHook(Hook):
             token = self.tokens[concept]
             write_concept_outputs(runner, unwrap_model(runner.model), token,
                                   self.series.get(token), self.stops[token])
+            if self._evaluator is not None:  # kept with the stop: checkpoints carry it
+                self.stops[token]['similarity'] = self._evaluator(unwrap_model(runner.model),
+                                                                  token)
+
+    def _build_evaluator(self, runner) -> ConceptEvaluator | None:
+        evaluation = runner.cfg.get('evaluation')
+        if not evaluation:
+            print_log('ConceptQueueHook(evaluate=...): the config has no evaluation block; the '
+                      'concepts are not evaluated.', logger='current', level=logging.WARNING)
+            return None
+        overrides = self.evaluate if isinstance(self.evaluate, dict) else {}
+        return ConceptEvaluator(dict(evaluation), overrides,
+                                runner.train_dataloader.dataset.concepts)
 
     def summary_rows(self) -> list[dict]:
         rows = []
@@ -178,7 +203,8 @@ class ConceptQueueHook(Hook):
                          'steps': self.queue.steps[concept],
                          'stop': (self.stops.get(token) or {}).get('reason'),
                          'signal_start': series['values'][0] if series['values'] else None,
-                         'signal_end': series['values'][-1] if series['values'] else None})
+                         'signal_end': series['values'][-1] if series['values'] else None,
+                         **(self.stops.get(token) or {}).get('similarity', {})})
         return rows
 
     def state(self) -> dict:

@@ -1,0 +1,62 @@
+"""A concept's evaluation inputs, read from its folders as training reads
+them (EXIF orientation applied, transparency on white): the training images,
+the held-out images and, when asked, the held-out images' captions as
+reconstruction prompts. tools/evaluate.py, tools/test.py and
+``ConceptQueueHook`` read them here."""
+from pathlib import Path
+
+from mmti.utils import UserError
+
+
+def image_files(folder: str | None, what: str, log: bool = True) -> list[Path]:
+    """The images of ``folder`` as training lists them; ``what`` names the option.
+
+    With ``log`` the folder's "using N images" line is logged; a second look
+    at the same folder (or a check before the loading that logs it) passes
+    ``log=False`` so the line is shown once.
+    """
+    from mmti.datasets.textual_inversion_dataset import list_concept_images
+    if not folder or not Path(folder).is_dir():
+        raise UserError(f'{what} {folder} does not exist or is not a folder; pass a folder of '
+                        'images of the concept.')
+    try:
+        return list_concept_images(folder, log=log)
+    except (ValueError, OSError) as error:
+        raise UserError(f'{what}: {error}') from None
+
+
+def load_images(folder: str, what: str) -> list:
+    """The images of ``folder``, upright and RGB (alpha on white), as training reads them."""
+    from mmti.datasets.textual_inversion_dataset import load_rgb
+    return [load_rgb(file) for file in image_files(folder, what)]
+
+
+def held_out_captions(folder: str | None) -> list[str]:
+    """The first line of each held-out image's caption file, in image order."""
+    if not folder:
+        raise UserError('--reconstruct-held-out-captions needs --held-out-dir (images with '
+                        'caption files beside them).')
+    files = image_files(folder, '--held-out-dir', log=False)  # load_images logged it
+    for image in files:
+        if not image.with_suffix('.txt').is_file():
+            raise UserError(f'--reconstruct-held-out-captions: held-out image {image} has no '
+                            f'caption file {image.with_suffix(".txt").name} beside it (a line '
+                            'like "a {} on a red sofa").')
+    from mmti.datasets.textual_inversion_dataset import read_caption_file
+    return [read_caption_file(image)[0] for image in files]
+
+
+def concept_inputs(concept_dir: str, held_out_dir: str | None = None,
+                   reconstruct_held_out_captions: bool = False) -> dict:
+    """Keyword arguments of :func:`~mmti.evaluation.evaluate_concept` for one concept.
+
+    ``training_images`` and ``held_out_images`` (None without a held-out
+    folder), and with ``reconstruct_held_out_captions`` the held-out
+    captions as ``reconstruction_prompt`` (they override any other).
+    """
+    inputs = {'training_images': load_images(concept_dir, '--concept-dir'),
+              'held_out_images': (load_images(held_out_dir, '--held-out-dir')
+                                  if held_out_dir else None)}
+    if reconstruct_held_out_captions:
+        inputs['reconstruction_prompt'] = held_out_captions(held_out_dir)
+    return inputs

@@ -1,0 +1,72 @@
+"""The similarity of a concept finished in a many-concept run, measured as
+tools/evaluate.py measures it (``ConceptQueueHook(evaluate=...)``)."""
+import logging
+import time
+from pathlib import Path
+
+from mmengine.logging import print_log
+
+from mmti.datasets.evaluation_inputs import concept_inputs
+
+#: Keys of the config's ``evaluation`` block (and of the hook's overrides) used here.
+SETTING_KEYS = ('clip', 'num_samples', 'steps', 'size', 'guidance_scale',
+                'reconstruct_held_out_captions', 'reconstruction_prompt', 'edit_prompts')
+#: What the summary table takes of :func:`~mmti.evaluation.concept_numbers`.
+SUMMARY_KEYS = ('image_similarity', 'text_similarity', 'gap_closed', 'text_ratio')
+
+
+class ConceptEvaluator:
+    """Evaluates one concept of the run with the protocol of tools/evaluate.py.
+
+    Each concept is rendered with its own token and ``initializer_token``
+    and compared with its own ``data_root`` and ``held_out_dir``; the
+    settings are the config's ``evaluation`` block, with ``overrides`` on
+    top (e.g. fewer samples during training).
+
+    Args:
+        evaluation: The config's ``evaluation`` block.
+        overrides: Settings that replace the block's.
+        concepts: The run's concept list (``ConceptListDataset.concepts``).
+    """
+
+    def __init__(self, evaluation: dict, overrides: dict, concepts: list[dict]):
+        settings = {**evaluation, **overrides}
+        shared_folders = [k for k in ('concept_dir', 'held_out_dir') if k in settings]
+        if shared_folders:
+            raise ValueError(f'evaluation.{shared_folders[0]} is set, but a many-concept run '
+                             'takes its folders from each concept: set data_root and '
+                             'held_out_dir in each concept of the list instead.')
+        unknown = sorted(set(settings) - set(SETTING_KEYS))
+        if unknown:
+            raise ValueError(f'ConceptQueueHook evaluate: unknown evaluation settings {unknown}; '
+                             f'known: {list(SETTING_KEYS)}.')
+        if not settings.get('clip') or not (Path(settings['clip']) / 'config.json').is_file():
+            raise ValueError(f'ConceptQueueHook evaluate: evaluation.clip {settings.get("clip")!r}'
+                             ' is not a local CLIP model folder (no config.json).')
+        self.reconstruct = bool(settings.pop('reconstruct_held_out_captions', False))
+        for position, concept in enumerate(concepts):
+            if self.reconstruct and not concept.get('held_out_dir'):
+                raise ValueError(f'evaluation.reconstruct_held_out_captions needs held_out_dir in '
+                                 f'every concept; concepts[{position}] '
+                                 f'({concept["placeholder_token"]}) has none.')
+        self.clip = settings.pop('clip')
+        self.protocol = settings  # evaluate_concept's keywords
+        self.concepts = {c['placeholder_token']: c for c in concepts}
+        self._scorer = None
+
+    def __call__(self, model, token: str) -> dict:
+        """``{image_similarity, text_similarity, gap_closed, text_ratio}`` of ``token``."""
+        from mmti.evaluation import ClipScorer, concept_numbers, evaluate_concept
+        started = time.perf_counter()
+        if self._scorer is None:  # loaded once, when the first concept is done
+            self._scorer = ClipScorer(self.clip, device=str(next(model.parameters()).device))
+        concept = self.concepts[token]
+        inputs = concept_inputs(concept['data_root'], concept.get('held_out_dir'),
+                                self.reconstruct)
+        rows = evaluate_concept(model, self._scorer, token, initializer_word=concept.get(
+            'initializer_token'), **{**self.protocol, **inputs})
+        numbers = concept_numbers(rows)
+        print_log(f'Evaluated {token} in {time.perf_counter() - started:.1f} s: image similarity '
+                  f'{numbers["image_similarity"]:.4f}, text similarity '
+                  f'{numbers["text_similarity"]:.4f}', logger='current', level=logging.INFO)
+        return {key: numbers[key] for key in SUMMARY_KEYS}
