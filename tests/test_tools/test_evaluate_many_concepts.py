@@ -14,7 +14,9 @@ CONFIG = 'configs/textual_inversion_toy_concepts.py'
 
 @pytest.fixture(scope='module')
 def concepts():
-    return Config.fromfile(str(REPO_ROOT / CONFIG)).model.concepts
+    from mmti.datasets.concept_specs import check_concept_list
+    # The config names a folder (relative to the repository): read it the same way.
+    return check_concept_list(str(REPO_ROOT / Config.fromfile(str(REPO_ROOT / CONFIG)).model.concepts))
 
 
 @pytest.fixture(scope='module')
@@ -24,6 +26,8 @@ def work_dir(tmp_path_factory, concepts):
     import mmti.models  # noqa: F401
     from mmti.registry import MODELS
     cfg = Config.fromfile(str(REPO_ROOT / CONFIG))
+    cfg.model.concepts = concepts
+    cfg.model.pretrained_model = str(REPO_ROOT / cfg.model.pretrained_model)
     model = MODELS.build(cfg.model)
     with torch.no_grad():
         for seed, concept in enumerate(concepts):
@@ -42,8 +46,9 @@ def test_every_concept_is_evaluated_on_its_own_images(work_dir, concepts, tmp_pa
     table = metrics['concepts']
     assert [row['concept'] for row in table] == [c['placeholder_token'] for c in concepts]
     for row, concept in zip(table, concepts):
-        assert row['concept_dir'] == concept['data_root']
-        assert row['held_out_dir'] == concept['held_out_dir']
+        # The tool reads the folder relative to the repository; the fixture absolute.
+        assert REPO_ROOT / row['concept_dir'] == REPO_ROOT / concept['data_root']
+        assert REPO_ROOT / row['held_out_dir'] == REPO_ROOT / concept['held_out_dir']
         assert row['initializer'] == concept['initializer_token']
         for key in ('image_similarity', 'text_similarity', 'initializer_image_similarity',
                     'initializer_text_similarity', 'image_only_image_similarity',

@@ -19,16 +19,20 @@ FEW = ['--num-samples', '1', '--steps', '2']
 def run(tmp_path_factory):
     """The toy concepts, 2 steps each, evaluated with 1 sample of 2 steps per prompt."""
     work_dir = tmp_path_factory.mktemp('concepts')
-    run_tool('tools/train.py', CONFIG, '--work-dir', str(work_dir), '--cfg-options',
-             'default_hooks.concept_queue.max_steps=2', 'default_hooks.concept_queue.stop=None',
-             'default_hooks.concept_queue.evaluate.num_samples=1',
-             'default_hooks.concept_queue.evaluate.steps=2',
+    # The shipped config has evaluate=False; a dict in its place needs _delete_.
+    config = work_dir.parent / f'{work_dir.name}_config.py'
+    config.write_text(f"_base_ = [{str(REPO_ROOT / CONFIG)!r}]\n"
+                      "default_hooks = dict(concept_queue=dict(\n"
+                      "    max_steps=2, stop=None, evaluate=dict(_delete_=True, num_samples=1, steps=2)))\n")
+    run_tool('tools/train.py', str(config), '--work-dir', str(work_dir), '--cfg-options',
              'model.validation_cfg.num_inference_steps=2', timeout=600)
     return work_dir
 
 
 def test_summary_rows_carry_the_similarity_tools_evaluate_gives(run, tmp_path):
-    tokens = [c['placeholder_token'] for c in Config.fromfile(str(REPO_ROOT / CONFIG)).concepts]
+    from mmti.datasets.concept_specs import check_concept_list
+    folder = REPO_ROOT / Config.fromfile(str(REPO_ROOT / CONFIG)).concepts
+    tokens = [c['placeholder_token'] for c in check_concept_list(str(folder))]
     stops = json.loads((run / 'concepts.json').read_text())['stops']
     numbers = {token: stops[token]['similarity'] for token in tokens}
     for token, values in numbers.items():
