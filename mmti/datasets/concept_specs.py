@@ -64,6 +64,10 @@ def concepts_in_folder(root: str | os.PathLike) -> list[dict]:
         if not isinstance(entry, dict):
             raise ValueError(f'{path} holds a {type(entry).__name__}; write one object, e.g. '
                              '{"initializer_token": "mug"}.')
+        if 'placeholder_token' not in entry and any(c.isspace() for c in folder.name):
+            raise ValueError(f'{folder} names the concept\'s word, which cannot hold spaces; '
+                             f'rename the folder (e.g. {"-".join(folder.name.split())}) or set '
+                             f'"placeholder_token" in its {CONCEPT_FILE}.')
         entry.setdefault('placeholder_token', f'<{folder.name}>')
         for key in ('data_root', 'held_out_dir'):
             if isinstance(entry.get(key), str):
