@@ -221,7 +221,8 @@ def concept_summary(runner, queue_hook, seconds: float, resumed: str) -> list[st
     combined = work_dir / hooks_filename(runner)
     if combined.is_file():
         lines.append(f'  all concepts, one file (mmti): {combined}')
-    lines.append(f'  summary: {work_dir / SUMMARY_FILE}   log: {getattr(runner.logger, "log_file", "")}')
+    log_file = getattr(runner.logger, 'log_file', '')
+    lines.append(f'  summary: {work_dir / SUMMARY_FILE}   log: {log_file}')
     lines.append("diffusers:  pipe.load_textual_inversion('<one concept file>'), one call per "
                  'concept; A1111: copy each file to stable-diffusion-webui/embeddings/')
     return lines

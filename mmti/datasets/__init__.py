@@ -5,4 +5,5 @@ from .seeded_infinite_sampler import SeededInfiniteSampler
 from .templates import load_templates
 from .textual_inversion_dataset import TextualInversionDataset
 
-__all__ = ['ConceptBatchSampler', 'ConceptListDataset', 'ConceptQueue', 'SeededInfiniteSampler', 'TextualInversionDataset', 'load_templates']
+__all__ = ['ConceptBatchSampler', 'ConceptListDataset', 'ConceptQueue', 'SeededInfiniteSampler',
+           'TextualInversionDataset', 'load_templates']

@@ -70,6 +70,7 @@ class ConceptListDataset(Dataset):
     def __getitem__(self, index) -> dict:
         if not (isinstance(index, (tuple, list)) and len(index) == 2):
             raise IndexError(f'ConceptListDataset is indexed by (concept, index), got {index!r}; '
-                             "use it with train_dataloader.batch_sampler=dict(type='ConceptBatchSampler').")
+                             'use it with train_dataloader.batch_sampler='
+                             "dict(type='ConceptBatchSampler').")
         concept, local = (int(i) for i in index)
         return self.datasets[concept][local]
