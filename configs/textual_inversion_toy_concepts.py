@@ -62,18 +62,6 @@ default_hooks = dict(
     validation_samples=None)  # each concept's own grid is drawn when it is done
 
 # tools/evaluate.py evaluates every concept of the list with the single-concept
-# toy protocol (configs/textual_inversion_toy.py's block); each concept brings
-# its own held_out_dir and initializer word, so the block has neither.
-evaluation = dict(
-    _delete_=True,
-    clip='data/toy/clip_eval',
-    num_samples=8,
-    steps=25,
-    guidance_scale=1.5,
-    reconstruct_held_out_captions=True,
-    edit_prompts=[
-        'a small {} on the left on a black background',
-        'a large {} at the top on a gray background',
-        'a small {} on the right on a white background',
-        'a large {} at the bottom on a black background',
-    ])
+# toy protocol (the evaluation block of configs/textual_inversion_toy.py); each
+# concept brings its own held-out images and initializer word.
+evaluation = dict(held_out_dir=None)

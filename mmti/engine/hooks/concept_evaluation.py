@@ -31,7 +31,9 @@ class ConceptEvaluator:
 
     def __init__(self, evaluation: dict, overrides: dict, concepts: list[dict]):
         settings = {**evaluation, **overrides}
-        shared_folders = [k for k in ('concept_dir', 'held_out_dir') if k in settings]
+        shared_folders = [k for k in ('concept_dir', 'held_out_dir') if settings.get(k) is not None]
+        for key in ('concept_dir', 'held_out_dir'):  # None: "each concept's own"
+            settings.pop(key, None)
         if shared_folders:
             raise ValueError(f'evaluation.{shared_folders[0]} is set, but a many-concept run '
                              'takes its folders from each concept: set data_root and '
