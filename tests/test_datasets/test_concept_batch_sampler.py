@@ -4,6 +4,8 @@ import itertools
 import json
 
 import pytest
+from mmengine.dataset import pseudo_collate
+from torch.utils.data import DataLoader
 
 import mmti.datasets.concept_batch_sampler as batch_sampler_module
 from mmti.datasets import (ConceptBatchSampler, ConceptListDataset, ConceptQueue,
@@ -188,3 +190,43 @@ def test_it_needs_a_concept_list_dataset():
     with pytest.raises(ValueError, match='ConceptBatchSampler needs train_dataloader.dataset of '
                                          'type ConceptListDataset'):
         ConceptBatchSampler(SeededInfiniteSampler(range(10), seed=0), batch_size=2)
+
+
+QUEUE_NOT_MOVED = (r'ConceptBatchSampler was asked for a batch before the concept queue moved: '
+                   r'it needs ConceptQueueHook in default_hooks\.concept_queue .* and '
+                   r'train_dataloader\.num_workers=0')
+
+
+def test_a_batch_before_the_queue_moved_is_refused():
+    # Without ConceptQueueHook nothing advances the queue: every step would
+    # train on the same samples, for ever.
+    sampler = make_sampler(lanes=2)
+    batches = iter(sampler)
+    first = next(batches)
+    with pytest.raises(ValueError, match=QUEUE_NOT_MOVED):
+        next(batches)
+    sampler.queue.advance()  # what the hook does after each step
+    assert next(iter(sampler)) != first
+
+
+def test_dataloader_workers_drawing_ahead_are_refused():
+    # Workers fetch batches ahead of training, from a queue that has not yet
+    # seen the steps before them: a finished concept would keep training.
+    sampler = make_sampler(lanes=1)
+    loader = DataLoader(sampler.sampler.dataset, batch_sampler=sampler, num_workers=2,
+                        collate_fn=pseudo_collate)
+    with pytest.raises(ValueError, match=QUEUE_NOT_MOVED):
+        next(iter(loader))
+    # Without workers the same loader follows the queue step by step.
+    sampler = make_sampler(lanes=1, names=NAMES[:2])
+    loader = DataLoader(sampler.sampler.dataset, batch_sampler=sampler, num_workers=0,
+                        collate_fn=pseudo_collate)
+    concepts = []
+    for batch in itertools.islice(loader, 4):
+        concepts.append(batch['concepts'])
+        sampler.queue.advance()
+        if sampler.queue.steps[0] == 2 and sampler.queue.status[0] == 'training':
+            sampler.queue.finish(0)
+            sampler.queue.admit()
+    star, triangle = (f'<{n}>' for n in NAMES[:2])
+    assert concepts == [[star, star]] * 2 + [[triangle, triangle]] * 2
