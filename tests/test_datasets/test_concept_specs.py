@@ -84,7 +84,8 @@ def test_concept_seed_is_a_function_of_seed_and_token_only():
     assert len({concept_seed(0, '<a>'), concept_seed(1, '<a>'), concept_seed(0, '<b>'),
                 concept_seed(0, '<a> ')}) == 4
     # Seeds of neighbouring runs are unrelated, not shifted copies.
-    assert concept_seed(1, '<a>') - concept_seed(0, '<a>') != concept_seed(1, '<b>') - concept_seed(0, '<b>')
+    shift_a = concept_seed(1, '<a>') - concept_seed(0, '<a>')
+    assert shift_a != concept_seed(1, '<b>') - concept_seed(0, '<b>')
     # Not Python's salted hash(): another interpreter with another hash seed agrees.
     # (The module is loaded by path so the child needs numpy only.)
     code = ('import importlib.util, sys\n'

@@ -32,7 +32,8 @@ def rows(model, token):
 def batch(captions_and_concepts, seed=0):
     """Images, captions, noise seeds and concepts of a small mixed batch."""
     captions, concepts = zip(*captions_and_concepts)
-    images = torch.rand(len(captions), 3, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(len(captions), 3, 32, 32, generator=generator) * 2 - 1
     noise_seeds = [1000 + seed * 10 + i for i in range(len(captions))]
     return images, list(captions), noise_seeds, list(concepts)
 
@@ -58,7 +59,8 @@ def test_every_concept_is_added_trainable_from_its_own_start(model):
     # The checkpoint holds the three concepts' rows and nothing else.
     assert list(model.state_dict()) == [f'token_embedding.rows.{i}' for i in range(3)]
     first = model.token_embedding.first_new_id  # the tokenizer's length before any concept
-    assert model.trainable_token_ids() == list(range(first, first + 4)) and len(model.tokenizer) == first + 4
+    assert model.trainable_token_ids() == list(range(first, first + 4))
+    assert len(model.tokenizer) == first + 4
 
 
 def test_validation_prompts_are_rendered_for_every_concept():
