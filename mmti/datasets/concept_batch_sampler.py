@@ -129,6 +129,7 @@ class ConceptBatchSampler:
                         for d in dataset.datasets]
         self.queue = ConceptQueue(len(self.streams), concepts_per_batch or len(self.streams))
         self._cursors: dict[int, tuple[int, Iterator[int]]] = {}
+        self._drawn_at: dict | None = None  # the queue when the last batch was drawn
 
     def seek(self, consumed: int) -> None:
         """Nothing to do: where each concept's stream stands is the queue's
@@ -145,6 +146,17 @@ class ConceptBatchSampler:
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         while not self.queue.done:
+            # Each batch is decided by the queue after the previous step. A
+            # queue that has not moved means no ConceptQueueHook advances it,
+            # or DataLoader workers draw batches ahead: either way every step
+            # would repeat the same samples and finished concepts would train on.
+            if self.queue.state() == self._drawn_at:
+                raise ValueError(
+                    'ConceptBatchSampler was asked for a batch before the concept queue moved: '
+                    'it needs ConceptQueueHook in default_hooks.concept_queue (which advances '
+                    'the queue after each step) and train_dataloader.num_workers=0 (workers '
+                    'draw batches ahead of the queue).')
+            self._drawn_at = self.queue.state()
             yield [(c, i) for c in self.queue.training() for i in self._take(c)]
 
     def __len__(self) -> int:
