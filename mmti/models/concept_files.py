@@ -57,12 +57,16 @@ class ConceptFilesMixin:
                 missing = [i for name in (mentioned or list(rows)[:1]) for i in rows[name]
                            if i not in ids]
                 if missing:
+                    owner = next(name for name, own in rows.items() if missing[0] in own)
+                    fix = ('Declare the token once, at the top of the config (placeholder_token = '
+                           '...), so model and dataset use the same one.' if len(rows) == 1 else
+                           f'Write {owner} whole in the templates of its concept ({{}} in a '
+                           'template stands for all of its vectors).')
                     raise ValueError(
                         f'{source} caption {caption!r} does not contain the trainable placeholder '
                         f'{tokenizer.convert_ids_to_tokens(missing)[0]!r} '
-                        f'(model.placeholder_token={self.placeholder_token!r}); those rows would '
-                        'never be trained. Declare the token once, at the top of the config '
-                        '(placeholder_token = ...), so model and dataset use the same one.')
+                        f'(model.placeholder_token={owner!r}); those rows would never be '
+                        f'trained. {fix}')
                 trained.update(mentioned)
                 if len(ids) > longest:
                     longest, longest_caption = len(ids), caption

@@ -26,10 +26,16 @@ def test_a_good_list_comes_back_as_plain_dicts_in_order():
     assert given[0]['num_vectors'] == 2
 
 
-@pytest.mark.parametrize('bad', ['<a>', dict(placeholder_token='<a>'), [], None, 3])
+@pytest.mark.parametrize('bad', [dict(placeholder_token='<a>'), [], None, 3])
 def test_not_a_list_of_concepts_is_refused(bad):
     with pytest.raises(ValueError, match=r'model\.concepts must be a non-empty list of dicts'):
         check_concept_list(bad, 'model.concepts')
+
+
+def test_a_string_is_a_folder_of_concepts(tmp_path):
+    with pytest.raises(ValueError, match=r"concepts='<a>' is not a folder; give a folder with one "
+                                         r'sub-folder per concept, or a list of dicts'):
+        check_concept_list('<a>', 'model.concepts')
 
 
 def test_an_entry_that_is_not_a_dict_is_refused():

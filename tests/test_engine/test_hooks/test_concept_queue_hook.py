@@ -30,7 +30,8 @@ _run_ids = itertools.count()
 def toy_concept(token: str) -> dict:
     name = token.strip('<>')
     return dict(placeholder_token=token, initializer_token=INITIALIZERS[token], num_vectors=2,
-                data_root=str(REPO_ROOT / 'data' / 'toy_concepts' / name / 'train'))
+                data_root=str(REPO_ROOT / 'data' / 'toy_concepts' / name / 'train'),
+                caption_files=True)  # as its concept.json says
 
 
 def concepts_config(work_dir, tokens, lanes, max_steps, stop=None, interval=2,
@@ -138,7 +139,8 @@ def test_a_concept_among_others_follows_its_trajectory_alone(tmp_path):
     for step in range(1, steps + 1):  # every concept trains (moves) at every step
         for token in (TRIANGLE, STAR, CROSS):
             assert not torch.equal(among.rows[step][token], among.rows[step - 1][token])
-    stop = {'step': steps, 'run_step': steps, 'reason': f'it reached max_steps ({steps})'}
+    stop = {'step': steps, 'run_step': steps, 'reason': f'it reached max_steps ({steps})',
+            'kind': 'max_steps'}
     assert queue_state(tmp_path / 'among')['stops'][STAR] == stop
     assert queue_state(tmp_path / 'alone')['stops'][STAR] == stop
 
@@ -305,7 +307,7 @@ def test_the_runs_cap_ends_the_concept_in_training_and_leaves_the_rest_waiting(t
     assert runner.iter == 2
     state = queue_state(tmp_path)
     assert state['queue']['status'] == ['training', 'waiting']
-    assert state['stops'] == {STAR: {'step': 2, 'run_step': 2, 'capped': True,
+    assert state['stops'] == {STAR: {'step': 2, 'run_step': 2, 'kind': 'capped',
                                      'reason': 'the run reached train_cfg.max_iters (2) first'}}
     folder = tmp_path / 'concepts' / 'purple-dotted-star'
     assert sorted(p.name for p in folder.iterdir()) == [
