@@ -54,7 +54,7 @@ class ProgressBarHook(Hook):
         self._total, self._start_iter = runner.max_iters, runner.iter
         # A queue of concepts knows a tighter bound than max_iters (it ran its
         # before_train first: NORMAL priority).
-        for hook in runner.hooks:
+        for hook in getattr(runner, 'hooks', ()):
             if isinstance(hook, ConceptQueueHook) and hook.last_step:
                 self._total = hook.last_step
         self._started = time.monotonic()
@@ -88,7 +88,7 @@ class ProgressBarHook(Hook):
         if stopped_early:  # LearningSignalHook ended the run: say so where the bar was
             elapsed = format_duration(time.monotonic() - self._started)
             why = ('every concept is done' if any(isinstance(h, ConceptQueueHook)
-                                                  for h in runner.hooks)
+                                                  for h in getattr(runner, 'hooks', ()))
                    else 'the learning signal stopped falling')
             print(f'train: stopped at step {runner.iter} of at most {self._total}, {elapsed}: '
                   f'{why}', file=self._stream, flush=True)
