@@ -38,11 +38,14 @@ initializer and image-only rows, which do not depend on the embedding, are
 measured once per concept (tools/time_to_concept.py's ``SnapshotEvaluator``).
 
 Written to ``OUT_DIR/concepts_per_hour.json`` (after every run) and ``.md``.
+A benchmark stopped before its last run can still be scored from that json:
+``--out-dir OUT_DIR --score-saved`` (trains nothing).
 """
 import argparse
 import hashlib
 import json
 import math
+import resource
 import statistics
 import subprocess
 import sys
@@ -84,6 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--load-wait', type=float, default=180.0,
                         help='longest wait for the load to fall, in seconds')
     parser.add_argument('--out-dir', type=Path, default=Path('work_dirs/concepts_per_hour'))
+    parser.add_argument('--score-saved', action='store_true',
+                        help='train nothing: score the runs already saved in '
+                             'OUT_DIR/concepts_per_hour.json (a benchmark stopped early)')
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error('--rounds must be at least 1.')
@@ -177,6 +183,14 @@ def last_embedding_time(folders: list[Path]) -> float:
     return max(path.stat().st_mtime for path in files)
 
 
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's finished children so far: the
+    work a run did, which other programs on a shared machine change far less than
+    its wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def concepts_per_hour(num_concepts: int, wall_s: float) -> float:
     return num_concepts * 3600.0 / wall_s
 
@@ -191,6 +205,9 @@ def summarize(runs: list[dict], num_concepts: int) -> dict:
         wall = statistics.median(walls)
         median[approach] = {'wall_s': wall, 'rounds': len(walls),
                             'concepts_per_hour': concepts_per_hour(num_concepts, wall)}
+        cpu = [run['cpu_s'] for run in runs if run['approach'] == approach and 'cpu_s' in run]
+        if len(cpu) == len(walls):  # runs of an older version of this tool have none
+            median[approach]['cpu_s'] = statistics.median(cpu)
     rounds = []
     for number in sorted({run['round'] for run in runs}):
         walls = {run['approach']: run['wall_s'] for run in runs if run['round'] == number}
@@ -260,6 +277,12 @@ def timing_markdown(summary: dict, runs: list[dict]) -> str:
     lines.append('| concepts / hour | ' + ' | '.join(
         f"{summary['median'][a]['concepts_per_hour']:.0f}" for a in approaches)
         + ' |' + ' |' * (len(summary['speedup']) + 1))
+    if all('cpu_s' in summary['median'][a] for a in approaches):
+        sequential = summary['median'].get('sequential', {}).get('cpu_s')
+        lines.append('| CPU seconds | ' + ' | '.join(
+            f"{summary['median'][a]['cpu_s']:.0f}" for a in approaches) + ' | ' + ' | '.join(
+            f"{sequential / summary['median'][a]['cpu_s']:.2f}x" if sequential else '-'
+            for a in summary['speedup']) + ' | |')
     return '\n'.join(lines)
 
 
@@ -281,6 +304,7 @@ def run_sequential(concepts: list[dict], run_dir: Path, max_steps: int | None) -
     """One tools/train.py process per concept, back to back; timed launch to last file."""
     launched_at = None
     processes, embeddings = [], {}
+    cpu_before = children_cpu_s()
     for concept in concepts:
         name = concept_folder_name(concept['placeholder_token'])
         work_dir = run_dir / name
@@ -291,17 +315,20 @@ def run_sequential(concepts: list[dict], run_dir: Path, max_steps: int | None) -
         processes.append(process_s)
         embeddings[concept['placeholder_token']] = str(work_dir / 'learned_embeds.safetensors')
     wall_s = last_embedding_time([run_dir]) - launched_at
-    return {'wall_s': wall_s, 'process_s': processes, 'embeddings': embeddings}
+    return {'wall_s': wall_s, 'process_s': processes, 'cpu_s': children_cpu_s() - cpu_before,
+            'embeddings': embeddings}
 
 
 def run_packed(concepts: list[dict], config: Path, run_dir: Path) -> dict:
     """One tools/train.py process for all concepts; timed launch to last file."""
+    cpu_before = children_cpu_s()
     launched_at, process_s = launch(train_command(str(config), run_dir), run_dir.parent /
                                     f'{run_dir.name}.log')
     wall_s = last_embedding_time([run_dir]) - launched_at
     embeddings = {c['placeholder_token']: str(run_dir / 'concepts' / concept_folder_name(
         c['placeholder_token']) / 'learned_embeds.safetensors') for c in concepts}
-    return {'wall_s': wall_s, 'process_s': [process_s], 'embeddings': embeddings}
+    return {'wall_s': wall_s, 'process_s': [process_s], 'cpu_s': children_cpu_s() - cpu_before,
+            'embeddings': embeddings}
 
 
 def steps_taken(approach: str, run_dir: Path, token: str) -> int | None:
@@ -319,29 +346,73 @@ def steps_taken(approach: str, run_dir: Path, token: str) -> int | None:
 
 class ConceptScorer:
     """Gap closed and text ratio of embedding files, one evaluator per concept
-    (its baseline rows measured once) and one evaluation per distinct file."""
+    (its baseline rows measured once) and one evaluation per distinct file.
+
+    Scores are kept in ``OUT/scores.json`` by token and file digest, so scoring
+    again (``--score-saved``) evaluates only files not scored before.
+    """
 
     def __init__(self, concepts: list[dict], out: Path, num_samples: int | None):
         extra = [] if num_samples is None else ['--num-samples', str(num_samples)]
         self.evaluators = {c['placeholder_token']: SnapshotEvaluator(
             SINGLE_CONFIG, [*extra, '--cfg-options', *single_options(c)]) for c in concepts}
         self.out = out
-        self.cache: dict[tuple[str, str], dict] = {}
+        self.store = out / 'scores.json'
+        self.cache: dict[str, dict] = (json.loads(self.store.read_text())
+                                       if self.store.is_file() else {})
 
     def __call__(self, token: str, embedding: Path) -> dict:
-        key = (token, file_digest(embedding))
+        digest = file_digest(embedding)
+        key = f'{token} {digest}'
         if key not in self.cache:
             started = time.perf_counter()
             rows = self.evaluators[token](Path(embedding), self.out / concept_folder_name(token)
-                                          / key[1][:12])
+                                          / digest[:12])
             self.cache[key] = {'gap_closed': gap_closed(rows), 'text_ratio': text_ratio(rows),
                                'evaluate_s': time.perf_counter() - started}
-        return {**self.cache[key], 'digest': key[1][:12]}
+            with atomic_write(self.store) as tmp:
+                tmp.write_text(json.dumps(self.cache, indent=1) + '\n')
+        return {**self.cache[key], 'digest': digest[:12]}
+
+
+def score_runs(result: dict, out: Path, num_samples: int | None, save=lambda: None) -> None:
+    """Score every run's embeddings (untimed) and add the quality table to ``result``.
+
+    Quality per approach is its first round's files; ``same_files_every_round``
+    says whether later rounds wrote the same bytes. Also usable on the saved
+    json of an interrupted benchmark.
+    """
+    print('evaluating every distinct embedding (untimed) ...', flush=True)
+    concepts = result['concepts']
+    tokens = [c['placeholder_token'] for c in concepts]
+    scorer = ConceptScorer(concepts, out / 'eval', num_samples)
+    for run in result['runs']:
+        run['quality'] = {token: scorer(token, Path(path))
+                          for token, path in run['embeddings'].items()}
+        save()
+    approaches = list(dict.fromkeys(run['approach'] for run in result['runs']))
+    first = {a: next(r for r in result['runs'] if r['approach'] == a) for a in approaches}
+    result['quality'] = quality_rows({a: first[a]['quality'] for a in approaches},
+                                     approaches, tokens)
+    result['same_files_every_round'] = {
+        a: all(r['quality'][t]['digest'] == first[a]['quality'][t]['digest']
+               for r in result['runs'] if r['approach'] == a for t in tokens)
+        for a in approaches}
+    save()
+
+
+def report_markdown(result: dict) -> str:
+    approaches = list(dict.fromkeys(run['approach'] for run in result['runs']))
+    return (timing_markdown(result['summary'], result['runs']) + '\n\n'
+            + quality_markdown(result['quality'], approaches) + '\n\n'
+            + f"Embedding files identical in every round: {result['same_files_every_round']}\n")
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     out = args.out_dir.resolve()
+    if args.score_saved:
+        return score_saved(out, args.num_samples)
     if (out / 'concepts_per_hour.json').exists():
         raise SystemExit(f'{args.out_dir} already holds a benchmark; pass another --out-dir, '
                          'or remove that one.')
@@ -381,28 +452,33 @@ def main(argv: list[str] | None = None) -> dict:
             result['summary'] = summarize(result['runs'], len(tokens))
             save()
 
-    print('evaluating every distinct embedding (untimed) ...', flush=True)
-    scorer = ConceptScorer(concepts, out / 'eval', args.num_samples)
-    for run in result['runs']:
-        run['quality'] = {token: scorer(token, Path(path))
-                          for token, path in run['embeddings'].items()}
-        save()
-    # Quality per approach: its first round's files (later rounds' are compared to them).
-    first = {a: next(r for r in result['runs'] if r['approach'] == a) for a in approaches}
-    scores = {a: first[a]['quality'] for a in approaches}
-    result['quality'] = quality_rows(scores, approaches, tokens)
-    result['same_files_every_round'] = {
-        a: all(r['quality'][t]['digest'] == first[a]['quality'][t]['digest']
-               for r in result['runs'] if r['approach'] == a for t in tokens)
-        for a in approaches}
-    save()
-    text = (timing_markdown(result['summary'], result['runs']) + '\n\n'
-            + quality_markdown(result['quality'], approaches) + '\n\n'
-            + f"Embedding files identical in every round: {result['same_files_every_round']}\n")
+    return finish(result, out, args.num_samples, save)
+
+
+def finish(result: dict, out: Path, num_samples: int | None, save) -> dict:
+    score_runs(result, out, num_samples, save)
+    text = report_markdown(result)
     with atomic_write(out / 'concepts_per_hour.md') as tmp:
         tmp.write_text(text)
     print(text + f"Wrote {out / 'concepts_per_hour.json'} and {out / 'concepts_per_hour.md'}")
     return result
+
+
+def score_saved(out: Path, num_samples: int | None) -> dict:
+    """Score the runs of an interrupted benchmark (its json is saved after every run)."""
+    saved = out / 'concepts_per_hour.json'
+    if not saved.is_file():
+        raise SystemExit(f'--score-saved: {saved} does not exist; run the benchmark first.')
+    result = json.loads(saved.read_text())
+    if not result.get('runs'):
+        raise SystemExit(f'--score-saved: {saved} holds no finished run yet.')
+    result['scored_saved'] = True  # the benchmark was stopped before its last run
+
+    def save() -> None:
+        with atomic_write(saved) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + '\n')
+
+    return finish(result, out, num_samples, save)
 
 
 if __name__ == '__main__':
