@@ -109,7 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def toy_concepts(second_draw: Path) -> list[dict]:
     """The six concepts: seed 0's from data/toy_concepts, then the second draw's."""
     concepts = []
-    for root, suffix in ((ROOT / 'data' / 'toy_concepts', ''), (second_draw, f'-{SECOND_DRAW_SEED}')):
+    draws = ((ROOT / 'data' / 'toy_concepts', ''), (second_draw, f'-{SECOND_DRAW_SEED}'))
+    for root, suffix in draws:
         for name, initializer in TOY_CONCEPTS:
             concepts.append(dict(placeholder_token=f'<{name}{suffix}>',
                                  initializer_token=initializer, num_vectors=2,
