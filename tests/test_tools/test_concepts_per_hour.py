@@ -3,8 +3,9 @@
 The benchmark itself takes the better part of an hour on 2 CPU cores; here
 the wall times read from real files' modification times, the medians and
 speed-ups over rounds, the packed config it writes (loaded by mmengine), the
-single-concept overrides, the load wait and the tables are checked, then one
-run of two concepts, ten steps each, scored with one image per prompt.
+single-concept overrides, the load wait and the tables are checked; one run
+of two concepts, ten steps each, scored with one image per prompt, is
+marked slow (``-m slow``): it takes minutes on a shared machine.
 No assertion is about how fast anything ran.
 """
 import json
@@ -162,6 +163,7 @@ def test_scoring_a_saved_benchmark_needs_its_runs(tmp_path):
         cph.main(['--score-saved', '--out-dir', str(tmp_path)])
 
 
+@pytest.mark.slow  # four model loads and ~100 renders: over a minute even on a quiet machine
 def test_a_tiny_real_benchmark_times_trains_and_scores_both_approaches(tmp_path):
     out = tmp_path / 'bench'
     result = cph.main(['--num-concepts', '2', '--max-steps', '10', '--rounds', '1',
