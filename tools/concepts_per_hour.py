@@ -186,8 +186,8 @@ def last_embedding_time(folders: list[Path]) -> float:
 
 def children_cpu_s() -> float:
     """CPU seconds (user + system) of this process's finished children so far: the
-    work a run did, which other programs on a shared machine change far less than
-    its wall time."""
+    work a run did, a second view beside wall time (not load-proof either: threads
+    that spin-wait on an oversubscribed machine count too)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
