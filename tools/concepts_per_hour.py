@@ -45,6 +45,7 @@ import argparse
 import hashlib
 import json
 import math
+import pprint
 import resource
 import statistics
 import subprocess
@@ -115,7 +116,8 @@ def toy_concepts(second_draw: Path) -> list[dict]:
             concepts.append(dict(placeholder_token=f'<{name}{suffix}>',
                                  initializer_token=initializer, num_vectors=2,
                                  data_root=str(root / name / 'train'),
-                                 held_out_dir=str(root / name / 'held_out')))
+                                 held_out_dir=str(root / name / 'held_out'),
+                                 caption_files=True))  # as the toy recipe (and concept.json)
     return concepts
 
 
@@ -134,7 +136,7 @@ def packed_config_text(concepts: list[dict], lanes: int, max_steps: int | None) 
         '# Written by tools/concepts_per_hour.py: the toy many-concept recipe on these concepts.',
         f'_base_ = [{str(ROOT / PACKED_BASE_CONFIG)!r}]',
         '',
-        f'concepts = {json.dumps(concepts, indent=4)}',
+        f'concepts = {pprint.pformat(concepts, indent=4, sort_dicts=False)}',
         '',
         'model = dict(concepts=concepts)',
         'train_dataloader = dict(',
