@@ -92,3 +92,16 @@ def build_tiny_runner():
     def make(work_dir, **kwargs):
         return build(tiny_config(work_dir, **kwargs))
     return make
+
+
+class Interrupt(Hook):
+    """Stop the run with an exception after ``step`` (after its checkpoint)."""
+
+    priority = 'LOWEST'
+
+    def __init__(self, step):
+        self.step = step
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == self.step:
+            raise KeyboardInterrupt

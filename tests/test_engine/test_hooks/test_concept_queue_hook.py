@@ -83,20 +83,8 @@ class RecordConcepts(Hook):
         self.trained[runner.iter + 1] = list(dict.fromkeys(data_batch['concepts']))
 
 
-class Interrupt(Hook):
-    """Stop the run with an exception after ``step`` (after its checkpoint)."""
-
-    priority = 'LOWEST'
-
-    def __init__(self, step):
-        self.step = step
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if runner.iter + 1 == self.step:
-            raise KeyboardInterrupt
-
-
 def train(cfg: Config, resume=False, interrupt_at=None):
+    from conftest import Interrupt
     from mmti.engine import build_runner
     cfg.resume = resume
     runner = build_runner(cfg)

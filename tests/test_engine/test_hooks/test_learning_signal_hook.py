@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from mmengine.hooks import Hook
 
 from mmti.engine.hooks.learning_signal_hook import SIGNAL_FILE
 from mmti.engine.learning_signal import FixedBatchLoss
@@ -18,19 +17,6 @@ def signal_cfg(cfg, interval=1, stop=None):
     cfg.default_hooks.learning_signal.num_samples = 4
     cfg.default_hooks.learning_signal.stop = stop
     return cfg
-
-
-class Interrupt(Hook):
-    """Stop the run with an exception after ``step`` (after its checkpoint)."""
-
-    priority = 'LOWEST'
-
-    def __init__(self, step):
-        self.step = step
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if runner.iter + 1 == self.step:
-            raise KeyboardInterrupt
 
 
 def run(work_dir, stop=None, max_iters=6, resume=False, hooks=(), **kwargs):
@@ -116,6 +102,7 @@ def test_stops_where_the_rule_says_and_resume_stops_there_too(tmp_path):
         check_not_finished(runner.cfg, str(work / f'iter_{step}.pth'), checkpoint)
 
     # Interrupted before the stop, then resumed: same stop, same rows, same series.
+    from conftest import Interrupt
     broken = tmp_path / 'resumed'
     with pytest.raises(KeyboardInterrupt):
         run(broken, stop=stop, max_iters=30, hooks=[Interrupt(step - 1)])
