@@ -11,8 +11,10 @@ class EmbeddingSaveHook(PeriodicHook):
     """Save ``learned_embeds-steps-N.safetensors`` every ``interval`` steps and
     ``learned_embeds.safetensors`` when training ends, in the work dir.
 
-    These files are the product (a few KB each): they load into diffusers'
-    ``load_textual_inversion`` and into :meth:`TextualInversion.load_embeddings`.
+    They hold every trained concept. These files are the product (a few KB
+    each): they load into :meth:`TextualInversion.load_embeddings` and, with
+    one concept, into diffusers' ``load_textual_inversion`` (a many-concept
+    run also writes one file per concept, ``concepts/<name>/``).
     Only rank 0 writes; every write is atomic; rows that are not finite are
     never written (:class:`NonFiniteLossError`).
 
@@ -27,8 +29,8 @@ class EmbeddingSaveHook(PeriodicHook):
 
     def act(self, runner, model, step: int, final: bool) -> None:
         name = self.filename if final else f'{Path(self.filename).stem}-steps-{step}.safetensors'
-        rows = model.get_embeddings([model.placeholder_token])[model.placeholder_token]
-        if not all_finite([rows]):  # NonFiniteLossHook missing from custom_hooks?
+        rows = model.get_embeddings(model.placeholder_tokens)  # every trained concept
+        if not all_finite(list(rows.values())):  # NonFiniteLossHook missing from custom_hooks?
             raise NonFiniteLossError(stop_message(
                 runner.work_dir, f'Not saving {name}: the learned rows of iteration {step} hold '
                 'NaN or inf', step - 1))
