@@ -122,10 +122,24 @@ def build_runner(cfg: Config, claim_work_dir: Callable[[], None] | None = None) 
         # Without CUDA the process group (if any) is gloo; say so in the
         # logged environment and config instead of the GPU default, nccl.
         cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
-    runner = QuietConsoleRunner.from_cfg(cfg)
+    runner = QuietConsoleRunner.from_cfg(plain_text_config(cfg))
     if note:
         runner.logger.warning(note)
     return runner
+
+
+def plain_text_config(cfg: Config) -> Config:
+    """The same config, written out without yapf's reformatting.
+
+    The Runner turns its config into text five times before the first step
+    (log, dump, visualizer, message hub) and again at every checkpoint.
+    mmengine's own layout of that text is already one key per line; yapf's
+    pass over it costs 0.75 s for six concepts and 1.4 s for 24 on 2 CPU
+    cores, each time, for line breaks alone. (``Config.fromfile`` takes
+    ``format_python_code`` but mmengine 0.10 drops it for plain configs.)
+    """
+    return Config(cfg.to_dict(), cfg_text=cfg.text, filename=cfg.filename,
+                  env_variables=cfg.env_variables, format_python_code=False)
 
 
 def drop_removed_hooks(cfg: Config) -> None:
