@@ -11,8 +11,11 @@ from collections.abc import Sequence
 
 import diffusers
 import torch
+from diffusers.utils.torch_utils import randn_tensor
 from mmengine.logging import print_log
 from PIL import Image
+
+from .sample_noise import weights_dtype
 
 def noise_seed(seed: int, index: int) -> int:
     """A 63-bit seed for image ``index`` at ``seed`` (distinct pairs, distinct seeds)."""
@@ -45,6 +48,47 @@ class DiffusersSamplingMixin:
         samples = self.infer(prompts, **self.validation_cfg)['samples']
         per_prompt = len(samples) // len(prompts)
         return [{'prompt': prompts[i // per_prompt], 'sample': s} for i, s in enumerate(samples)]
+
+    def val_step_groups(self, prompt_groups: Sequence[Sequence[str]]) -> list[list[dict]]:
+        """:meth:`val_step` of several prompt lists, rendered in one batch.
+
+        Each group starts from the noise :meth:`val_step` draws for that
+        group alone, so its images do not depend on the groups beside it
+        (up to floating-point differences of the larger batch; a sampler that
+        adds noise at every step, such as an ancestral one, draws that noise
+        for the whole batch). One call of a larger batch costs far less than
+        one call per group: a many-concept run renders the grids of the
+        concepts that finish at the same step this way.
+        """
+        groups = [list(g) for g in prompt_groups]
+        if not any(groups):
+            return [[] for _ in groups]
+        cfg = dict(self.validation_cfg)
+        seed = cfg.pop('seed', None)
+        seed = secrets.randbits(63) if seed is None else int(seed)
+        native_h, native_w = self.native_image_size()
+        height, width = cfg.pop('height', None) or native_h, cfg.pop('width', None) or native_w
+        per_prompt = int(cfg.get('num_images_per_prompt', 1))
+        latents = torch.cat([self.starting_noise(len(g) * per_prompt, seed, height, width)
+                             for g in groups if g])
+        samples = self.infer([p for g in groups for p in g], seed=seed, height=height,
+                             width=width, latents=latents, **cfg)['samples']
+        results, start = [], 0
+        for group in groups:
+            images = samples[start:start + len(group) * per_prompt]
+            start += len(images)
+            results.append([{'prompt': group[i // per_prompt], 'sample': s}
+                            for i, s in enumerate(images)])
+        return results
+
+    def starting_noise(self, num_images: int, seed: int, height: int, width: int) -> torch.Tensor:
+        """The latents :meth:`infer` starts ``num_images`` images from with
+        ``seed``: what the diffusers pipeline draws from its generator."""
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        shape = (num_images, self.unet.config.in_channels, height // factor, width // factor)
+        generator = torch.Generator(device=self.unet.device).manual_seed(seed)
+        return randn_tensor(shape, generator=generator, device=self.unet.device,
+                            dtype=weights_dtype(self.text_encoder))
 
     def test_step(self, data: dict | None = None) -> list[dict]:
         """As :meth:`val_step`; an evaluation request (``concept_evaluation``,

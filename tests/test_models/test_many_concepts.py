@@ -163,3 +163,41 @@ def test_training_captions_must_train_every_concept(model):
         model.check_training_captions(good + ['a <a>_1 thing'])
     with pytest.raises(ValueError, match="caption 'a plain sofa' does not contain the trainable"):
         model.check_training_captions(good + ['a plain sofa'])
+
+
+def test_grids_of_several_concepts_render_in_one_batch_as_if_alone(model):
+    import numpy as np
+    saved = model.validation_cfg
+    model.validation_cfg = dict(num_inference_steps=3, seed=5, num_images_per_prompt=2,
+                                show_progress=False)
+    try:
+        groups = [['a <a> bag', 'a small <a>'], ['a photo of <b>'], [], ['<c> in the snow']]
+        together = model.val_step_groups(groups)
+        alone = [model.val_step({'prompts': g}) if g else [] for g in groups]
+        model.validation_cfg = dict(model.validation_cfg, seed=6)
+        reseeded = model.val_step({'prompts': groups[1]})
+    finally:
+        model.validation_cfg = saved
+    assert [[r['prompt'] for r in g] for g in together] == [[r['prompt'] for r in g] for g in alone]
+    assert [len(g) for g in together] == [4, 2, 0, 2]
+
+    def pixels(results):
+        return np.stack([np.asarray(r['sample'], dtype=np.float64) for r in results])
+    for mine, own in zip(together, alone):
+        if own:  # the same starting noise as alone: equal but for the batch's rounding
+            assert np.abs(pixels(mine) - pixels(own)).max() <= 2
+    assert np.abs(pixels(together[1]) - pixels(reseeded)).mean() > 10  # noise matters
+
+
+def test_one_group_is_exactly_val_step(model):
+    import numpy as np
+    saved = model.validation_cfg
+    model.validation_cfg = dict(num_inference_steps=2, seed=3, show_progress=False)
+    try:
+        prompts = ['a <a> bag', 'a photo of <b>']
+        (group,) = model.val_step_groups([prompts])
+        alone = model.val_step({'prompts': prompts})
+    finally:
+        model.validation_cfg = saved
+    assert all(np.array_equal(np.asarray(g['sample']), np.asarray(a['sample']))
+               for g, a in zip(group, alone))

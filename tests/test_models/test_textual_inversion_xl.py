@@ -111,3 +111,15 @@ def test_sdxl_sampling_is_seeded():
     a = model.infer('a <cat-toy>', num_inference_steps=2, seed=3, show_progress=False)['samples'][0]
     b = model.infer('a <cat-toy>', num_inference_steps=2, seed=3, show_progress=False)['samples'][0]
     assert a.size == (64, 64) and np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_sdxl_grids_in_one_batch_start_from_each_groups_own_noise():
+    model = build(validation_cfg=dict(num_inference_steps=2, seed=4, show_progress=False))
+    groups = [['a <cat-toy>'], ['a <cat-toy> bag', 'a small <cat-toy>']]
+    together = model.val_step_groups(groups)
+    for group, results in zip(groups, together):
+        alone = model.val_step({'prompts': group})
+        assert [r['prompt'] for r in results] == group
+        assert max(np.abs(np.asarray(r['sample'], dtype=np.int16)
+                          - np.asarray(a['sample'], dtype=np.int16)).max()
+                   for r, a in zip(results, alone)) <= 2

@@ -16,36 +16,48 @@ def concept_dir(work_dir, token: str) -> Path:
     return Path(work_dir) / CONCEPTS_DIR / concept_folder_name(token)
 
 
-def write_concept_outputs(runner, model, token: str, series: dict | None, stop: dict) -> Path:
-    """Write one finished concept's embedding, sample grid and curves.
+def write_concept_outputs(runner, model, tokens: list[str], series: dict[str, dict],
+                          stops: dict[str, dict]) -> list[Path]:
+    """Write the outputs of concepts that finished at the same step.
 
-    ``concepts/<name>/learned_embeds.safetensors`` holds that concept alone,
-    in the model's default format (diffusers', A1111's and ComfyUI's loaders
-    take one concept per file); ``samples.png`` renders the validation
-    prompts with its token; ``curves.png`` plots its learning signal.
+    For each: ``concepts/<name>/learned_embeds.safetensors`` holds that
+    concept alone, in the model's default format (diffusers', A1111's and
+    ComfyUI's loaders take one concept per file); ``samples.png`` renders the
+    validation prompts with its token; ``curves.png`` plots its learning
+    signal. The grids of all of them are rendered in one batch
+    (``val_step_groups``: each as it would be alone).
     """
-    folder = concept_dir(runner.work_dir, token)
-    folder.mkdir(parents=True, exist_ok=True)
-    embedding = model.save_embeddings(str(folder / 'learned_embeds.safetensors'), tokens=[token],
-                                      step=stop['step'])
-    runner.logger.info(f'Saved {token} ({stop["step"]} steps) to {embedding}')
-    prompts = [fill_template(t, token) for t in getattr(model, 'validation_templates', [])]
-    if prompts:
+    folders = [concept_dir(runner.work_dir, token) for token in tokens]
+    for token, folder in zip(tokens, folders):
+        folder.mkdir(parents=True, exist_ok=True)
+        step = stops[token]['step']
+        embedding = model.save_embeddings(str(folder / 'learned_embeds.safetensors'),
+                                          tokens=[token], step=step)
+        runner.logger.info(f'Saved {token} ({step} steps) to {embedding}')
+    templates = list(getattr(model, 'validation_templates', []))
+    if templates:
+        prompts = [[fill_template(t, token) for t in templates] for token in tokens]
         saved = dict(model.validation_cfg)
         model.validation_cfg = {'show_progress': False, **saved}
         try:
-            results = model.val_step({'prompts': prompts})
+            grids = model.val_step_groups(prompts)
         finally:
             model.validation_cfg = saved
-        grid = labelled_grid([r['sample'] for r in results], prompts, stop['step'])
-        with atomic_write(folder / 'samples.png') as tmp:
-            grid.save(tmp, format='PNG')
+        for token, folder, group, results in zip(tokens, folders, prompts, grids):
+            grid = labelled_grid([r['sample'] for r in results], group, stops[token]['step'])
+            with atomic_write(folder / 'samples.png') as tmp:
+                grid.save(tmp, format='PNG')
+    for token, folder in zip(tokens, folders):
+        _write_curves(folder / 'curves.png', token, series.get(token), stops[token])
+    return folders
+
+
+def _write_curves(path: Path, token: str, series: dict | None, stop: dict) -> None:
     if series and series.get('steps'):
         line_chart([dict(title=f'learning signal (loss on a fixed batch): {stop["reason"]}',
                          lines=[dict(label='learning signal', x=series['steps'],
                                      y=series['values'], color=(214, 39, 40), width=2)])],
-                   folder / 'curves.png', title=f'{token}: stopped at its step {stop["step"]}')
-    return folder
+                   path, title=f'{token}: stopped at its step {stop["step"]}')
 
 
 def write_summary(work_dir, rows: list[dict]) -> Path:

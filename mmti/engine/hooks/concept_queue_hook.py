@@ -136,7 +136,8 @@ class ConceptQueueHook(Hook):
                                  'reason': reason, 'kind': kind}
             print_log(f'{token} done after {self.queue.steps[concept]} of its steps (run step '
                       f'{runner.iter + 1}): {reason}.', logger='current', level=logging.INFO)
-            self._outputs(runner, concept)
+        if finished:
+            self._outputs(runner, [concept for concept, _, _ in finished])
         for concept in self.queue.admit():
             self._measure(runner, concept)
             print_log(f'{self.tokens[concept]} starts training at run step {runner.iter + 1}.',
@@ -148,13 +149,14 @@ class ConceptQueueHook(Hook):
 
     def after_train(self, runner) -> None:
         # The run's cap ended concepts still training: their rows are written too.
-        for concept in self.queue.training():
-            token = self.tokens[concept]
-            if token not in self.stops:
-                self.stops[token] = {'step': self.queue.steps[concept], 'run_step': runner.iter,
-                                     'reason': f'the run reached train_cfg.max_iters '
-                                               f'({runner.max_iters}) first', 'kind': 'capped'}
-                self._outputs(runner, concept)
+        capped = [c for c in self.queue.training() if self.tokens[c] not in self.stops]
+        for concept in capped:
+            self.stops[self.tokens[concept]] = {
+                'step': self.queue.steps[concept], 'run_step': runner.iter,
+                'reason': f'the run reached train_cfg.max_iters ({runner.max_iters}) first',
+                'kind': 'capped'}
+        if capped:
+            self._outputs(runner, capped)
         self._write(runner)
         if is_main_process():
             path = write_summary(runner.work_dir, self.summary_rows())
@@ -176,14 +178,13 @@ class ConceptQueueHook(Hook):
         series['values'].append(float(value))
         self._changed = True
 
-    def _outputs(self, runner, concept: int) -> None:
+    def _outputs(self, runner, concepts: list[int]) -> None:
         if is_main_process():
-            token = self.tokens[concept]
-            write_concept_outputs(runner, unwrap_model(runner.model), token,
-                                  self.series.get(token), self.stops[token])
+            model, tokens = unwrap_model(runner.model), [self.tokens[c] for c in concepts]
+            write_concept_outputs(runner, model, tokens, self.series, self.stops)
             if self._evaluator is not None:  # kept with the stop: checkpoints carry it
-                self.stops[token]['similarity'] = self._evaluator(unwrap_model(runner.model),
-                                                                  token)
+                for token in tokens:
+                    self.stops[token]['similarity'] = self._evaluator(model, token)
 
     def _build_evaluator(self, runner) -> ConceptEvaluator | None:
         evaluation = runner.cfg.get('evaluation')

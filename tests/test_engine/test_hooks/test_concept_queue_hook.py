@@ -6,6 +6,7 @@ import itertools
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline
@@ -14,6 +15,7 @@ from mmengine.hooks import Hook
 from PIL import Image
 
 from mmti.engine.hooks import ConceptQueueHook
+from mmti.engine.hooks.validation_sample_hook import labelled_grid
 from mmti.engine.resume import RunFinished, check_not_finished
 from mmti.engine.stop_rules import PlateauStop
 from mmti.fileio.embedding_file import read_embedding_file
@@ -289,20 +291,32 @@ def test_resuming_a_run_whose_queue_is_done_says_it_is_finished(queue_run):
 
 
 # -------------------------------------------------------------- run's cap
-def test_the_runs_cap_ends_the_concept_in_training_and_leaves_the_rest_waiting(tmp_path):
-    runner, recorder = train(concepts_config(tmp_path, [STAR, CROSS], lanes=1, max_steps=8,
-                                             interval=100, max_iters=2, samples=True))
+def test_the_runs_cap_ends_the_concepts_in_training_and_leaves_the_rest_waiting(tmp_path):
+    runner, recorder = train(concepts_config(tmp_path, [STAR, TRIANGLE, CROSS], lanes=2,
+                                             max_steps=8, interval=100, max_iters=2, samples=True))
     assert runner.iter == 2
     state = queue_state(tmp_path)
-    assert state['queue']['status'] == ['training', 'waiting']
-    assert state['stops'] == {STAR: {'step': 2, 'run_step': 2, 'kind': 'capped',
-                                     'reason': 'the run reached train_cfg.max_iters (2) first'}}
-    folder = tmp_path / 'concepts' / 'purple-dotted-star'
-    assert sorted(p.name for p in folder.iterdir()) == [
-        'curves.png', 'learned_embeds.safetensors', 'samples.png']
-    saved = read_embedding_file(folder / 'learned_embeds.safetensors')
-    assert torch.equal(saved.embeddings[STAR], recorder.rows[2][STAR])
-    assert_png(folder / 'samples.png')  # its validation prompt, rendered with its rows
+    assert state['queue']['status'] == ['training', 'training', 'waiting']
+    capped = {'step': 2, 'run_step': 2, 'kind': 'capped',
+              'reason': 'the run reached train_cfg.max_iters (2) first'}
+    assert state['stops'] == {STAR: capped, TRIANGLE: capped}
+    model = runner.model
+    for token in (STAR, TRIANGLE):
+        folder = tmp_path / 'concepts' / token.strip('<>')
+        assert sorted(p.name for p in folder.iterdir()) == [
+            'curves.png', 'learned_embeds.safetensors', 'samples.png']
+        saved = read_embedding_file(folder / 'learned_embeds.safetensors')
+        assert torch.equal(saved.embeddings[token], recorder.rows[2][token])
+        # Both grids were rendered in one batch; each is its validation prompt
+        # rendered with its rows alone (up to the batch's rounding).
+        prompts = [t.format(token) for t in model.validation_templates]
+        alone = model.val_step({'prompts': prompts})
+        expected = labelled_grid([r['sample'] for r in alone], prompts, 2)
+        grid = Image.open(folder / 'samples.png').convert('RGB')
+        assert grid.size == expected.size
+        difference = np.abs(np.asarray(grid, dtype=np.int16)
+                            - np.asarray(expected.convert('RGB'), dtype=np.int16))
+        assert difference.max() <= 2
     assert not (tmp_path / 'concepts' / 'green-dotted-cross').exists()
     summary = (tmp_path / 'concepts.md').read_text(encoding='utf-8')
     assert re.search(r'\| <green-dotted-cross> \| 0 \| not started \|', summary)
