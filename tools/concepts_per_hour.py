@@ -1,13 +1,14 @@
-"""Concepts per hour: six toy concepts in one many-concept run vs one run per concept.
+"""Concepts per hour: toy concepts in one many-concept run vs one run per concept.
 
-    python tools/concepts_per_hour.py [--rounds 2] [--lanes 6 3] \
+    python tools/concepts_per_hour.py [--rounds 2] [--lanes 6 3] [--num-concepts 6] \
         [--out-dir work_dirs/concepts_per_hour]
 
-The six concepts are the three held-out toy-world concepts of
-``data/toy_concepts`` (image draw seed 0) and the same three from another
-draw (``tools/dev/make_toy_concepts.py --seed 7``, written into
-``OUT_DIR/toy_concepts_seed7``, tokens such as ``<purple-dotted-star-7>``; same
-initializers star / triangle / cross). Two ways to train them:
+The concepts are the three held-out toy-world concepts of ``data/toy_concepts``
+(image draw seed 0), then the same three from other draws
+(``tools/dev/make_toy_concepts.py --seed 7``, then 11 and 13, written into
+``OUT_DIR/toy_concepts_seed<seed>``, tokens such as ``<purple-dotted-star-7>``;
+same initializers star / triangle / cross): six by default, up to twelve.
+Two ways to train them:
 
 * sequential: ``tools/train.py configs/textual_inversion_toy.py`` once per
   concept, one process after the other (a user's shell loop), with
@@ -15,13 +16,13 @@ initializers star / triangle / cross). Two ways to train them:
   own learning signal.
 * packed: one ``tools/train.py`` run of a config this tool writes
   (``OUT_DIR/packed_<lanes>.py``: ``configs/textual_inversion_toy_concepts.py``
-  with the six concepts and ``concepts_per_batch=<lanes>``); each concept stops
+  with the concepts and ``concepts_per_batch=<lanes>``); each concept stops
   on its own learning signal and frees its lane for the next.
 
 Wall time = launch of the first process to the modification time of the last
 embedding file written (``*.safetensors`` anywhere in the run folders), model
 loading and every process's start-up included, as a user waits for it.
-Concepts per hour = 6 / wall time. The rounds interleave the approaches
+Concepts per hour = concepts / wall time. The rounds interleave the approaches
 (sequential, packed, sequential, packed, ...) so that drift in a shared
 machine's speed hits both; the median over rounds is reported with each round.
 Before each timed run the 1-minute load average is read; above ``--max-load``
@@ -66,7 +67,7 @@ SINGLE_CONFIG = 'configs/textual_inversion_toy.py'
 PACKED_BASE_CONFIG = 'configs/textual_inversion_toy_concepts.py'
 TOY_CONCEPTS = (('purple-dotted-star', 'star'), ('orange-striped-triangle', 'triangle'),
                 ('green-dotted-cross', 'cross'))
-SECOND_DRAW_SEED = 7
+EXTRA_DRAW_SEEDS = (7, 11, 13)  # after data/toy_concepts' seed 0, three concepts each
 LOAD_POLL_S = 20
 
 
@@ -78,7 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='concepts_per_batch of the packed run; one packed run per value '
                              'in each round')
     parser.add_argument('--num-concepts', type=int, default=6,
-                        help='first N of the six concepts (fewer: quick checks only)')
+                        help='first N concepts: 3 per draw, draws seed 0, 7, 11, 13 (at most '
+                             '12; under 6: quick checks only)')
     parser.add_argument('--max-steps', type=int, default=None,
                         help="each concept's step limit (default: the configs' 600)")
     parser.add_argument('--num-samples', type=int, default=None,
@@ -94,8 +96,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error('--rounds must be at least 1.')
-    if not 1 <= args.num_concepts <= 2 * len(TOY_CONCEPTS):
-        parser.error(f'--num-concepts must be 1 to {2 * len(TOY_CONCEPTS)}.')
+    most = len(TOY_CONCEPTS) * (1 + len(EXTRA_DRAW_SEEDS))
+    if not 1 <= args.num_concepts <= most:
+        parser.error(f'--num-concepts must be 1 to {most}.')
     if any(lanes < 1 for lanes in args.lanes):
         parser.error('--lanes values must be at least 1.')
     for name in ('max_steps', 'num_samples'):
@@ -107,27 +110,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # --- the concepts and the packed config --------------------------------------
 
-def toy_concepts(second_draw: Path) -> list[dict]:
-    """The six concepts: seed 0's from data/toy_concepts, then the second draw's."""
+def toy_draws(out: Path, num_concepts: int) -> list[tuple[Path, str]]:
+    """(folder, token suffix) of each image draw the first ``num_concepts`` use:
+    seed 0 is data/toy_concepts; the others are written under ``out``."""
+    draws = [(ROOT / 'data' / 'toy_concepts', '')]
+    draws += [(out / f'toy_concepts_seed{seed}', f'-{seed}') for seed in EXTRA_DRAW_SEEDS]
+    return draws[:math.ceil(num_concepts / len(TOY_CONCEPTS))]
+
+
+def toy_concepts(out: Path, num_concepts: int = 6) -> list[dict]:
+    """The first ``num_concepts``: seed 0's three, then each further draw's."""
     concepts = []
-    draws = ((ROOT / 'data' / 'toy_concepts', ''), (second_draw, f'-{SECOND_DRAW_SEED}'))
-    for root, suffix in draws:
+    for root, suffix in toy_draws(out, num_concepts):
         for name, initializer in TOY_CONCEPTS:
             concepts.append(dict(placeholder_token=f'<{name}{suffix}>',
                                  initializer_token=initializer, num_vectors=2,
                                  data_root=str(root / name / 'train'),
                                  held_out_dir=str(root / name / 'held_out'),
                                  caption_files=True))  # as the toy recipe (and concept.json)
-    return concepts
+    return concepts[:num_concepts]
 
 
-def make_second_draw(out: Path) -> Path:
-    """The toy concepts drawn with another seed (kept if an earlier call made them)."""
-    if not out.is_dir():
-        subprocess.run([sys.executable, str(ROOT / 'tools' / 'dev' / 'make_toy_concepts.py'),
-                        '--seed', str(SECOND_DRAW_SEED), '--out', str(out)],
-                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    return out
+def make_draws(out: Path, num_concepts: int) -> None:
+    """Write the further draws the concepts need (kept if an earlier call made them)."""
+    for root, suffix in toy_draws(out, num_concepts)[1:]:
+        if not root.is_dir():
+            subprocess.run([sys.executable, str(ROOT / 'tools' / 'dev' / 'make_toy_concepts.py'),
+                            '--seed', suffix.lstrip('-'), '--out', str(root)],
+                           cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
 
 def packed_config_text(concepts: list[dict], lanes: int, max_steps: int | None) -> str:
@@ -420,8 +430,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f'{args.out_dir} already holds a benchmark; pass another --out-dir, '
                          'or remove that one.')
     out.mkdir(parents=True, exist_ok=True)
-    concepts = toy_concepts(make_second_draw(out / f'toy_concepts_seed{SECOND_DRAW_SEED}'))
-    concepts = concepts[:args.num_concepts]
+    make_draws(out, args.num_concepts)
+    concepts = toy_concepts(out, args.num_concepts)
     tokens = [c['placeholder_token'] for c in concepts]
     configs = {f'packed_{lanes}': write_packed_config(out / f'packed_{lanes}.py', concepts,
                                                       lanes, args.max_steps)

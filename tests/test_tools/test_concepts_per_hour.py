@@ -62,8 +62,16 @@ def test_medians_and_speedups_per_round_and_overall():
 
 
 def test_the_six_concepts_are_distinct_and_the_packed_config_replaces_the_list(tmp_path):
-    concepts = cph.toy_concepts(tmp_path / 'seed7')
+    concepts = cph.toy_concepts(tmp_path)
     assert len(check_concept_list(concepts)) == 6  # tokens and output folders all distinct
+    assert concepts[3]['data_root'] == str(tmp_path / 'toy_concepts_seed7' / 'purple-dotted-star'
+                                           / 'train')
+    twelve = cph.toy_concepts(tmp_path, 12)
+    assert len(check_concept_list(twelve)) == 12 and twelve[:6] == concepts
+    assert [c['placeholder_token'] for c in twelve[9:]] == [
+        '<purple-dotted-star-13>', '<orange-striped-triangle-13>', '<green-dotted-cross-13>']
+    assert [root.name for root, _ in cph.toy_draws(tmp_path, 7)] == [
+        'toy_concepts', 'toy_concepts_seed7', 'toy_concepts_seed11']
     assert [c['placeholder_token'] for c in concepts][3:] == [
         '<purple-dotted-star-7>', '<orange-striped-triangle-7>', '<green-dotted-cross-7>']
     assert [c['initializer_token'] for c in concepts] == ['star', 'triangle', 'cross'] * 2
@@ -82,14 +90,15 @@ def test_the_six_concepts_are_distinct_and_the_packed_config_replaces_the_list(t
 
 
 def test_single_concept_options_point_the_toy_config_at_the_concept():
-    concept = cph.toy_concepts(Path('/elsewhere'))[4]
+    concept = cph.toy_concepts(Path('/elsewhere'))[4]  # seed 7's triangle
     cfg = Config.fromfile(str(REPO_ROOT / cph.SINGLE_CONFIG), import_custom_modules=False)
     options = dict(option.split('=', 1) for option in cph.single_options(concept, max_steps=10))
     cfg.merge_from_dict(options)
     assert cfg.model.placeholder_token == '<orange-striped-triangle-7>'
     assert cfg.model.initializer_token == 'triangle'
-    assert cfg.train_dataloader.dataset.data_root == '/elsewhere/orange-striped-triangle/train'
-    assert cfg.evaluation.held_out_dir == '/elsewhere/orange-striped-triangle/held_out'
+    seed7 = '/elsewhere/toy_concepts_seed7/orange-striped-triangle'
+    assert cfg.train_dataloader.dataset.data_root == f'{seed7}/train'
+    assert cfg.evaluation.held_out_dir == f'{seed7}/held_out'
     assert cfg.train_cfg.max_iters == '10'  # a string here; tools/train.py parses its options
     command = cph.train_command(cph.SINGLE_CONFIG, Path('/w'), ['a=1'])
     assert command[-4:] == ['--work-dir', '/w', '--cfg-options', 'a=1']
@@ -147,7 +156,7 @@ def test_steps_are_read_from_each_runs_own_record(tmp_path):
 
 def test_bad_options_are_refused_before_anything_runs(capsys):
     for argv, message in ((['--rounds', '0'], '--rounds must be at least 1'),
-                          (['--num-concepts', '7'], '--num-concepts must be 1 to 6'),
+                          (['--num-concepts', '13'], '--num-concepts must be 1 to 12'),
                           (['--lanes', '0'], '--lanes values must be at least 1'),
                           (['--num-samples', '0'], '--num-samples must be at least 1')):
         with pytest.raises(SystemExit):
