@@ -134,9 +134,10 @@ def plain_text_config(cfg: Config) -> Config:
     The Runner turns its config into text five times before the first step
     (log, dump, visualizer, message hub) and again at every checkpoint.
     mmengine's own layout of that text is already one key per line; yapf's
-    pass over it costs 0.75 s for six concepts and 1.4 s for 24 on 2 CPU
-    cores, each time, for line breaks alone. (``Config.fromfile`` takes
-    ``format_python_code`` but mmengine 0.10 drops it for plain configs.)
+    pass over it adds only line breaks, and its cost grows with the config:
+    most of a second per pass once a config lists a few concepts (see
+    docs/many_concepts_benchmark.md). ``Config.fromfile`` takes
+    ``format_python_code``, but mmengine 0.10 drops it for plain configs.
     """
     return Config(cfg.to_dict(), cfg_text=cfg.text, filename=cfg.filename,
                   env_variables=cfg.env_variables, format_python_code=False)

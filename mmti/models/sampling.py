@@ -17,6 +17,7 @@ from PIL import Image
 
 from .sample_noise import weights_dtype
 
+
 def noise_seed(seed: int, index: int) -> int:
     """A 63-bit seed for image ``index`` at ``seed`` (distinct pairs, distinct seeds)."""
     digest = hashlib.sha256(f'mmti-infer:{seed}:{index}'.encode()).digest()
@@ -25,7 +26,7 @@ def noise_seed(seed: int, index: int) -> int:
 
 def initial_latents(model, seed: int, indices: list[int], height: int, width: int) -> torch.Tensor:
     """Starting noise of each image, drawn on the CPU from ``(seed, index)`` alone."""
-    factor = 2 ** (len(model.vae.config.block_out_channels) - 1)  # the pipeline's vae_scale_factor
+    factor = model.vae_scale_factor()
     shape = (model.unet.config.in_channels, height // factor, width // factor)
     noise = [torch.randn(shape, generator=torch.Generator().manual_seed(noise_seed(seed, i)))
              for i in indices]
@@ -84,7 +85,7 @@ class DiffusersSamplingMixin:
     def starting_noise(self, num_images: int, seed: int, height: int, width: int) -> torch.Tensor:
         """The latents :meth:`infer` starts ``num_images`` images from with
         ``seed``: what the diffusers pipeline draws from its generator."""
-        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        factor = self.vae_scale_factor()
         shape = (num_images, self.unet.config.in_channels, height // factor, width // factor)
         generator = torch.Generator(device=self.unet.device).manual_seed(seed)
         return randn_tensor(shape, generator=generator, device=self.unet.device,
@@ -177,8 +178,12 @@ class DiffusersSamplingMixin:
         """(height, width) the UNet was built for, in pixels."""
         size = self.unet.config.sample_size
         h, w = (size, size) if isinstance(size, int) else size
-        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        factor = self.vae_scale_factor()
         return h * factor, w * factor
+
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent cell along a side (the pipeline's ``vae_scale_factor``)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     def _check_scheduler(self, cfg: str | dict | None) -> dict:
         if cfg is None:
