@@ -1,6 +1,6 @@
 # Many concepts in one run, on the toy world: the three held-out concepts of
 # data/toy_concepts, each with the single-concept toy recipe
-# (configs/textual_inversion_toy.py: 2 rows, AdamW 5e-3, 8 images a step,
+# (configs/textual_inversion_toy.py: 2 rows, timesteps 0-799, AdamW 5e-3, 8 images a step,
 # its own automatic stop), trained side by side in one packed batch.
 #
 #     python tools/train.py configs/textual_inversion_toy_concepts.py
@@ -27,6 +27,7 @@ model = dict(
     pretrained_model='data/toy/sd',
     dtype='fp32',
     concepts=concepts,
+    train_timesteps=(0, 800),
     validation_prompts=[
         'a large {} in the center on a white background',
         'a small {} on the left on a black background',

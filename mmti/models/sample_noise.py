@@ -32,11 +32,26 @@ class SampleNoise:
         return torch.stack([torch.randn(shape, generator=g, device=self.device)
                             for g in self.generators])
 
-    def randint(self, high: int) -> torch.Tensor:
+    def randint(self, low: int, high: int) -> torch.Tensor:
+        """One integer in ``[low, high)`` per sample."""
         if self.generators is None:
-            return torch.randint(0, high, (self.batch_size,), device=self.device)
-        return torch.cat([torch.randint(0, high, (1,), generator=g, device=self.device)
+            return torch.randint(low, high, (self.batch_size,), device=self.device)
+        return torch.cat([torch.randint(low, high, (1,), generator=g, device=self.device)
                           for g in self.generators])
+
+
+def timestep_range(train_timesteps: Sequence[int] | None, num_train_timesteps: int) -> tuple[int, int]:
+    """``[first, end)`` of the timesteps training draws from; None: all of them."""
+    if train_timesteps is None:
+        return 0, num_train_timesteps
+    bounds = tuple(train_timesteps)
+    if (len(bounds) != 2 or not all(isinstance(b, int) for b in bounds)
+            or not 0 <= bounds[0] < bounds[1] <= num_train_timesteps):
+        raise ValueError(
+            f'train_timesteps={train_timesteps!r} is not a range of this scheduler\'s timesteps: '
+            f'give (first, end) with 0 <= first < end <= {num_train_timesteps} (the end is '
+            'excluded), e.g. (0, 800), or None for all of them.')
+    return bounds
 
 
 def weights_dtype(module: torch.nn.Module) -> torch.dtype:

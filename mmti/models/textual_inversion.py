@@ -28,7 +28,7 @@ from .placeholder_embedding import PlaceholderEmbedding
 from .placeholder_tokens import single_token_id, vector_token_names
 from .pretrained import build_component, torch_dtype
 from .sampling import DiffusersSamplingMixin
-from .sample_noise import SampleNoise, weights_dtype
+from .sample_noise import SampleNoise, timestep_range, weights_dtype
 from .trainable_state import ignore_missing_frozen_keys, keep_trainable_state
 
 
@@ -55,6 +55,12 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
         tokenizer, text_encoder, vae, unet, noise_scheduler (dict | None):
             Component configs; ``from_pretrained`` of ``pretrained_model``
             with the standard subfolder when omitted.
+        train_timesteps (Sequence[int] | None): ``(first, end)``: training
+            draws timesteps from ``first`` to ``end - 1`` only (the learning
+            signal too, as it is the training objective). None: all of the
+            noise scheduler's. Leaving out the noisiest timesteps, where the
+            image is almost pure noise, helped the toy concepts' likeness
+            (docs/fast_concepts.md).
         inference_scheduler (str | dict | None): Sampler for :meth:`infer`,
             a diffusers scheduler class name or ``dict(type=name, **kwargs)``;
             None uses the one the pretrained folder names.
@@ -97,6 +103,7 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
                  vae: dict | None = None,
                  unet: dict | None = None,
                  noise_scheduler: dict | None = None,
+                 train_timesteps: Sequence[int] | None = None,
                  inference_scheduler: str | dict | None = None,
                  dtype: str = 'fp32',
                  latent_cache: bool = True,
@@ -128,6 +135,8 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
             torch_dtype=weights_dtype_)
         self.noise_scheduler = build_component(
             noise_scheduler or dict(type='DDPMScheduler'), pretrained_model, subfolder='scheduler')
+        self.train_timesteps = timestep_range(train_timesteps,
+                                              self.noise_scheduler.config.num_train_timesteps)
         self.inference_scheduler_cfg = self._check_scheduler(inference_scheduler)
         # The placeholder rows live beside the frozen table, not inside it.
         self.token_embedding = self._placeholder_table(self.tokenizer, self.text_encoder)
@@ -247,7 +256,7 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
             latents = latents.to(torch.promote_types(latents.dtype, torch.float32))
             latents = latents * self.vae.config.scaling_factor
         noise = rng.randn(latents.shape[1:])
-        timesteps = rng.randint(self.noise_scheduler.config.num_train_timesteps)
+        timesteps = rng.randint(*self.train_timesteps)
         noisy_latents = self.noise_scheduler.add_noise(latents, noise, timesteps)
 
         text_states, unet_kwargs = self.condition(captions, time_ids)

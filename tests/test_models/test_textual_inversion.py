@@ -162,6 +162,32 @@ def test_noise_seeds_make_the_loss_independent_of_batch_layout():
     assert torch.allclose(whole, sum(halves) / 2, rtol=1e-5)
 
 
+def unet_timesteps(model, batch, repeats: int = 1) -> torch.Tensor:
+    """The timesteps the real UNet is called with by ``loss`` (read by a forward pre-hook)."""
+    seen = []
+    handle = model.unet.register_forward_pre_hook(lambda module, args: seen.append(args[1].clone()))
+    try:
+        with torch.no_grad():
+            for r in range(repeats):
+                model.loss(torch.stack(batch['inputs']), batch['captions'],
+                           [seed + 1000 * r for seed in batch['noise_seeds']])
+    finally:
+        handle.remove()
+    return torch.cat(seen)
+
+
+def test_train_timesteps_bound_the_timesteps_the_unet_is_trained_at():
+    batch = fixed_batch(4)
+    low_only = unet_timesteps(build_tiny_model(train_timesteps=(0, 200)), batch, repeats=16)
+    high_only = unet_timesteps(build_tiny_model(train_timesteps=(900, 1000)), batch, repeats=16)
+    everywhere = unet_timesteps(build_tiny_model(), batch, repeats=16)
+    assert low_only.min() >= 0 and low_only.max() < 200
+    assert high_only.min() >= 900 and high_only.max() <= 999
+    assert everywhere.max() >= 800 and everywhere.min() < 200  # 64 draws over all 1000
+    # Each range is used, not just one value of it.
+    assert len(set(low_only.tolist())) > 30 and len(set(high_only.tolist())) > 30
+
+
 def test_state_dict_holds_only_the_learned_rows():
     model = build_tiny_model(num_vectors=2)
     state = model.state_dict()
@@ -319,6 +345,11 @@ def test_loading_a_folder_in_diffusers_layout(tmp_path):
     (dict(inference_scheduler='NoSuchScheduler'),
      "Unknown scheduler 'NoSuchScheduler' for this model; use one of: .*DDIMScheduler"),
     (dict(dtype='fp8'), "Unknown dtype 'fp8'"),
+    (dict(train_timesteps=(800, 100)), r'train_timesteps=\(800, 100\) is not a range.*0 <= first < end <= 1000'),
+    (dict(train_timesteps=(0, 1001)), r'train_timesteps=\(0, 1001\) is not a range'),
+    (dict(train_timesteps=(-1, 10)), 'is not a range'),
+    (dict(train_timesteps=(0, 0.8)), 'is not a range'),
+    (dict(train_timesteps=(800,)), r'give \(first, end\)'),
 ])
 def test_bad_model_config_is_one_clear_error(overrides, message):
     with pytest.raises(ValueError, match=message):

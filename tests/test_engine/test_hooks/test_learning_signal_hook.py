@@ -80,6 +80,24 @@ def test_signal_is_a_function_of_the_rows_alone(tmp_path):
     assert other_seed(model) != signal(model)
 
 
+def test_signal_measures_the_timesteps_training_uses():
+    from mmti_testing import build_tiny_model, CAT_TOY
+    from mmengine.dataset import pseudo_collate
+    from mmti.registry import DATASETS
+    import mmti.datasets  # noqa: F401
+    dataset = DATASETS.build(dict(type='TextualInversionDataset', data_root=str(CAT_TOY),
+                                  placeholder_token='<cat-toy>', resolution=32))
+    signal = FixedBatchLoss(dataset, pseudo_collate, num_samples=16, seed=0, batch_size=8)
+    for bounds in ((0, 100), (900, 1000)):
+        model = build_tiny_model(train_timesteps=bounds)
+        seen = []
+        model.unet.register_forward_pre_hook(lambda module, args: seen.append(args[1].clone()))
+        signal(model)
+        timesteps = torch.cat(seen)
+        assert len(timesteps) == signal.num_samples
+        assert bounds[0] <= timesteps.min() and timesteps.max() < bounds[1], (bounds, timesteps)
+
+
 def test_stops_where_the_rule_says_and_resume_stops_there_too(tmp_path):
     stop = dict(window=2, min_drop=0.5)
     runner, whole = run(tmp_path / 'whole', stop=stop, max_iters=30)
