@@ -1,7 +1,8 @@
 # Many concepts in one run, on the toy world: the three held-out concepts of
 # data/toy_concepts, each with the single-concept toy recipe
-# (configs/textual_inversion_toy.py: 2 rows, timesteps 0-799, AdamW 5e-3, 8 images a step,
-# its own automatic stop), trained side by side in one packed batch.
+# (configs/textual_inversion_toy.py: 2 rows, timesteps 0-799, AdamW 5e-3,
+# 8 images a step, its own automatic stop), trained side by side in one
+# packed batch.
 #
 #     python tools/train.py configs/textual_inversion_toy_concepts.py
 #
