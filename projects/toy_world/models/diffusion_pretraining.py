@@ -157,7 +157,7 @@ class DiffusionPretraining(BaseModel):
             latents = mean + std * rng.randn(mean.shape[1:])
             latents = latents.float() * self.vae.config.scaling_factor
         noise = rng.randn(latents.shape[1:])
-        timesteps = rng.randint(self.noise_scheduler.config.num_train_timesteps)
+        timesteps = rng.randint(0, self.noise_scheduler.config.num_train_timesteps)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         prediction = self.unet(noisy, timesteps, self.encode_prompt(captions)).sample
         if self.noise_scheduler.config.prediction_type == 'epsilon':

@@ -37,15 +37,21 @@ def toy_concept(token: str) -> dict:
 
 
 def concepts_config(work_dir, tokens, lanes, max_steps, stop=None, interval=2,
-                    checkpoint_interval=0, samples=False, max_iters=40) -> Config:
+                    checkpoint_interval=0, samples=False, max_iters=40,
+                    all_timesteps=False) -> Config:
     """configs/textual_inversion_toy_concepts.py made small: 2 samples of each
-    concept a step, a 5-sample learning signal, no renders unless ``samples``."""
+    concept a step, a 5-sample learning signal, no renders unless ``samples``.
+    ``all_timesteps`` trains at all 1000 timesteps instead of the config's
+    range: the queue run's tiny stop rule was set on that trajectory (both
+    concepts stop within 8 steps, at different steps)."""
     cfg = Config.fromfile(str(REPO_ROOT / 'configs' / 'textual_inversion_toy_concepts.py'))
     concepts = [toy_concept(t) for t in tokens]
     cfg.work_dir = str(work_dir)
     cfg.experiment_name = f'mmti_concepts_test_{next(_run_ids)}'  # own MessageHub and logger
     cfg.model.pretrained_model = str(TOY_SD)
     cfg.model.concepts = concepts
+    if all_timesteps:
+        cfg.model.train_timesteps = None
     cfg.model.validation_prompts = (['a large {} in the center on a white background']
                                     if samples else [])
     cfg.model.validation_cfg.num_inference_steps = 2
@@ -148,7 +154,7 @@ def queue_run(tmp_path_factory):
 
 def queue_config(work_dir):
     return concepts_config(work_dir, [STAR, CROSS], lanes=1, max_steps=8, stop=STOP,
-                           checkpoint_interval=2)
+                           checkpoint_interval=2, all_timesteps=True)
 
 
 def test_one_lane_trains_the_concepts_one_after_another(queue_run):
@@ -189,7 +195,7 @@ def test_stop_steps_follow_the_rule_and_equal_those_alone(queue_run, tmp_path):
     assert state['stops'][STAR]['step'] != state['stops'][CROSS]['step']
     # The cross alone: same stop step, same series, same rows.
     _, alone = train(concepts_config(tmp_path / 'cross', [CROSS], lanes=1, max_steps=8,
-                                     stop=STOP))
+                                     stop=STOP, all_timesteps=True))
     alone_state = queue_state(tmp_path / 'cross')
     assert alone_state['stops'][CROSS]['step'] == state['stops'][CROSS]['step']
     assert alone_state['series'][CROSS]['steps'] == state['series'][CROSS]['steps']
