@@ -1,6 +1,7 @@
 """Helpers shared by the tests: paths, a tiny-model builder and a tiny CLIP folder."""
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -21,6 +22,18 @@ def build_tiny_model(**overrides):
                placeholder_token='<cat-toy>', initializer_token='toy')
     cfg.update(overrides)
     return MODELS.build(cfg)
+
+
+@contextmanager
+def unet_timesteps_seen(model):
+    """Collects the timesteps the model's real UNet is called with (a forward
+    pre-hook, removed on exit); read the list after the block."""
+    seen = []
+    handle = model.unet.register_forward_pre_hook(lambda module, args: seen.append(args[1].clone()))
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 TOKENIZER_FILES = ('vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json')

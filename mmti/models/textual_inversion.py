@@ -58,9 +58,7 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
         train_timesteps (Sequence[int] | None): ``(first, end)``: training
             draws timesteps from ``first`` to ``end - 1`` only (the learning
             signal too, as it is the training objective). None: all of the
-            noise scheduler's. Leaving out the noisiest timesteps, where the
-            image is almost pure noise, helped the toy concepts' likeness
-            (docs/fast_concepts.md).
+            noise scheduler's. See docs/fast_concepts.md.
         inference_scheduler (str | dict | None): Sampler for :meth:`infer`,
             a diffusers scheduler class name or ``dict(type=name, **kwargs)``;
             None uses the one the pretrained folder names.

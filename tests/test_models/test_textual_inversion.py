@@ -4,7 +4,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from mmti_testing import TINY_SD, build_tiny_model
+from mmti_testing import TINY_SD, build_tiny_model, unet_timesteps_seen
 from diffusers import StableDiffusionPipeline
 from mmengine.optim import build_optim_wrapper
 from safetensors.torch import load_file
@@ -163,16 +163,11 @@ def test_noise_seeds_make_the_loss_independent_of_batch_layout():
 
 
 def unet_timesteps(model, batch, repeats: int = 1) -> torch.Tensor:
-    """The timesteps the real UNet is called with by ``loss`` (read by a forward pre-hook)."""
-    seen = []
-    handle = model.unet.register_forward_pre_hook(lambda module, args: seen.append(args[1].clone()))
-    try:
-        with torch.no_grad():
-            for r in range(repeats):
-                model.loss(torch.stack(batch['inputs']), batch['captions'],
-                           [seed + 1000 * r for seed in batch['noise_seeds']])
-    finally:
-        handle.remove()
+    """The timesteps ``loss`` calls the real UNet with, over ``repeats`` seed draws."""
+    with unet_timesteps_seen(model) as seen, torch.no_grad():
+        for r in range(repeats):
+            model.loss(torch.stack(batch['inputs']), batch['captions'],
+                       [seed + 1000 * r for seed in batch['noise_seeds']])
     return torch.cat(seen)
 
 

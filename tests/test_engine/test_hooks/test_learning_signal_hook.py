@@ -81,7 +81,7 @@ def test_signal_is_a_function_of_the_rows_alone(tmp_path):
 
 
 def test_signal_measures_the_timesteps_training_uses():
-    from mmti_testing import build_tiny_model, CAT_TOY
+    from mmti_testing import build_tiny_model, CAT_TOY, unet_timesteps_seen
     from mmengine.dataset import pseudo_collate
     from mmti.registry import DATASETS
     import mmti.datasets  # noqa: F401
@@ -90,9 +90,8 @@ def test_signal_measures_the_timesteps_training_uses():
     signal = FixedBatchLoss(dataset, pseudo_collate, num_samples=16, seed=0, batch_size=8)
     for bounds in ((0, 100), (900, 1000)):
         model = build_tiny_model(train_timesteps=bounds)
-        seen = []
-        model.unet.register_forward_pre_hook(lambda module, args: seen.append(args[1].clone()))
-        signal(model)
+        with unet_timesteps_seen(model) as seen:
+            signal(model)
         timesteps = torch.cat(seen)
         assert len(timesteps) == signal.num_samples
         assert bounds[0] <= timesteps.min() and timesteps.max() < bounds[1], (bounds, timesteps)
