@@ -11,3 +11,7 @@ model = dict(
     validation_cfg=dict(guidance_scale=5.0))
 
 train_dataloader = dict(dataset=dict(resolution=1024))
+
+# At 1024 px eight samples per forward pass would need far more memory than a
+# training step (unmeasured): the learning signal goes one sample at a time.
+default_hooks = dict(learning_signal=dict(batch_size=1))

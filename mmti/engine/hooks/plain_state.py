@@ -31,9 +31,13 @@ def to_plain(value):
 
 
 def from_plain(value):
-    """The inverse of :func:`to_plain` for HistoryBuffers (numbers stay as loaded)."""
+    """The inverse of :func:`to_plain` for HistoryBuffers (numbers stay as loaded).
+
+    ``--resume`` on a GPU loads the checkpoint's tensors onto the GPU, so the
+    buffers are read with ``tolist()``, which works on any device.
+    """
     if isinstance(value, dict) and value.get(_BUFFER_TAG):
-        return HistoryBuffer(value['log'].numpy().tolist(), value['count'].numpy().tolist(),
+        return HistoryBuffer(value['log'].tolist(), value['count'].tolist(),
                              max_length=value['max_length'])
     if isinstance(value, dict):
         return type(value)((k, from_plain(v)) for k, v in value.items())

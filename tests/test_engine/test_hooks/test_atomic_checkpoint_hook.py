@@ -257,3 +257,21 @@ def test_only_rank_0_touches_files(build_tiny_runner, tmp_path, monkeypatch):
     assert not list(tmp_path.glob('iter_*.pth')) and not (tmp_path / 'last_checkpoint').exists()
     hook = next(h for h in runner.hooks if type(h).__name__ == 'AtomicCheckpointHook')
     assert hook.keep_ckpt_ids == [1, 2]  # the bookkeeping runs on every rank, like mmengine's
+
+
+@pytest.mark.parametrize('device', [
+    'cpu',
+    pytest.param('cuda', marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                  reason='needs a GPU')),
+])
+def test_a_hub_loaded_onto_the_training_device_round_trips(tmp_path, device):
+    # --resume on a GPU loads the checkpoint's tensors onto the GPU (mmengine's
+    # map_location='default'); the history buffers must still come back.
+    state = make_hub(f'mmti_test_plain_{device}').state_dict()
+    torch.save(_to_plain(state), tmp_path / 'hub.pth')
+    loaded = _from_plain(torch.load(tmp_path / 'hub.pth', map_location=device, weights_only=True))
+    restored = MessageHub.get_instance(f'mmti_test_plain_{device}_target')
+    restored.load_state_dict(loaded)
+    for key, buffer in state['log_scalars'].items():
+        for mine, theirs in zip(restored.log_scalars[key].data, buffer.data):
+            assert np.array_equal(mine, theirs)
