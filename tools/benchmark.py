@@ -25,6 +25,7 @@ from mmengine.config import Config, DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 from mmti.engine import build_runner  # noqa: E402
+from mmti.engine.learning_signal import FixedBatchLoss  # noqa: E402
 
 STAGES = ('data', 'vae', 'text_encoder', 'unet_forward', 'backward', 'optimizer')
 
@@ -181,6 +182,22 @@ def time_interleaved(model, optim_wrapper, batches, floor: ComputeFloor, steps: 
     return step_times, floor_times
 
 
+def learning_signal_cost(cfg: Config, model, dataloader, step_seconds: float, device) -> dict:
+    """One measurement of the config's learning signal (its ``num_samples`` and
+    ``batch_size``), and the time it adds to training at its ``interval``."""
+    hook = cfg.default_hooks.get('learning_signal')
+    if not hook:
+        return {}
+    signal = FixedBatchLoss(dataloader.dataset, dataloader.collate_fn,
+                            hook.get('num_samples', 16), seed=0,
+                            batch_size=hook.get('batch_size') or dataloader.batch_size)
+    signal(model)  # warm-up: first use of each batch shape
+    seconds = statistics.median(timed(lambda: signal(model), device) for _ in range(3))
+    interval = hook.get('interval', 10)
+    return {'signal_ms': 1000 * seconds, 'signal_samples': signal.num_samples,
+            'signal_overhead': seconds / (interval * step_seconds)}
+
+
 def benchmark(cfg: Config, batch_size: int, steps: int, warmup: int, profile: int = 0) -> dict:
     cfg = cfg.copy()
     cfg.train_dataloader.batch_size = batch_size
@@ -203,6 +220,7 @@ def benchmark(cfg: Config, batch_size: int, steps: int, warmup: int, profile: in
     stages = stage_breakdown(model, optim_wrapper, batches, max(3, steps // 3), device)
     median = statistics.median(step_times)
     floor_median = statistics.median(floor_times)
+    signal = learning_signal_cost(cfg, model, dataloader, median, device)
     profiles = {}
     if profile:
         profiles = {'step': profile_steps(lambda: model.train_step(next(batches), optim_wrapper),
@@ -218,6 +236,7 @@ def benchmark(cfg: Config, batch_size: int, steps: int, warmup: int, profile: in
         'stages_ms': stages,
         'floor_median_ms': 1000 * floor_median,
         'ratio_to_floor': median / floor_median,
+        **signal,
         **({'profile': profiles} if profiles else {}),
     }
 
@@ -232,6 +251,10 @@ def format_table(rows: list[dict]) -> str:
                      f"{r['steps_per_s']:.2f} | {r['images_per_s']:.1f} | {r['peak_memory_mb']:.0f} | "
                      f"{r['floor_median_ms']:.1f} | {r['ratio_to_floor']:.2f} | {stages} |")
     for r in rows:
+        if 'signal_ms' in r:
+            lines.append(f"\nbatch {r['batch_size']}: one learning-signal measurement "
+                         f"({r['signal_samples']} samples) {r['signal_ms']:.1f} ms, "
+                         f"adds {100 * r['signal_overhead']:.1f}% to training time at its interval")
         for name, p in r.get('profile', {}).items():
             top = ', '.join(f'{k} {v:.2f}' for k, v in p['top_self_cpu_ms_per_step'].items())
             lines.append(f"\nbatch {r['batch_size']}, {name}: {p['aten_ops_per_step']:.0f} aten ops "

@@ -28,6 +28,17 @@ def test_benchmark_json_fields_are_present_and_sane():
         assert row['ratio_to_floor'] == pytest.approx(row['median_ms'] / row['floor_median_ms'],
                                                       rel=1e-6)
     assert rows[0]['device'] == 'cpu'
+    # The config's learning signal: its cost per measurement and what it adds.
+    for row in rows:
+        assert row['signal_ms'] > 0 and row['signal_overhead'] > 0
+        assert row['signal_samples'] >= 16
+
+
+def test_benchmark_leaves_out_a_signal_the_config_turns_off():
+    (row,) = load_tool('benchmark').main([TINY_CONFIG, '--steps', '2', '--warmup', '1', '--json',
+                                          '--batch-sizes', '1', '--threads', '1', '--cfg-options',
+                                          'default_hooks.learning_signal=None'])
+    assert 'signal_ms' not in row and row['median_ms'] > 0
 
 
 def test_benchmark_cli_prints_the_table():
@@ -37,6 +48,7 @@ def test_benchmark_cli_prints_the_table():
     assert 'median ms' in header and 'step/floor' in header and 'unet_forward' in header
     row = next(line for line in result.stdout.splitlines() if line.startswith('| 4 |'))
     assert len(row.split('|')) == len(header.split('|'))
+    assert 'learning-signal measurement' in result.stdout
 
 
 def test_benchmark_profile_counts_ops_of_the_step_and_its_floor():
