@@ -175,9 +175,10 @@ def median_reach(reaches: list[dict]) -> dict:
     ranked = sorted(reaches, key=lambda r: (not r['reached'], r['wall_s'] if r['reached'] else 0))
     middle = ranked[(len(ranked) - 1) // 2:len(ranked) // 2 + 1]
     if not all(r['reached'] for r in middle):
-        missed = [r for r in reaches if not r['reached']]  # searched up to here in vain
-        return {'reached': False, 'wall_s': max(r['wall_s'] for r in missed),
-                'step': max(r['step'] for r in missed)}
+        # A lower bound must hold in every round that missed: the shortest search.
+        missed = [r for r in reaches if not r['reached']]
+        return {'reached': False, 'wall_s': min(r['wall_s'] for r in missed),
+                'step': min(r['step'] for r in missed)}
     return {'reached': True, 'wall_s': statistics.mean(r['wall_s'] for r in middle),
             'step': statistics.mean(r['step'] for r in middle)}
 
