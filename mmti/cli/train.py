@@ -281,9 +281,13 @@ def main(argv: list[str] | None = None) -> None:
         print('\n'.join(run_summary(runner, time.monotonic() - started)), flush=True)
     # A process that exits with its group alive can abort at interpreter exit
     # ("terminate called without an active exception": gloo's threads still
-    # hold work; pytorch/pytorch#190489), failing a finished run. Only after
-    # success: a rank that failed mid-collective would wait here for the others.
+    # hold work; pytorch/pytorch#190489), failing a finished run; so can one
+    # that tears its group down while collectives it queued are in flight
+    # (seen in CI, on the rank that finished first). gloo's barrier waits for
+    # every collective queued before it, so the group is idle when destroyed.
+    # Only after success: a rank that failed mid-collective would wait here.
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
