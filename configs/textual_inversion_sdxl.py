@@ -12,6 +12,6 @@ model = dict(
 
 train_dataloader = dict(dataset=dict(resolution=1024))
 
-# At 1024 px eight samples per forward pass would need far more memory than a
-# training step (unmeasured): the learning signal goes one sample at a time.
-default_hooks = dict(learning_signal=dict(batch_size=1))
+# At 1024 px eight samples per forward pass may need more memory than a
+# training step (not measured): the learning signal keeps the training batch.
+default_hooks = dict(learning_signal=dict(batch_size=None))

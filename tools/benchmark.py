@@ -25,7 +25,7 @@ from mmengine.config import Config, DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 from mmti.engine import build_runner  # noqa: E402
-from mmti.engine.learning_signal import FixedBatchLoss  # noqa: E402
+from mmti.registry import HOOKS  # noqa: E402
 
 STAGES = ('data', 'vae', 'text_encoder', 'unet_forward', 'backward', 'optimizer')
 
@@ -183,19 +183,17 @@ def time_interleaved(model, optim_wrapper, batches, floor: ComputeFloor, steps: 
 
 
 def learning_signal_cost(cfg: Config, model, dataloader, step_seconds: float, device) -> dict:
-    """One measurement of the config's learning signal (its ``num_samples`` and
-    ``batch_size``), and the time it adds to training at its ``interval``."""
-    hook = cfg.default_hooks.get('learning_signal')
-    if not hook:
+    """One measurement of the config's learning signal (the hook as configured),
+    and the time it adds to training at its ``interval``."""
+    hook_cfg = cfg.default_hooks.get('learning_signal')
+    if not hook_cfg:
         return {}
-    signal = FixedBatchLoss(dataloader.dataset, dataloader.collate_fn,
-                            hook.get('num_samples', 16), seed=0,
-                            batch_size=hook.get('batch_size') or dataloader.batch_size)
+    hook = HOOKS.build(hook_cfg)
+    signal = hook.build_signal(dataloader, seed=0)
     signal(model)  # warm-up: first use of each batch shape
     seconds = statistics.median(timed(lambda: signal(model), device) for _ in range(3))
-    interval = hook.get('interval', 10)
     return {'signal_ms': 1000 * seconds, 'signal_samples': signal.num_samples,
-            'signal_overhead': seconds / (interval * step_seconds)}
+            'signal_overhead': seconds / (hook.interval * step_seconds)}
 
 
 def benchmark(cfg: Config, batch_size: int, steps: int, warmup: int, profile: int = 0) -> dict:

@@ -59,11 +59,13 @@ class LearningSignalHook(Hook):
         self._signal = None
 
     # ----------------------------------------------------------- the run
+    def build_signal(self, loader, seed: int) -> FixedBatchLoss:
+        """The fixed-batch loss this hook measures, over ``loader``'s dataset."""
+        return FixedBatchLoss(loader.dataset, loader.collate_fn, self.num_samples, seed=seed,
+                              batch_size=self.batch_size or loader.batch_size)
+
     def before_train(self, runner) -> None:
-        loader = runner.train_dataloader
-        self._signal = FixedBatchLoss(loader.dataset, loader.collate_fn, self.num_samples,
-                                      seed=runner.seed,
-                                      batch_size=self.batch_size or loader.batch_size)
+        self._signal = self.build_signal(runner.train_dataloader, runner.seed)
         if not self.steps:  # a fresh run: where the rows start from
             self._measure(runner, runner.iter)
             self._write(runner)
