@@ -1,10 +1,11 @@
-"""The tiny Stable Diffusion pipelines: SD 1.5, SD 2.x, SDXL, full-size SD 1.5.
+"""The tiny Stable Diffusion pipelines: SD 1.5, SD 2.x, SDXL, and full-size SD 1.5 and SDXL.
 
 Each family keeps its original's architecture, component classes, scheduler
 configuration and tokenizer, shrunk to a few MB with random weights drawn from
 fixed seeds, so rebuilding a folder gives bitwise-identical files (for the
-same library versions). ``sd15-full-random`` keeps SD 1.5's full sizes, for
-GPU speed tests where no real checkpoint can be downloaded.
+same library versions). ``sd15-full-random`` and ``sdxl-full-random`` keep the
+originals' full sizes, for GPU speed tests where no real checkpoint can be
+downloaded.
 """
 
 from __future__ import annotations
@@ -426,14 +427,24 @@ of openai/CLIP (MIT licence, Copyright (c) 2021 OpenAI).
 """
 
 
-def make_sdxl(out_dir: Path) -> dict[str, int]:
-    """Write a tiny SDXL pipeline folder (see :data:`MODEL_FAMILIES`)."""
+def make_sdxl(out_dir: Path, text_encoder: dict = SDXL_TEXT_ENCODER,
+              text_encoder_2: dict = SDXL_TEXT_ENCODER_2, unet: dict = SDXL_UNET,
+              vae: dict = SDXL_VAE, readme: str | None = SDXL_README,
+              half: bool = False) -> dict[str, int]:
+    """Write an SDXL pipeline folder (see :data:`MODEL_FAMILIES`); the tiny one by default.
+
+    Args:
+        half: Store the UNet and VAE in fp16 (see :func:`make_sd`).
+    """
     models = {
-        "text_encoder": make_text_encoder("text_encoder", SDXL_TEXT_ENCODER),
-        "text_encoder_2": make_text_encoder("text_encoder_2", SDXL_TEXT_ENCODER_2, with_projection=True),
-        "unet": make_unet(SDXL_UNET),
-        "vae": make_vae(SDXL_VAE),
+        "text_encoder": make_text_encoder("text_encoder", text_encoder),
+        "text_encoder_2": make_text_encoder("text_encoder_2", text_encoder_2, with_projection=True),
+        "unet": make_unet(unet),
+        "vae": make_vae(vae),
     }
+    if half:
+        models["unet"].half()
+        models["vae"].half()
     scheduler = make_scheduler("EulerDiscreteScheduler", SDXL_SCHEDULER, **SDXL_SCHEDULER_UNUSED)
     copy_clip_tokenizer(TINY_SD / "tokenizer", out_dir / "tokenizer", pad_token=CLIP_EOS)
     copy_clip_tokenizer(TINY_SD / "tokenizer", out_dir / "tokenizer_2", pad_token=OPENCLIP_PAD)
@@ -441,7 +452,42 @@ def make_sdxl(out_dir: Path) -> dict[str, int]:
     # otherwise turn it on whenever invisible-watermark happens to be installed.
     return save_pipeline(out_dir, "StableDiffusionXLPipeline", models, scheduler,
                          ("tokenizer", "tokenizer_2"), ("feature_extractor", "image_encoder"),
-                         SDXL_README, add_watermarker=False, force_zeros_for_empty_prompt=True)
+                         readme, add_watermarker=False, force_zeros_for_empty_prompt=True)
+
+
+# Full-size SDXL 1.0 architecture, random weights (for GPU benchmarks only):
+# CLIP ViT-L and OpenCLIP bigG text encoders, the 2.6B-parameter UNet at
+# 1024 px (128x128 latents).
+SDXL_FULL_TEXT_ENCODER = dict(SDXL_TEXT_ENCODER, hidden_size=768, intermediate_size=3072,
+                              num_hidden_layers=12, num_attention_heads=12, projection_dim=768)
+SDXL_FULL_TEXT_ENCODER_2 = dict(SDXL_TEXT_ENCODER_2, hidden_size=1280, intermediate_size=5120,
+                                num_hidden_layers=32, num_attention_heads=20, projection_dim=1280)
+SDXL_FULL_ADDITION_TIME_EMBED_DIM = 256
+SDXL_FULL_UNET = dict(
+    SDXL_UNET,
+    sample_size=128,  # 1024 px
+    block_out_channels=(320, 640, 1280),
+    layers_per_block=2,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    transformer_layers_per_block=(1, 2, 10),
+    attention_head_dim=(5, 10, 20),
+    cross_attention_dim=SDXL_FULL_TEXT_ENCODER["hidden_size"] + SDXL_FULL_TEXT_ENCODER_2["hidden_size"],
+    addition_time_embed_dim=SDXL_FULL_ADDITION_TIME_EMBED_DIM,
+    projection_class_embeddings_input_dim=(
+        SDXL_NUM_TIME_IDS * SDXL_FULL_ADDITION_TIME_EMBED_DIM + SDXL_FULL_TEXT_ENCODER_2["projection_dim"]
+    ),
+)
+SDXL_FULL_VAE = dict(SDXL_VAE, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+                     sample_size=1024)
+
+
+def make_sdxl_full_random(out_dir: Path) -> dict[str, int]:
+    """SDXL 1.0's exact architecture and sizes with random weights: stands in
+    for ``stable-diffusion-xl-base-1.0`` in GPU speed and memory tests, as
+    :func:`make_sd15_full_random` does for SD 1.5."""
+    return make_sdxl(out_dir, SDXL_FULL_TEXT_ENCODER, SDXL_FULL_TEXT_ENCODER_2, SDXL_FULL_UNET,
+                     SDXL_FULL_VAE, readme=None, half=True)
 
 
 # Model families, by their name on the command line. Each writes a complete
@@ -452,4 +498,5 @@ MODEL_FAMILIES: dict[str, Callable[[Path], dict[str, int]]] = {
     "sd15-full-random": make_sd15_full_random,
     "sd2": make_sd2,
     "sdxl": make_sdxl,
+    "sdxl-full-random": make_sdxl_full_random,
 }
