@@ -48,6 +48,7 @@ default_hooks = dict(
     logger=dict(interval=50),
     # The toy concept is learned in tens of steps: measure and judge sooner.
     learning_signal=dict(interval=10, stop=dict(window=30, min_drop=0.02)),
+    similarity=dict(interval=30),  # the evaluation block below, 2 samples a prompt: curves.png
     checkpoint=dict(interval=300),
     embedding_save=dict(interval=300),
     validation_samples=dict(interval=300))

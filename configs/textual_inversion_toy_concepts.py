@@ -56,6 +56,7 @@ model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameter
 train_cfg = dict(max_iters=1800)
 default_hooks = dict(
     learning_signal=None,
+    similarity=None,  # the queue measures each concept when it stops (evaluate=...)
     # evaluate=True (or dict(num_samples=1): ~7 s a toy concept on 2 CPU cores;
     # the block's 8 samples ~55 s) measures each concept when it is done, as
     # tools/evaluate.py does, and adds its similarities to concepts.md.

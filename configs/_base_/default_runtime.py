@@ -19,6 +19,9 @@ default_hooks = dict(
     # Loss on a fixed batch every `interval` steps (learning_signal.json); with
     # stop=dict(...) it ends training when the concept is learned.
     learning_signal=dict(type='LearningSignalHook', interval=10, num_samples=16),
+    # With an `evaluation` block: the concept's image and text similarity at
+    # the start, every `interval` steps and at the end (similarity.json).
+    similarity=dict(type='SimilarityCurveHook', interval=0, overrides=dict(num_samples=2)),
     curves=dict(type='CurvesHook'),  # curves.png, at every checkpoint and at the end
     progress=dict(type='ProgressBarHook'))  # one bar with ETA on stderr (rank 0)
 custom_hooks = []

@@ -66,6 +66,16 @@ def build(cfg: Config):
     return runner, recorder
 
 
+def train(cfg: Config, resume: bool = False, hooks=()):
+    """Build the runner (with :class:`RecordRows`), add ``hooks``, train; ``(runner, recorder)``."""
+    cfg.resume = resume
+    runner, recorder = build(cfg)
+    for hook in hooks:
+        runner.register_hook(hook)
+    runner.train()
+    return runner, recorder
+
+
 class Run:
     def __init__(self, runner, recorder, work_dir, settings):
         self.runner, self.recorder, self.work_dir = runner, recorder, work_dir

@@ -8,9 +8,10 @@ from .learning_signal_hook import LearningSignalHook
 from .non_finite import NonFiniteLossError
 from .non_finite_loss_hook import NonFiniteLossHook
 from .progress_bar_hook import ProgressBarHook
+from .similarity_curve_hook import SimilarityCurveHook
 from .sync_points import is_sync_point
 from .validation_sample_hook import ValidationSampleHook
 
 __all__ = ['AtomicCheckpointHook', 'BatchedRuntimeInfoHook', 'ConceptQueueHook', 'CurvesHook', 'EmbeddingSaveHook',
            'ExportHook', 'LearningSignalHook', 'NonFiniteLossError', 'NonFiniteLossHook', 'ProgressBarHook',
-           'ValidationSampleHook', 'is_sync_point']
+           'SimilarityCurveHook', 'ValidationSampleHook', 'is_sync_point']

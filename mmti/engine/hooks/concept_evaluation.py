@@ -55,20 +55,33 @@ class ConceptEvaluator:
         self.protocol = settings  # evaluate_concept's keywords
         self.concepts = {c['placeholder_token']: c for c in concepts}
         self._scorer = None
+        self._inputs: dict[str, dict] = {}
+        # The initializer and held-out rows come from the frozen model and the
+        # images alone: measured at a concept's first evaluation, then reused.
+        self._baselines: dict[str, dict] = {}
 
-    def __call__(self, model, token: str) -> dict:
-        """``{image_similarity, text_similarity, gap_closed, text_ratio}`` of ``token``."""
+    def __call__(self, model, token: str, keys: tuple[str, ...] = SUMMARY_KEYS) -> dict:
+        """``{image_similarity, text_similarity, gap_closed, text_ratio}`` of ``token``
+        (``keys`` of :func:`~mmti.evaluation.concept_numbers`)."""
         from mmti.evaluation import ClipScorer, concept_numbers, evaluate_concept
         started = time.perf_counter()
         if self._scorer is None:  # loaded once, when the first concept is done
             self._scorer = ClipScorer(self.clip, device=str(next(model.parameters()).device))
         concept = self.concepts[token]
-        inputs = concept_inputs(concept['data_root'], concept.get('held_out_dir'),
-                                self.reconstruct)
-        rows = evaluate_concept(model, self._scorer, token, initializer_word=concept.get(
-            'initializer_token'), **{**self.protocol, **inputs})
-        numbers = concept_numbers(rows)
+        if token not in self._inputs:
+            self._inputs[token] = concept_inputs(concept['data_root'], concept.get('held_out_dir'),
+                                                 self.reconstruct)
+        inputs = dict(self._inputs[token])
+        baselines = self._baselines.get(token)
+        if baselines is not None:  # render the learned rows only
+            inputs['held_out_images'] = None
+        rows = evaluate_concept(model, self._scorer, token, initializer_word=None if baselines
+                                is not None else concept.get('initializer_token'),
+                                **{**self.protocol, **inputs})
+        if baselines is None:
+            baselines = self._baselines[token] = {k: v for k, v in rows.items() if k != 'learned'}
+        numbers = concept_numbers({**rows, **baselines})
         print_log(f'Evaluated {token} in {time.perf_counter() - started:.1f} s: image similarity '
                   f'{numbers["image_similarity"]:.4f}, text similarity '
                   f'{numbers["text_similarity"]:.4f}', logger='current', level=logging.INFO)
-        return {key: numbers[key] for key in SUMMARY_KEYS}
+        return {key: numbers.get(key) for key in keys}

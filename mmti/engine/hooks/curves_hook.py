@@ -10,6 +10,7 @@ from mmti.registry import HOOKS
 from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .learning_signal_hook import SIGNAL_FILE
 from .periodic_hook import PeriodicHook
+from .similarity_curve_hook import read_similarity
 
 CHECKPOINT_HOOKS = (AtomicCheckpointHook, CheckpointHook)
 
@@ -49,8 +50,9 @@ def logged_scalars(log_dir: str | Path) -> dict[str, tuple[list[int], list[float
 class CurvesHook(PeriodicHook):
     """Write ``<work_dir>/curves.png``: the training loss against steps, every
     step (raw) and smoothed, below it the learning signal
-    (``learning_signal.json``) with the step where it stopped the run, and
-    any logged similarity.
+    (``learning_signal.json``) with the step where it stopped the run, the
+    concept's image and text similarity (``similarity.json``, from
+    :class:`SimilarityCurveHook`), and any other logged similarity.
 
     The loss comes from the message hub (every step since the run began,
     resumed runs included); similarities from mmengine's
@@ -93,6 +95,27 @@ def read_signal(work_dir: str | Path) -> dict | None:
         return None
 
 
+def similarity_panels(series: list[dict]) -> list[dict]:
+    """Image and text similarity of the learned rows against steps, each with
+    its baselines as flat lines (the initializer word's, the held-out images')
+    where they were measured."""
+    if not series:
+        return []
+    steps = [point['step'] for point in series]
+    panels = []
+    for kind, baselines in (('image', ('initializer', 'image_only')), ('text', ('initializer',))):
+        lines = [dict(label='learned', x=steps, y=[p[f'{kind}_similarity'] for p in series],
+                      color=(31, 119, 180), width=2)]
+        for name, color in zip(baselines, ((127, 127, 127), (44, 160, 44))):
+            value = series[-1].get(f'{name}_{kind}_similarity')
+            if value is not None:
+                label = 'held-out images' if name == 'image_only' else 'initializer word'
+                lines.append(dict(label=label, x=[steps[0], steps[-1]], y=[value, value],
+                                  color=color))
+        panels.append(dict(title=f'{kind} similarity (CLIP)', lines=lines))
+    return panels
+
+
 def write_curves(runner, step: int, smoothing: float = 0.9) -> Path:
     """Draw ``curves.png`` in the runner's work dir from what it logged so far."""
     panels = []
@@ -116,6 +139,7 @@ def write_curves(runner, step: int, smoothing: float = 0.9) -> Path:
         panels.append(dict(title=title, lines=[dict(
             label='learning signal', x=signal['steps'], y=signal['values'],
             color=(214, 39, 40), width=2)]))
+    panels.extend(similarity_panels(read_similarity(runner.work_dir)))
     for key, (xs, ys) in sorted(logged_scalars(runner.log_dir).items()):
         if 'similarity' in key and any(math.isfinite(y) for y in ys):
             panels.append(dict(title=key, lines=[dict(label=key, x=xs, y=ys, width=2)]))

@@ -20,19 +20,11 @@ def signal_cfg(cfg, interval=1, stop=None):
 
 
 def run(work_dir, stop=None, max_iters=6, resume=False, hooks=(), **kwargs):
-    from mmti.engine import build_runner
-    from conftest import RecordRows, tiny_config
+    from conftest import tiny_config, train
     cfg = signal_cfg(tiny_config(work_dir, max_iters=max_iters, checkpoint_interval=1,
                                  embedding_interval=0, validation_interval=None, batch_size=2),
                      stop=stop, **kwargs)
-    cfg.resume = resume
-    runner = build_runner(cfg)
-    recorder = RecordRows()
-    runner.register_hook(recorder)
-    for hook in hooks:
-        runner.register_hook(hook)
-    runner.train()
-    return runner, recorder
+    return train(cfg, resume, hooks)
 
 
 def test_measuring_does_not_change_training(tmp_path):

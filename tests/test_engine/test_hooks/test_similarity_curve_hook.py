@@ -1,0 +1,97 @@
+"""SimilarityCurveHook in real tiny runs: with an evaluation block it measures
+the concept at the start, every interval and at the end, without changing
+training; curves.png gets the two panels; a resumed run continues the series."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from mmti_testing import CAT_TOY, save_tiny_clip
+from PIL import Image
+
+from mmti.engine.hooks.curves_hook import CURVES_FILE, similarity_panels
+from mmti.engine.hooks.similarity_curve_hook import SIMILARITY_FILE, read_similarity
+from mmti.evaluation.plot import PANEL_HEIGHT
+
+
+@pytest.fixture(scope='module')
+def clip(tmp_path_factory):
+    return save_tiny_clip(tmp_path_factory.mktemp('clip'))
+
+
+def run(work_dir, clip=None, max_iters=4, resume=False, hooks=()):
+    """Tiny runs, a checkpoint every step; ``clip`` adds an evaluation block."""
+    from conftest import tiny_config, train
+    cfg = tiny_config(work_dir, max_iters=max_iters, checkpoint_interval=1, embedding_interval=0,
+                      validation_interval=None, batch_size=2)
+    cfg.default_hooks.learning_signal.interval = 2
+    cfg.default_hooks.learning_signal.num_samples = 2
+    cfg.default_hooks.similarity.interval = 2
+    cfg.default_hooks.similarity.overrides = dict(num_samples=1, steps=2, size=32)
+    if clip is not None:
+        cfg.evaluation = dict(clip=str(clip), held_out_dir=str(CAT_TOY), guidance_scale=1.5,
+                              edit_prompts=['a {} on a table', 'a small {}'])
+    return train(cfg, resume, hooks)
+
+
+@pytest.fixture(scope='module')
+def measured(tmp_path_factory, clip):
+    work_dir = tmp_path_factory.mktemp('measured')
+    return work_dir, *run(work_dir, clip)
+
+
+def test_measures_at_the_start_every_interval_and_the_end(measured):
+    work_dir, runner, _ = measured
+    series = read_similarity(work_dir)
+    assert [point['step'] for point in series] == [0, 2, 4]
+    for point in series:
+        assert 0 < point['image_similarity'] <= 1 and 0 < point['text_similarity'] <= 1
+        # gap closed and text ratio are the learned row's against the baselines
+        gap = ((point['image_similarity'] - point['initializer_image_similarity'])
+               / (point['image_only_image_similarity'] - point['initializer_image_similarity']))
+        assert point['gap_closed'] == pytest.approx(gap)
+        assert point['text_ratio'] == pytest.approx(
+            point['text_similarity'] / point['initializer_text_similarity'])
+    # The baselines come from the frozen model and the images: measured once.
+    for key in ('initializer_image_similarity', 'initializer_text_similarity',
+                'image_only_image_similarity'):
+        assert len({point[key] for point in series}) == 1, key
+    # The rows moved, so the learned row's numbers did too.
+    assert len({point['image_similarity'] for point in series}) > 1
+
+
+def test_curves_png_has_the_two_similarity_panels(measured):
+    work_dir, _, _ = measured
+    panels = similarity_panels(read_similarity(work_dir))
+    assert [p['title'] for p in panels] == ['image similarity (CLIP)', 'text similarity (CLIP)']
+    assert [line['label'] for line in panels[0]['lines']] == ['learned', 'initializer word',
+                                                             'held-out images']
+    image = Image.open(work_dir / CURVES_FILE)
+    # loss, learning signal, image similarity, text similarity (and a title line)
+    assert 4 * PANEL_HEIGHT <= image.height < 5 * PANEL_HEIGHT
+
+
+def test_measuring_does_not_change_training(measured, tmp_path):
+    work_dir, _, measured_rows = measured
+    _, plain = run(tmp_path / 'plain')  # no evaluation block: the hook does nothing
+    assert not (tmp_path / 'plain' / SIMILARITY_FILE).exists()
+    for step, rows in measured_rows.rows.items():
+        assert torch.equal(rows, plain.rows[step]), step
+
+
+def test_a_resumed_run_continues_the_series(measured, clip, tmp_path):
+    from conftest import Interrupt
+    work_dir, _, _ = measured
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, clip, hooks=[Interrupt(3)])
+    assert [p['step'] for p in read_similarity(tmp_path)] == [0, 2]
+    run(tmp_path, clip, resume=True)
+    assert read_similarity(tmp_path) == read_similarity(work_dir)
+
+
+def test_final_numbers_are_logged(tmp_path, clip):
+    runner, _ = run(tmp_path, clip, max_iters=1)
+    series = json.loads((tmp_path / SIMILARITY_FILE).read_text())['series']
+    assert [p['step'] for p in series] == [0, 1]
+    log = next(Path(runner.log_dir).glob('*.log')).read_text()
+    assert f'Similarity at step 1: image similarity {series[-1]["image_similarity"]:.4f}' in log
