@@ -27,9 +27,11 @@ class ConceptEvaluator:
         evaluation: The config's ``evaluation`` block.
         overrides: Settings that replace the block's.
         concepts: The run's concept list (``ConceptListDataset.concepts``).
+        where: Who measures, for messages.
     """
 
-    def __init__(self, evaluation: dict, overrides: dict, concepts: list[dict]):
+    def __init__(self, evaluation: dict, overrides: dict, concepts: list[dict],
+                 where: str = 'ConceptQueueHook evaluate'):
         settings = {**evaluation, **overrides}
         shared_folders = [k for k in ('concept_dir', 'held_out_dir') if settings.get(k) is not None]
         for key in ('concept_dir', 'held_out_dir'):  # None: "each concept's own"
@@ -40,10 +42,10 @@ class ConceptEvaluator:
                              'held_out_dir in each concept of the list instead.')
         unknown = sorted(set(settings) - set(SETTING_KEYS))
         if unknown:
-            raise ValueError(f'ConceptQueueHook evaluate: unknown evaluation settings {unknown}; '
+            raise ValueError(f'{where}: unknown evaluation settings {unknown}; '
                              f'known: {list(SETTING_KEYS)}.')
         if not settings.get('clip') or not (Path(settings['clip']) / 'config.json').is_file():
-            raise ValueError(f'ConceptQueueHook evaluate: evaluation.clip {settings.get("clip")!r}'
+            raise ValueError(f'{where}: evaluation.clip {settings.get("clip")!r}'
                              ' is not a local CLIP model folder (no config.json).')
         self.reconstruct = bool(settings.pop('reconstruct_held_out_captions', False))
         for position, concept in enumerate(concepts):

@@ -112,7 +112,12 @@ def similarity_panels(series: list[dict]) -> list[dict]:
                 label = 'held-out images' if name == 'image_only' else 'initializer word'
                 lines.append(dict(label=label, x=[steps[0], steps[-1]], y=[value, value],
                                   color=color))
-        panels.append(dict(title=f'{kind} similarity (CLIP)', lines=lines))
+        title, last = f'{kind} similarity (CLIP)', series[-1]
+        share = last.get('gap_closed' if kind == 'image' else 'text_ratio')
+        if share is not None:
+            what = 'of the gap closed' if kind == 'image' else "of the initializer's"
+            title += f": {share:.0%} {what} at step {last['step']}"
+        panels.append(dict(title=title, lines=lines))
     return panels
 
 

@@ -50,6 +50,7 @@ class SimilarityCurveHook(PeriodicHook):
         self.series: list[dict] = []
         self._evaluator = None
         self._token = None
+        self._held_out_dir = None
 
     def before_train(self, runner) -> None:
         self._evaluator = self._build_evaluator(runner) if is_main_process() else None
@@ -68,7 +69,17 @@ class SimilarityCurveHook(PeriodicHook):
                        initializer_token=runner.cfg.model.get('initializer_token'),
                        data_root=settings.pop('concept_dir', None) or dataset.data_root,
                        held_out_dir=settings.pop('held_out_dir', None))
-        return ConceptEvaluator(settings, self.overrides, [concept])
+        for key in ('data_root', 'held_out_dir'):
+            folder = concept[key]
+            if folder is not None and not Path(folder).is_dir():
+                option = 'held_out_dir' if key == 'held_out_dir' else 'concept_dir'
+                raise ValueError(
+                    f'evaluation.{option} {folder} is not a folder. The similarity curves '
+                    f'(default_hooks.similarity) measure the concept against it: set '
+                    f'evaluation.{option} to a folder of images of this concept, '
+                    f'evaluation.{option}=None, or default_hooks.similarity=None.')
+        self._held_out_dir = concept['held_out_dir']
+        return ConceptEvaluator(settings, self.overrides, [concept], where='default_hooks.similarity')
 
     def act(self, runner, model, step: int, final: bool) -> None:
         if self._evaluator is None:
@@ -81,10 +92,11 @@ class SimilarityCurveHook(PeriodicHook):
                                            'series': self.series}, indent=1) + '\n',
                                encoding='utf-8')
         if final:
-            numbers = self.series[-1]
-            print_log(f'Similarity at step {step}: {describe(numbers)} '
-                      f'({self._samples(runner)} per prompt; tools/evaluate.py measures with the '
-                      'evaluation block\'s own).', logger='current', level=logging.INFO)
+            against = (f', against the held-out images in {self._held_out_dir}'
+                       if self._held_out_dir else '')
+            print_log(f'Similarity at step {step}: {describe(self.series[-1])} '
+                      f'({self._samples(runner)} per prompt{against}; tools/evaluate.py measures '
+                      'with the evaluation block\'s own).', logger='current', level=logging.INFO)
 
     def _samples(self, runner) -> str:
         count = self.overrides.get('num_samples', runner.cfg.evaluation.get('num_samples', 8))

@@ -63,7 +63,10 @@ def test_measures_at_the_start_every_interval_and_the_end(measured):
 def test_curves_png_has_the_two_similarity_panels(measured):
     work_dir, _, _ = measured
     panels = similarity_panels(read_similarity(work_dir))
-    assert [p['title'] for p in panels] == ['image similarity (CLIP)', 'text similarity (CLIP)']
+    last = read_similarity(work_dir)[-1]
+    assert [p['title'] for p in panels] == [
+        f"image similarity (CLIP): {last['gap_closed']:.0%} of the gap closed at step 4",
+        f"text similarity (CLIP): {last['text_ratio']:.0%} of the initializer's at step 4"]
     assert [line['label'] for line in panels[0]['lines']] == ['learned', 'initializer word',
                                                              'held-out images']
     image = Image.open(work_dir / CURVES_FILE)
@@ -95,3 +98,14 @@ def test_final_numbers_are_logged(tmp_path, clip):
     assert [p['step'] for p in series] == [0, 1]
     log = next(Path(runner.log_dir).glob('*.log')).read_text()
     assert f'Similarity at step 1: image similarity {series[-1]["image_similarity"]:.4f}' in log
+
+
+def test_a_missing_held_out_folder_is_named_before_training(tmp_path, clip):
+    from conftest import tiny_config, train
+    cfg = tiny_config(tmp_path, max_iters=2, checkpoint_interval=1, embedding_interval=0,
+                      validation_interval=None, batch_size=2)
+    cfg.evaluation = dict(clip=str(clip), held_out_dir=str(tmp_path / 'nowhere'))
+    with pytest.raises(ValueError, match=r'evaluation.held_out_dir .*nowhere is not a folder.*'
+                                         r'default_hooks.similarity=None'):
+        train(cfg)
+    assert not list(tmp_path.glob('*.pth'))  # refused before the first step
