@@ -322,7 +322,10 @@ def run_sequential(concepts: list[dict], run_dir: Path, max_steps: int | None) -
         name = concept_folder_name(concept['placeholder_token'])
         work_dir = run_dir / name
         started, process_s = launch(
-            train_command(SINGLE_CONFIG, work_dir, single_options(concept, max_steps)),
+            # Scored afterwards, untimed, as the packed run's concepts are:
+            # no similarity curves inside the timed run.
+            train_command(SINGLE_CONFIG, work_dir, [*single_options(concept, max_steps),
+                                                    'default_hooks.similarity=None']),
             run_dir / f'{name}.log')
         launched_at = started if launched_at is None else launched_at
         processes.append(process_s)

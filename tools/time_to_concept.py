@@ -19,7 +19,8 @@ Two recipes learn the same concept from the same images:
   every file of its folder, so it gets a copy of the images without their
   caption files (``OUT_DIR/diffusers_train_images``).
 * mmti: ``tools/train.py CONFIG`` as the config ships it (``--cfg-options``
-  passes overrides), a snapshot every ``--mmti-save-steps``.
+  passes overrides), a snapshot every ``--mmti-save-steps``, without the
+  similarity curves (the snapshots are scored afterwards, as diffusers' are).
 
 Each tool trains in its own process; the rounds interleave them (diffusers,
 mmti, diffusers, mmti, ...) so drift in the speed of a shared machine hits
@@ -272,7 +273,10 @@ def diffusers_command(script: Path, cfg, images: Path, steps: int, save_steps: i
 
 def mmti_command(config: str, save_steps: int, options: list[str], out: Path) -> list[str]:
     return [sys.executable, str(ROOT / 'tools' / 'train.py'), config, '--work-dir', str(out),
-            '--cfg-options', f'default_hooks.embedding_save.interval={save_steps}', *options]
+            '--cfg-options', f'default_hooks.embedding_save.interval={save_steps}',
+            # Scoring happens afterwards, untimed, for both tools: no renders
+            # for the similarity curves inside the timed run.
+            'default_hooks.similarity=None', *options]
 
 
 def launch(command: list[str], log: Path) -> tuple[float, float]:

@@ -25,10 +25,10 @@ def image_files(folder: str | None, what: str, log: bool = True) -> list[Path]:
         raise UserError(f'{what}: {error}') from None
 
 
-def load_images(folder: str, what: str) -> list:
+def load_images(folder: str, what: str, log: bool = True) -> list:
     """The images of ``folder``, upright and RGB (alpha on white), as training reads them."""
     from mmti.datasets.textual_inversion_dataset import load_rgb
-    return [load_rgb(file) for file in image_files(folder, what)]
+    return [load_rgb(file) for file in image_files(folder, what, log=log)]
 
 
 def held_out_captions(folder: str | None) -> list[str]:
@@ -47,15 +47,16 @@ def held_out_captions(folder: str | None) -> list[str]:
 
 
 def concept_inputs(concept_dir: str, held_out_dir: str | None = None,
-                   reconstruct_held_out_captions: bool = False) -> dict:
+                   reconstruct_held_out_captions: bool = False, log: bool = True) -> dict:
     """Keyword arguments of :func:`~mmti.evaluation.evaluate_concept` for one concept.
 
     ``training_images`` and ``held_out_images`` (None without a held-out
     folder), and with ``reconstruct_held_out_captions`` the held-out
     captions as ``reconstruction_prompt`` (they override any other).
+    ``log=False`` leaves out the folders' "using N images" lines.
     """
-    inputs = {'training_images': load_images(concept_dir, '--concept-dir'),
-              'held_out_images': (load_images(held_out_dir, '--held-out-dir')
+    inputs = {'training_images': load_images(concept_dir, '--concept-dir', log),
+              'held_out_images': (load_images(held_out_dir, '--held-out-dir', log)
                                   if held_out_dir else None)}
     if reconstruct_held_out_captions:
         inputs['reconstruction_prompt'] = held_out_captions(held_out_dir)

@@ -28,10 +28,11 @@ class ConceptEvaluator:
         overrides: Settings that replace the block's.
         concepts: The run's concept list (``ConceptListDataset.concepts``).
         where: Who measures, for messages.
+        log_folders: Log each folder's "using N images" line when it is read.
     """
 
     def __init__(self, evaluation: dict, overrides: dict, concepts: list[dict],
-                 where: str = 'ConceptQueueHook evaluate'):
+                 where: str = 'ConceptQueueHook evaluate', log_folders: bool = True):
         settings = {**evaluation, **overrides}
         shared_folders = [k for k in ('concept_dir', 'held_out_dir') if settings.get(k) is not None]
         for key in ('concept_dir', 'held_out_dir'):  # None: "each concept's own"
@@ -57,6 +58,7 @@ class ConceptEvaluator:
         self.protocol = settings  # evaluate_concept's keywords
         self.concepts = {c['placeholder_token']: c for c in concepts}
         self._scorer = None
+        self._log_folders = log_folders
         self._inputs: dict[str, dict] = {}
         # The initializer and held-out rows come from the frozen model and the
         # images alone: measured at a concept's first evaluation, then reused.
@@ -72,7 +74,7 @@ class ConceptEvaluator:
         concept = self.concepts[token]
         if token not in self._inputs:
             self._inputs[token] = concept_inputs(concept['data_root'], concept.get('held_out_dir'),
-                                                 self.reconstruct)
+                                                 self.reconstruct, log=self._log_folders)
         inputs = dict(self._inputs[token])
         baselines = self._baselines.get(token)
         if baselines is not None:  # render the learned rows only

@@ -79,7 +79,9 @@ class SimilarityCurveHook(PeriodicHook):
                     f'evaluation.{option} to a folder of images of this concept, '
                     f'evaluation.{option}=None, or default_hooks.similarity=None.')
         self._held_out_dir = concept['held_out_dir']
-        return ConceptEvaluator(settings, self.overrides, [concept], where='default_hooks.similarity')
+        # Training has named the training folder; the end line names the held-out one.
+        return ConceptEvaluator(settings, self.overrides, [concept], where='default_hooks.similarity',
+                                log_folders=False)
 
     def act(self, runner, model, step: int, final: bool) -> None:
         if self._evaluator is None:
