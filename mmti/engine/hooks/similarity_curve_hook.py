@@ -6,6 +6,7 @@ from pathlib import Path
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
 
+from mmti.evaluation import verdict
 from mmti.fileio import atomic_write
 from mmti.registry import HOOKS
 from .concept_evaluation import ConceptEvaluator
@@ -64,20 +65,19 @@ class SimilarityCurveHook(PeriodicHook):
         if not evaluation or hasattr(dataset, 'concepts') or len(model.placeholder_tokens) != 1:
             return None
         settings = dict(evaluation)
+        folders = {key: settings.pop(key, None) for key in ('concept_dir', 'held_out_dir')}
+        for key, folder in folders.items():
+            if folder is not None and not Path(folder).is_dir():
+                raise ValueError(
+                    f'evaluation.{key} {folder} is not a folder. The similarity curves '
+                    f'(default_hooks.similarity) measure the concept against it: set '
+                    f'evaluation.{key} to a folder of images of this concept, '
+                    f'evaluation.{key}=None, or default_hooks.similarity=None.')
         self._token = model.placeholder_token
         concept = dict(placeholder_token=self._token,
                        initializer_token=runner.cfg.model.get('initializer_token'),
-                       data_root=settings.pop('concept_dir', None) or dataset.data_root,
-                       held_out_dir=settings.pop('held_out_dir', None))
-        for key in ('data_root', 'held_out_dir'):
-            folder = concept[key]
-            if folder is not None and not Path(folder).is_dir():
-                option = 'held_out_dir' if key == 'held_out_dir' else 'concept_dir'
-                raise ValueError(
-                    f'evaluation.{option} {folder} is not a folder. The similarity curves '
-                    f'(default_hooks.similarity) measure the concept against it: set '
-                    f'evaluation.{option} to a folder of images of this concept, '
-                    f'evaluation.{option}=None, or default_hooks.similarity=None.')
+                       data_root=folders['concept_dir'] or dataset.data_root,
+                       held_out_dir=folders['held_out_dir'])
         self._held_out_dir = concept['held_out_dir']
         # Training has named the training folder; the end line names the held-out one.
         return ConceptEvaluator(settings, self.overrides, [concept], where='default_hooks.similarity',
@@ -94,15 +94,15 @@ class SimilarityCurveHook(PeriodicHook):
                                            'series': self.series}, indent=1) + '\n',
                                encoding='utf-8')
         if final:
+            point = self.series[-1]
+            count = self._evaluator.protocol.get('num_samples', 8)  # evaluate_concept's default
             against = (f', against the held-out images in {self._held_out_dir}'
                        if self._held_out_dir else '')
-            print_log(f'Similarity at step {step}: {describe(self.series[-1])} '
-                      f'({self._samples(runner)} per prompt{against}; tools/evaluate.py measures '
-                      'with the evaluation block\'s own).', logger='current', level=logging.INFO)
-
-    def _samples(self, runner) -> str:
-        count = self.overrides.get('num_samples', runner.cfg.evaluation.get('num_samples', 8))
-        return f'{count} sample{"s" if count != 1 else ""}'
+            print_log(f'Similarity at step {step}: image similarity {point["image_similarity"]:.4f}, '
+                      f'text similarity {point["text_similarity"]:.4f}; {verdict(as_rows(point))} '
+                      f'Measured with {count} sample(s) per prompt{against}; tools/evaluate.py '
+                      'measures with the evaluation block\'s own.', logger='current',
+                      level=logging.INFO)
 
     # ------------------------------------------------------ checkpoints
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -113,16 +113,16 @@ class SimilarityCurveHook(PeriodicHook):
         self.series = [p for p in checkpoint.get('similarity_curve') or [] if p['step'] <= step]
 
 
-def describe(numbers: dict) -> str:
-    """The gap closed and the text ratio in words (what is known of them)."""
-    parts = [f'image similarity {numbers["image_similarity"]:.4f}',
-             f'text similarity {numbers["text_similarity"]:.4f}']
-    if numbers.get('gap_closed') is not None:
-        parts.append(f'{numbers["gap_closed"]:.0%} of the gap from the initializer word to the '
-                     'held-out images closed')
-    if numbers.get('text_ratio') is not None:
-        parts.append(f'text similarity {numbers["text_ratio"]:.0%} of the initializer\'s')
-    return ', '.join(parts)
+def as_rows(point: dict) -> dict:
+    """One measurement as :func:`~mmti.evaluation.evaluate_concept`'s rows (what was measured)."""
+    rows = {'learned': {'image_similarity': point['image_similarity'],
+                        'text_similarity': point['text_similarity']}}
+    if point.get('initializer_image_similarity') is not None:
+        rows['initializer'] = {'image_similarity': point['initializer_image_similarity'],
+                               'text_similarity': point['initializer_text_similarity']}
+    if point.get('image_only_image_similarity') is not None:
+        rows['image only'] = {'image_similarity': point['image_only_image_similarity']}
+    return rows
 
 
 def read_similarity(work_dir: str | Path) -> list[dict]:
