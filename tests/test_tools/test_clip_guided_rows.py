@@ -57,3 +57,12 @@ def test_refuses_many_concept_and_sdxl_configs(start, tmp_path):
                           check=False)
         assert result.returncode != 0 and words in result.stderr, result.stderr
         assert not (tmp_path / 'x.safetensors').exists()
+
+
+def test_a_missing_guide_is_one_line(start, tmp_path):
+    result = run_tool('tools/dev/clip_guided_rows.py', TOY, '--embeddings', start,
+                      '--clip', str(tmp_path / 'no-clip'), '--out', str(tmp_path / 'x.safetensors'),
+                      check=False)
+    assert result.returncode != 0
+    assert 'cannot load the guiding CLIP' in result.stderr and 'Traceback' not in result.stderr
+    assert not (tmp_path / 'x.safetensors').exists()

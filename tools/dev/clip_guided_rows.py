@@ -136,7 +136,10 @@ def main(argv=None) -> dict:
     model.requires_grad_(False)
     rows = model.token_embedding.concept_rows(token)
     rows.requires_grad_(True)
-    scorer = ClipScorer(args.clip)
+    try:
+        scorer = ClipScorer(args.clip)
+    except (OSError, ValueError) as error:
+        raise UserError(f'cannot load the guiding CLIP: {error}') from None
     scorer.model.requires_grad_(False)
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     captions = dataset.distinct_captions()
