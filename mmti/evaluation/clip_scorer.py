@@ -78,10 +78,15 @@ class ClipScorer:
         out = []
         for start in range(0, len(images), self.batch_size):
             pixels = self.preprocess(images[start:start + self.batch_size])
-            pixels = pixels.to(self.device, self.dtype)
-            pooled = self.model.vision_model(pixel_values=pixels).pooler_output
-            out.append(self.model.visual_projection(pooled).float().cpu())
-        return self._normalise(out)
+            out.append(self.pixel_features(pixels.to(self.device, self.dtype)).cpu())
+        return torch.cat(out) if out else torch.empty(0, self.model.config.projection_dim)
+
+    def pixel_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """L2-normalised float32 embeddings of prepared pixels ``[N, 3, S, S]``
+        (as :meth:`preprocess` gives them), on the model's device. Keeps the
+        autograd graph, for guiding something upstream of the pixels."""
+        pooled = self.model.vision_model(pixel_values=pixels).pooler_output
+        return self._normalise([self.model.visual_projection(pooled).float()])
 
     @torch.no_grad()
     def text_features(self, texts: Sequence[str]) -> torch.Tensor:

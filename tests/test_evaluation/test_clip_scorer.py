@@ -62,6 +62,15 @@ def test_features_are_unit_norm_and_batched(scorer):
     assert not features.requires_grad and not texts.requires_grad
 
 
+def test_pixel_features_are_image_features_and_carry_gradients(scorer):
+    images = _images(2)  # one batch of the scorer's: the same forward pass
+    pixels = scorer.preprocess(images).requires_grad_(True)
+    features = scorer.pixel_features(pixels)
+    assert torch.equal(features.detach(), scorer.image_features(images))
+    features[:, 0].sum().backward()  # e.g. a guide's score, back to the pixels
+    assert pixels.grad is not None and pixels.grad.abs().sum() > 0
+
+
 def test_identical_images_give_image_similarity_one(scorer):
     from mmti.evaluation import image_similarity
     same = scorer.image_features([_images(1)[0]] * 3)

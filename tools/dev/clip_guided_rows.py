@@ -71,6 +71,7 @@ def render(model, prompts: list[str], generator: torch.Generator, steps: int,
         uncond, cond = model.unet(both, t, states).sample.chunk(2)
         return uncond + guidance * (cond - uncond)
 
+    # diffusers' pipelines sample without gradients: the loop is written out here.
     for t in scheduler.timesteps:
         prediction = checkpoint(guided, latents, t, states, use_reentrant=False)
         latents = scheduler.step(prediction, t, latents).prev_sample
@@ -78,11 +79,10 @@ def render(model, prompts: list[str], generator: torch.Generator, steps: int,
     return (images.clamp(-1, 1) + 1) / 2
 
 
-def clip_image_features(scorer, images: torch.Tensor) -> torch.Tensor:
-    """Unit-norm features of ``[0, 1]`` images, prepared as CLIP's processor
-    does (shorter side to the tower's size, centre crop, normalise), differentiably."""
+def clip_pixels(images: torch.Tensor, size: int) -> torch.Tensor:
+    """``[0, 1]`` images prepared as CLIP's processor prepares PIL images
+    (shorter side to ``size``, centre crop, normalise), differentiably."""
     from mmti.evaluation import CLIP_MEAN, CLIP_STD
-    size = scorer.image_size
     height, width = images.shape[-2:]
     scale = size / min(height, width)
     images = F.interpolate(images, size=(round(height * scale), round(width * scale)),
@@ -91,16 +91,14 @@ def clip_image_features(scorer, images: torch.Tensor) -> torch.Tensor:
     images = images[..., top:top + size, left:left + size]
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    clip = scorer.model
-    pooled = clip.vision_model(pixel_values=(images - mean) / std).pooler_output
-    features = clip.visual_projection(pooled)
-    return features / features.norm(dim=-1, keepdim=True)
+    return (images - mean) / std
 
 
-def guide_similarity(model, scorer, prompts, target, seed, steps, guidance) -> torch.Tensor:
-    """Mean cosine between the guide's features of the renders and ``target``."""
-    renders = render(model, prompts, torch.Generator().manual_seed(seed), steps, guidance)
-    return (clip_image_features(scorer, renders) @ target.T).mean()
+def guide_similarity(model, scorer, prompts, target, generator, steps, guidance) -> torch.Tensor:
+    """Mean cosine between the guide's features of the prompts' renders and
+    ``target`` (the evaluation's image similarity), differentiable."""
+    renders = render(model, prompts, generator, steps, guidance)
+    return (scorer.pixel_features(clip_pixels(renders, scorer.image_size)) @ target.T).mean()
 
 
 def main(argv=None) -> dict:
@@ -122,7 +120,8 @@ def main(argv=None) -> dict:
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
     fill_placeholder_token(cfg)  # the dataset's captions name the model's placeholder
-    if 'XL' in cfg.model.type:
+    from mmti.models import TextualInversionXL
+    if issubclass(MODELS.get(cfg.model.type), TextualInversionXL):
         raise UserError(f'{args.config} is an SDXL config; this tool renders SD 1.x/2.x only.')
     token = cfg.model.get('placeholder_token')
     if cfg.model.get('concepts') or not isinstance(token, str):
@@ -149,23 +148,24 @@ def main(argv=None) -> dict:
     steps = args.denoising_steps or evaluation.get('steps', 25)
     guidance = evaluation.get('guidance_scale', model.DEFAULT_GUIDANCE)
     # A fixed measurement (its own seed, each caption once) before and after.
-    fixed = dict(prompts=captions, target=target, seed=args.seed + 1, steps=steps,
-                 guidance=guidance)
-    with torch.no_grad():
-        before = float(guide_similarity(model, scorer, **fixed))
+    def fixed_measurement() -> float:
+        with torch.no_grad():
+            return float(guide_similarity(model, scorer, captions, target,
+                                          torch.Generator().manual_seed(args.seed + 1), steps,
+                                          guidance))
+
+    before = fixed_measurement()
     optimizer = torch.optim.Adam([rows], lr=args.lr)
     pick = random.Random(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     for step in range(1, args.steps + 1):
         prompts = [captions[pick.randrange(len(captions))] for _ in range(args.renders)]
-        similarity = (clip_image_features(scorer, render(model, prompts, generator, steps,
-                                                         guidance)) @ target.T).mean()
+        similarity = guide_similarity(model, scorer, prompts, target, generator, steps, guidance)
         optimizer.zero_grad()
         (-similarity).backward()
         optimizer.step()
         print(f'step {step}/{args.steps}: guide similarity {similarity.item():.4f}', flush=True)
-    with torch.no_grad():
-        after = float(guide_similarity(model, scorer, **fixed))
+    after = fixed_measurement()
     model.save_embeddings(args.out, tokens=[token])
     print(f'Guide similarity on a fixed draw of every caption: {before:.4f} before, '
           f'{after:.4f} after. Tuned rows of {token} written to {args.out}.')
