@@ -215,7 +215,9 @@ def concept_summary(runner, queue_hook, seconds: float, resumed: str) -> list[st
             continue
         kind = queue_hook.stops.get(row['concept'], {}).get('kind')
         why = {'learned': 'learned', 'max_steps': 'reached max_steps',
-               'capped': 'cut by max_iters'}.get(kind, kind)
+               'capped': 'cut by max_iters',
+               'not_learning': 'NOT learned (its learning signal never fell below its start; '
+                               'see concepts.md)'}.get(kind, kind)
         lines.append(f"  {row['concept']:<{width}}  {row['steps']:>5} steps, {why}: "
                      f"{concept_dir(work_dir, row['concept']) / 'learned_embeds.safetensors'}")
     combined = work_dir / hooks_filename(runner)

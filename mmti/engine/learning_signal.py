@@ -75,3 +75,13 @@ class FixedBatchLoss:
             loss = model(**data, mode='loss')['loss']
             total += float(loss) * len(data['captions'])
         return total / self.num_samples
+
+
+def check_signal_settings(where: str, interval, num_samples, batch_size) -> tuple[int, int, int | None]:
+    """``(interval, num_samples, batch_size)`` as whole numbers, or one error naming the setting."""
+    def whole(name, value, least):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f'{where}.{name} must be a whole number >= {least}, got {value!r}.')
+        return value
+    return (whole('interval', interval, 1), whole('num_samples', num_samples, 1),
+            None if batch_size is None else whole('batch_size', batch_size, 1))

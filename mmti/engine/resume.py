@@ -11,6 +11,7 @@ import os.path as osp
 import torch
 from mmengine.config import Config
 
+from mmti.fileio import read_embedding_file
 from mmti.utils import UserError
 
 
@@ -84,20 +85,74 @@ def find_resume_checkpoint(cfg: Config) -> tuple[str | None, dict | None, str | 
     return path, load_checkpoint(path, source), note
 
 
-def check_not_finished(cfg: Config, path: str, checkpoint: dict) -> None:
+def check_not_finished(cfg: Config, path: str, checkpoint: dict) -> str | None:
     """Raise :class:`RunFinished` if the checkpoint is at ``max_iters`` already
     or is where :class:`LearningSignalHook` stopped the run, or where
-    :class:`ConceptQueueHook` finished its last concept."""
+    :class:`ConceptQueueHook` finished its last concept, and the run's final
+    embedding file was written from it.
+
+    A finished run cut off before its end wrote that file (killed after the
+    last checkpoint) resumes without training, to write its outputs: the
+    returned note says so. None for a run with steps left.
+    """
     step = checkpoint['meta'].get('iter')
     max_iters = (cfg.get('train_cfg') or {}).get('max_iters')
+    hooks = cfg.get('default_hooks') or {}
+    signal = hooks.get('learning_signal')
+    finished = None
     if isinstance(step, int) and isinstance(max_iters, int) and step >= max_iters:
-        raise RunFinished(step, path)
-    if (checkpoint.get('learning_signal') or {}).get('stopped'):  # stopped early: learned
-        raise RunFinished(step, path)
-    queue = (checkpoint.get('concept_queue') or {}).get('queue')
-    if queue and all(status == 'done' for status in queue['status']):  # every concept finished
-        raise RunFinished(step, path, hint='every concept in its list is done (their files are '
-                                           'in concepts/); add concepts in a new --work-dir')
+        finished = RunFinished(step, path)
+    elif ((checkpoint.get('learning_signal') or {}).get('stopped')
+          and signal is not None and signal.get('stop') is not None):
+        finished = RunFinished(step, path, hint=(
+            'it stopped where the learning signal said the concept was learned; to train on, '
+            'resume with --cfg-options default_hooks.learning_signal.stop=None'))
+    else:
+        queue = (checkpoint.get('concept_queue') or {}).get('queue')
+        if queue and all(status == 'done' for status in queue['status']):  # every concept done
+            finished = RunFinished(step, path, hint='every concept in its list is done (their files '
+                                                    'are in concepts/); add concepts in a new '
+                                                    '--work-dir')
+    if finished is None:
+        return None
+    final = final_embedding_path(cfg)
+    if final is None or final_written_at(final, step):
+        raise finished
+    return (f'The run finished at step {step} ({path}) but ended before writing {final}; '
+            'writing its outputs now, without training.')
+
+
+def final_embedding_path(cfg: Config) -> str | None:
+    """Where the run's :class:`EmbeddingSaveHook` writes its final file; None without one."""
+    saver = (cfg.get('default_hooks') or {}).get('embedding_save')
+    if saver is None:
+        return None
+    return osp.join(cfg.work_dir, saver.get('filename', 'learned_embeds.safetensors'))
+
+
+def final_written_at(path: str, step) -> bool:
+    """Whether ``path`` is an embedding file written from training step ``step``."""
+    if not osp.isfile(path):
+        return False
+    try:
+        return read_embedding_file(path).step == step
+    except Exception:  # unreadable (damaged, renamed over): it is written again
+        return False
+
+
+def check_signal_matches(cfg: Config, path: str, checkpoint: dict) -> None:
+    """Refuse to join a saved learning-signal series measured on other samples."""
+    saved = checkpoint.get('learning_signal')
+    signal = (cfg.get('default_hooks') or {}).get('learning_signal')
+    if not saved or signal is None:
+        return
+    wanted = signal.get('num_samples', 16)
+    if saved.get('num_samples') != wanted:
+        raise UserError(
+            f'Cannot resume from {path}: it measured the learning signal on '
+            f'num_samples={saved.get("num_samples")} fixed samples, this config on {wanted}, and '
+            'the two series would not compare; resume with '
+            f'--cfg-options default_hooks.learning_signal.num_samples={saved.get("num_samples")}.')
 
 
 def check_checkpoint_matches(model, cfg: Config, path: str, checkpoint: dict) -> None:

@@ -21,7 +21,7 @@ from mmti.utils import UserError
 
 from .config_checks import check_config, fill_placeholder_token
 from .console import QuietConsoleRunner, warnings_only
-from .resume import (check_checkpoint_matches, check_not_finished,
+from .resume import (check_checkpoint_matches, check_not_finished, check_signal_matches,
                      find_resume_checkpoint, read_last_checkpoint)
 
 
@@ -96,8 +96,7 @@ def build_runner(cfg: Config, claim_work_dir: Callable[[], None] | None = None) 
     check_config(cfg)
     check_work_dir(cfg.work_dir)
     resume_from, checkpoint, note = find_resume_checkpoint(cfg)
-    if checkpoint is not None:
-        check_not_finished(cfg, resume_from, checkpoint)
+    finishing = check_not_finished(cfg, resume_from, checkpoint) if checkpoint is not None else None
     # The Runner builds both again and logs the same INFO lines: shown once.
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmti')), warnings_only():
         dataset = _build(DATASETS, cfg.train_dataloader.dataset, 'train_dataloader.dataset')
@@ -106,6 +105,7 @@ def build_runner(cfg: Config, claim_work_dir: Callable[[], None] | None = None) 
         model.check_training_captions(dataset.distinct_captions(), 'train_dataloader.dataset')
     if checkpoint is not None:
         check_checkpoint_matches(model, cfg, resume_from, checkpoint)
+        check_signal_matches(cfg, resume_from, checkpoint)
         cfg.load_from = resume_from  # the checked (maybe relocated) file, not mmengine's pick
     # The checked model is dropped and built again by mmengine's own
     # Runner.from_cfg: the price of a second load of the weights (seconds)
@@ -123,8 +123,9 @@ def build_runner(cfg: Config, claim_work_dir: Callable[[], None] | None = None) 
         # logged environment and config instead of the GPU default, nccl.
         cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
     runner = QuietConsoleRunner.from_cfg(plain_text_config(cfg))
-    if note:
-        runner.logger.warning(note)
+    for line in (note, finishing):
+        if line:
+            runner.logger.warning(line)
     return runner
 
 

@@ -32,19 +32,51 @@ class PlateauStop:
     min_steps: int = 0
 
     def __post_init__(self):
-        if self.window < 1:
-            raise ValueError(f'stop.window must be >= 1 step, got {self.window}.')
-        if not 0 <= self.min_drop < 1:
-            raise ValueError(f'stop.min_drop must be in [0, 1), got {self.min_drop}.')
-        if self.near_best < 0:
-            raise ValueError(f'stop.near_best must be >= 0, got {self.near_best}.')
+        if not _is_whole(self.window) or self.window < 1:
+            raise ValueError(f'stop.window must be a whole number of steps >= 1, got '
+                             f'{self.window!r}.')
+        if not _is_real(self.min_drop) or not 0 <= self.min_drop < 1:
+            raise ValueError(f'stop.min_drop must be a number in [0, 1), got {self.min_drop!r}.')
+        if not _is_real(self.near_best) or not self.near_best >= 0:
+            raise ValueError(f'stop.near_best must be a number >= 0, got {self.near_best!r}.')
+        if not _is_whole(self.min_steps) or self.min_steps < 0:
+            raise ValueError(f'stop.min_steps must be a whole number of steps >= 0, got '
+                             f'{self.min_steps!r}.')
+
+    @classmethod
+    def from_config(cls, stop: dict, interval: int, where: str) -> 'PlateauStop':
+        """The rule of a hook's ``stop`` setting, or one error naming the setting.
+
+        A window shorter than the measuring interval would hold no
+        measurement in one of its two halves, and the rule could never fire.
+        """
+        if not isinstance(stop, dict):
+            raise ValueError(f'{where}.stop must be a dict of {_FIELDS} (or None to never stop), '
+                             f'got {stop!r}.')
+        unknown = sorted(set(stop) - set(_FIELDS))
+        if unknown:
+            raise ValueError(f'{where}.stop has unknown keys {unknown}; known: {list(_FIELDS)}.')
+        try:
+            rule = cls(**stop)
+        except ValueError as err:
+            raise ValueError(f'{where}.{err}') from None
+        if rule.window < interval:
+            raise ValueError(f'{where}.stop.window ({rule.window}) is shorter than the interval '
+                             f'between measurements ({interval}): the rule could never stop; give '
+                             f'a window of at least {interval} steps.')
+        return rule
+
+    def first_possible_stop(self, start: int = 0) -> int:
+        """The earliest step the rule can stop at, in a series that starts at ``start``."""
+        return max(self.min_steps, 2 * self.window + start)
 
     def describe(self) -> dict:
         return asdict(self)
 
     def reason_to_stop(self, steps: list[int], values: list[float]) -> str | None:
-        """Why training should stop after the last measurement, or None to go on."""
-        if not steps or steps[-1] < max(self.min_steps, 2 * self.window + steps[0]):
+        """Why training should stop after the last measurement (the concept is
+        learned), or None to go on."""
+        if not steps or steps[-1] < self.first_possible_stop(steps[0]):
             return None
         last = steps[-1]
         newer = [v for s, v in zip(steps, values) if s > last - self.window]
@@ -52,13 +84,42 @@ class PlateauStop:
         if not newer or not older:
             return None
         total_drop = values[0] - min(values)
-        gain = sum(older) / len(older) - sum(newer) / len(newer)
         if total_drop <= 0:
-            return (f'the learning signal has not fallen below its start ({values[0]:.3g}) in '
-                    f'{last - steps[0]} steps')
+            return None  # nothing learned yet: not_learning() judges that
+        gain = sum(older) / len(older) - sum(newer) / len(newer)
         if values[-1] - min(values) > self.near_best * total_drop:
             return None  # thrown off: wait until the rows are back near their best
         if gain <= self.min_drop * total_drop:
-            return (f'the learning signal fell {gain:.3g} over the last {self.window} steps, '
+            change = f'fell {gain:.3g}' if gain >= 0 else f'rose {-gain:.3g}'
+            return (f'the learning signal {change} over the last {self.window} steps, '
                     f'under {self.min_drop:g} of its drop since the start ({total_drop:.3g})')
         return None
+
+    def not_learning(self, steps: list[int], values: list[float]) -> str | None:
+        """Why the rows are not learning, or None.
+
+        The rows are not learning when every measurement of the last two
+        windows is at or above the first one: the rows are no better than
+        where they started (a learning rate that throws them off, or one
+        too small to move them). Such rows are not a learned concept.
+        """
+        if not steps or steps[-1] < 2 * self.window + steps[0]:
+            return None
+        last = steps[-1]
+        recent = [v for s, v in zip(steps, values) if s > last - 2 * self.window]
+        if not recent or min(recent) < values[0]:
+            return None
+        return (f'the learning signal has stayed at or above its start ({values[0]:.3g}) for '
+                f'the last {2 * self.window} steps (now {values[-1]:.3g}, lowest since the start '
+                f'{min(values):.3g}): the rows are no better than where they started')
+
+
+_FIELDS = ('window', 'min_drop', 'near_best', 'min_steps')
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

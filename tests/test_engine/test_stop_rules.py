@@ -45,12 +45,42 @@ def test_later_plateau_means_later_stop():
     assert stops[0] < stops[1] < stops[2]
 
 
-def test_a_signal_that_never_falls_stops_after_two_windows():
+def first_failure(rule: PlateauStop, steps: list[int], values: list[float]) -> int | None:
+    """The step at which the rule first says the rows are not learning."""
+    for n in range(1, len(steps) + 1):
+        if rule.not_learning(steps[:n], values[:n]) is not None:
+            return steps[n - 1]
+    return None
+
+
+def test_a_signal_that_never_falls_is_not_learning_and_never_a_stop():
     steps = list(range(0, 301, 10))
+    rule = PlateauStop(window=50)
     rising = [1.0 + s / 1000 for s in steps]
-    assert first_stop(PlateauStop(window=50), steps, rising) == 100
-    reason = PlateauStop(window=50).reason_to_stop(steps[:11], rising[:11])
-    assert 'has not fallen below its start' in reason and '100 steps' in reason
+    flat = [1.0 for _ in steps]  # e.g. a learning rate of 0: the rows never move
+    for values in (rising, flat):
+        assert first_stop(rule, steps, values) is None  # never called learned
+        assert first_failure(rule, steps, values) == 100  # after two windows
+    reason = rule.not_learning(steps[:11], rising[:11])
+    assert 'stayed at or above its start (1)' in reason and 'last 100 steps' in reason
+
+
+def test_a_signal_thrown_back_above_its_start_is_not_learning():
+    steps = list(range(0, 401, 10))
+    values = decay(steps, 15, noise=0.0005)  # learns, then diverges from step 150 on
+    values = [v + (2.0 if s >= 150 else 0.0) for s, v in zip(steps, values)]
+    rule = PlateauStop(window=30)
+    assert first_failure(rule, steps, values) == 200  # the measurements of two windows (150-200)
+
+
+def test_a_learning_signal_is_never_not_learning():
+    steps = list(range(0, 1001, 10))
+    rule = PlateauStop(window=50, min_drop=0.02)
+    for scale in (20, 60, 150):
+        values = decay(steps, scale, noise=0.002, seed=scale)
+        assert first_failure(rule, steps, values) is None
+    noisy_start = [1.0 + (0.01 if s % 20 == 0 else -0.01) for s in steps]  # dips below its start
+    assert first_failure(rule, steps, noisy_start) is None
 
 
 def test_no_stop_while_thrown_off_by_a_spike():
@@ -73,8 +103,29 @@ def test_min_steps():
     assert first_stop(PlateauStop(window=50, min_steps=600), steps, values) == 600
 
 
-@pytest.mark.parametrize('kwargs', [dict(window=0), dict(min_drop=1.0), dict(min_drop=-0.1),
-                                    dict(near_best=-1)])
+@pytest.mark.parametrize('kwargs', [dict(window=0), dict(window=2.5), dict(window='30'),
+                                    dict(min_drop=1.0), dict(min_drop=-0.1),
+                                    dict(min_drop=float('nan')), dict(min_drop='a'),
+                                    dict(near_best=-1), dict(near_best=float('nan')),
+                                    dict(min_steps=-1), dict(window=True)])
 def test_bad_parameters_are_refused(kwargs):
     with pytest.raises(ValueError, match='stop.'):
         PlateauStop(**kwargs)
+
+
+@pytest.mark.parametrize('stop, message', [
+    (dict(window=5), r'hook.stop.window \(5\) is shorter than the interval between measurements '
+                     r'\(10\): the rule could never stop; give a window of at least 10 steps'),
+    (dict(windw=20), r"hook.stop has unknown keys \['windw'\]; known: \['window', "),
+    ('{}', r'hook.stop must be a dict of'),
+    (dict(window='abc'), r"hook.stop.window must be a whole number of steps >= 1, got 'abc'"),
+])
+def test_config_errors_name_the_setting(stop, message):
+    with pytest.raises(ValueError, match=message):
+        PlateauStop.from_config(stop, interval=10, where='hook')
+
+
+def test_a_window_of_one_interval_can_stop():
+    steps = list(range(0, 1001, 10))
+    rule = PlateauStop.from_config(dict(window=10), interval=10, where='hook')
+    assert first_stop(rule, steps, decay(steps, 20, noise=0.0005)) is not None

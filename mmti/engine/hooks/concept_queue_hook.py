@@ -14,8 +14,9 @@ from mmti.fileio import atomic_write
 from mmti.registry import HOOKS
 from .concept_evaluation import ConceptEvaluator
 from .concept_outputs import write_concept_outputs, write_summary
-from ..learning_signal import FixedBatchLoss
+from ..learning_signal import FixedBatchLoss, check_signal_settings
 from ..stop_rules import PlateauStop
+from .learning_signal_hook import warn_if_never_stops
 from .periodic_hook import unwrap_model
 
 QUEUE_FILE = 'concepts.json'
@@ -63,11 +64,15 @@ class ConceptQueueHook(Hook):
     def __init__(self, interval: int = 10, num_samples: int = 16, stop: dict | None = None,
                  max_steps: int | None = None, batch_size: int | None = None,
                  evaluate: bool | dict = False):
-        if int(interval) < 1:
-            raise ValueError(f'ConceptQueueHook: interval must be >= 1, got {interval}.')
-        self.interval, self.num_samples = int(interval), int(num_samples)
-        self.rule = PlateauStop(**stop) if stop is not None else None
-        self.max_steps, self.batch_size = max_steps, batch_size
+        where = 'default_hooks.concept_queue'
+        self.interval, self.num_samples, self.batch_size = check_signal_settings(
+            where, interval, num_samples, batch_size)
+        self.rule = PlateauStop.from_config(stop, self.interval, where) if stop is not None else None
+        if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int)
+                                      or max_steps < 1):
+            raise ValueError(f'{where}.max_steps must be a whole number >= 1 or None, got '
+                             f'{max_steps!r}.')
+        self.max_steps = max_steps
         self.evaluate = dict(evaluate) if isinstance(evaluate, dict) else bool(evaluate)
         self._evaluator = None
         self.series: dict[str, dict] = {}
@@ -93,6 +98,9 @@ class ConceptQueueHook(Hook):
             self._attach(runner)
         loader = runner.train_dataloader
         self.max_steps = int(self.max_steps or runner.max_iters)
+        if self.rule is not None and not self.queue.done:
+            warn_if_never_stops(self.rule, self.interval, 0, self.max_steps,
+                                'the concepts\' max_steps', 'default_hooks.concept_queue')
         needed = runner.iter + self.queue.most_steps_left(self.max_steps)
         #: The run's last step at the latest (the progress bar's total).
         self.last_step = min(runner.max_iters, needed)
@@ -124,7 +132,11 @@ class ConceptQueueHook(Hook):
                 self._measure(runner, concept)
                 if self.rule is not None:
                     series = self.series[self.tokens[concept]]
-                    reason = self.rule.reason_to_stop(series['steps'], series['values'])
+                    reason = self.rule.not_learning(series['steps'], series['values'])
+                    if reason is not None:
+                        kind = 'not_learning'
+                    else:
+                        reason = self.rule.reason_to_stop(series['steps'], series['values'])
             if reason is None and step >= self.max_steps:
                 reason, kind = f'it reached max_steps ({self.max_steps})', 'max_steps'
             if reason is not None:
@@ -134,8 +146,16 @@ class ConceptQueueHook(Hook):
             self.queue.finish(concept)
             self.stops[token] = {'step': self.queue.steps[concept], 'run_step': runner.iter + 1,
                                  'reason': reason, 'kind': kind}
-            print_log(f'{token} done after {self.queue.steps[concept]} of its steps (run step '
-                      f'{runner.iter + 1}): {reason}.', logger='current', level=logging.INFO)
+            if kind == 'not_learning':
+                print_log(f'{token} is NOT learned: stopped after {self.queue.steps[concept]} of '
+                          f'its steps (run step {runner.iter + 1}): {reason}. Its files are '
+                          'written for inspection; set optim_wrapper.optimizer.lr (too large '
+                          'throws the rows off, too small leaves them where they started) and '
+                          'train it again.', logger='current', level=logging.WARNING)
+            else:
+                print_log(f'{token} done after {self.queue.steps[concept]} of its steps (run '
+                          f'step {runner.iter + 1}): {reason}.', logger='current',
+                          level=logging.INFO)
         if finished:
             self._outputs(runner, [concept for concept, _, _ in finished])
         for concept in self.queue.admit():
@@ -202,7 +222,7 @@ class ConceptQueueHook(Hook):
             series = self.series.get(token) or {'values': []}
             rows.append({'concept': token, 'status': self.queue.status[concept],
                          'steps': self.queue.steps[concept],
-                         'stop': (self.stops.get(token) or {}).get('reason'),
+                         'stop': stop_text(self.stops.get(token)),
                          'signal_start': series['values'][0] if series['values'] else None,
                          'signal_end': series['values'][-1] if series['values'] else None,
                          **(self.stops.get(token) or {}).get('similarity', {})})
@@ -225,8 +245,8 @@ class ConceptQueueHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         saved = checkpoint.get('concept_queue')
-        if not saved:
-            return
+        if not saved or not runner.cfg.get('resume'):
+            return  # nothing saved, or a weights-only load_from: the queue starts afresh
         self._attach(runner)
         if saved['tokens'] != self.tokens:
             raise ValueError(f'The checkpoint trained the concepts {saved["tokens"]}; this config '
@@ -234,3 +254,12 @@ class ConceptQueueHook(Hook):
         self.queue.load_state(saved['queue'])
         self.series = saved['series']
         self.stops = saved['stops']
+        if self.queue.done:  # cut off before its end: write the outputs, train nothing
+            runner.train_loop.stop_training = True
+
+
+def stop_text(stop: dict | None) -> str | None:
+    """Why a concept ended, as the summary says it (a concept that did not learn, first)."""
+    if not stop:
+        return None
+    return ('NOT learned: ' if stop.get('kind') == 'not_learning' else '') + stop['reason']

@@ -11,7 +11,8 @@ from mmengine.logging import print_log
 
 from mmti.fileio import atomic_write
 from mmti.registry import HOOKS
-from ..learning_signal import FixedBatchLoss
+from mmti.utils import UserError
+from ..learning_signal import FixedBatchLoss, check_signal_settings
 from ..stop_rules import PlateauStop
 from .periodic_hook import unwrap_model
 
@@ -47,12 +48,10 @@ class LearningSignalHook(Hook):
 
     def __init__(self, interval: int = 10, num_samples: int = 16, stop: dict | None = None,
                  batch_size: int | None = None):
-        if int(interval) < 1:
-            raise ValueError(f'LearningSignalHook: interval must be >= 1, got {interval}.')
-        self.interval = int(interval)
-        self.num_samples = int(num_samples)
-        self.rule = PlateauStop(**stop) if stop is not None else None
-        self.batch_size = batch_size
+        self.interval, self.num_samples, self.batch_size = check_signal_settings(
+            'default_hooks.learning_signal', interval, num_samples, batch_size)
+        self.rule = (PlateauStop.from_config(stop, self.interval, 'default_hooks.learning_signal')
+                     if stop is not None else None)
         self.steps: list[int] = []
         self.values: list[float] = []
         self.stopped: dict | None = None
@@ -68,23 +67,39 @@ class LearningSignalHook(Hook):
         self._signal = self.build_signal(runner.train_dataloader, runner.seed)
         if not self.steps:  # a fresh run: where the rows start from
             self._measure(runner, runner.iter)
-            self._write(runner)
+        self._write(runner)  # a resumed run's file says what its checkpoint holds
+        if self.rule is not None and self.stopped is None:
+            if runner.iter < runner.max_iters:
+                warn_if_never_stops(self.rule, self.interval, self.steps[0], runner.max_iters,
+                                    'train_cfg.max_iters', 'default_hooks.learning_signal')
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         step = runner.iter + 1
         if step % self.interval:
             return
         self._measure(runner, step)
-        reason = None
+        reason = failure = None
         if self.rule is not None and self.stopped is None:
-            reason = self.rule.reason_to_stop(self.steps, self.values)
+            failure = self.rule.not_learning(self.steps, self.values)
+            reason = None if failure else self.rule.reason_to_stop(self.steps, self.values)
         if reason is not None:
             self.stopped = {'step': step, 'reason': reason}
             runner.train_loop.stop_training = True
         self._write(runner)
+        if failure is not None:
+            lr = runner.optim_wrapper.get_lr()['lr'][0]
+            raise NotLearningError(
+                f'Stopped at step {step}: {failure} (learning rate {lr:g}). Nothing was saved as '
+                f'learned; {SIGNAL_FILE} in the work dir has the series. Fix: set '
+                'optim_wrapper.optimizer.lr (too large throws the rows off, too small leaves '
+                'them where they started) and train again with another --work-dir, or pass '
+                'default_hooks.learning_signal.stop=None to train every step anyway.')
         if reason is not None:
             print_log(f'Stopping at step {step} of at most {runner.max_iters}: {reason}.',
                       logger='current', level=logging.INFO)
+
+    def after_train(self, runner) -> None:
+        self._write(runner)
 
     def _measure(self, runner, step: int) -> None:
         model = unwrap_model(runner.model)
@@ -112,10 +127,40 @@ class LearningSignalHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         saved = checkpoint.get('learning_signal')
-        if not saved:
-            return  # a checkpoint from a run without the signal: start measuring now
+        if not saved or not runner.cfg.get('resume'):
+            return  # no series saved, or a weights-only load_from: a fresh series
+        if saved.get('num_samples') != self.num_samples:
+            raise ValueError(
+                f'The checkpoint measured the learning signal on num_samples='
+                f'{saved.get("num_samples")} fixed samples; this config has '
+                f'default_hooks.learning_signal.num_samples={self.num_samples}, whose values would '
+                f'not compare with the saved ones. Resume with '
+                f'num_samples={saved.get("num_samples")}.')
         step = checkpoint['meta'].get('iter', 0)
         kept = [i for i, s in enumerate(saved['steps']) if s <= step]
         self.steps = [saved['steps'][i] for i in kept]
         self.values = [saved['values'][i] for i in kept]
-        self.stopped = saved.get('stopped')
+        stopped = saved.get('stopped')
+        if stopped and stopped.get('step') == step and self.rule is not None:
+            # The run stopped here and was cut off before its end (outputs not
+            # written): finish it without training on.
+            self.stopped = stopped
+            runner.train_loop.stop_training = True
+        else:  # training on past the stop (the rule switched off), or from before it
+            self.stopped = None
+
+
+class NotLearningError(UserError):
+    """The learning signal says the rows are not learning: one line, exit status 2."""
+
+
+def warn_if_never_stops(rule: PlateauStop, interval: int, start: int, cap: int, cap_name: str,
+                        where: str) -> None:
+    """A warning when the step cap ``cap`` comes before the rule can first stop."""
+    first = rule.first_possible_stop(start)
+    first = -(-first // interval) * interval  # the first measurement at or after it
+    if first > cap:
+        print_log(f'{where}.stop can first stop at step {first} (two windows of '
+                  f'{rule.window} steps, measured every {interval}), after '
+                  f'{cap_name}={cap}: training runs to the cap. Raise {cap_name} '
+                  'or shorten the window.', logger='current', level=logging.WARNING)

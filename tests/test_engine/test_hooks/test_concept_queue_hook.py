@@ -330,8 +330,14 @@ def test_the_runs_cap_ends_the_concepts_in_training_and_leaves_the_rest_waiting(
     assert '1 concept(s) never started (<green-dotted-cross>)' in log
 
 
-def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match='ConceptQueueHook: interval must be >= 1, got 0'):
-        ConceptQueueHook(interval=0)
-    with pytest.raises(ValueError, match='stop.window'):
-        ConceptQueueHook(stop=dict(window=0))
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(interval=0), 'default_hooks.concept_queue.interval must be a whole number >= 1, got 0'),
+    (dict(num_samples=0.5), 'default_hooks.concept_queue.num_samples must be a whole number'),
+    (dict(batch_size=-1), 'default_hooks.concept_queue.batch_size must be a whole number'),
+    (dict(max_steps=0), 'default_hooks.concept_queue.max_steps must be a whole number >= 1'),
+    (dict(stop=dict(window=0)), 'default_hooks.concept_queue.stop.window'),
+    (dict(interval=10, stop=dict(window=5)), r'stop.window \(5\) is shorter than the interval'),
+])
+def test_bad_settings_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ConceptQueueHook(**kwargs)

@@ -131,3 +131,139 @@ def test_bad_interval_is_refused():
         LearningSignalHook(interval=0)
     with pytest.raises(ValueError, match='stop.window'):
         LearningSignalHook(stop=dict(window=0))
+
+
+def test_rows_that_do_not_learn_end_the_run_with_nothing_saved_as_learned(tmp_path):
+    from mmti.engine.hooks.learning_signal_hook import NotLearningError
+    from mmti.utils import UserError
+    # A learning rate of 0: the rows never move, the signal never falls below its start.
+    with pytest.raises(NotLearningError, match=r'Stopped at step 4: the learning signal has '
+                                                r'stayed at or above its start .*learning rate 0\)'
+                                                r'.*Fix: set optim_wrapper.optimizer.lr') as err:
+        _run_with_lr(tmp_path, lr=0.0, stop=dict(window=2), max_iters=12)
+    assert isinstance(err.value, UserError)  # tools/train.py: one line, exit status 2
+    assert not (tmp_path / 'learned_embeds.safetensors').exists()
+    series = json.loads((tmp_path / SIGNAL_FILE).read_text())
+    assert series['steps'] == [0, 1, 2, 3, 4] and series['stopped'] is None
+    assert len(set(series['values'])) == 1
+
+
+def _run_with_lr(work_dir, lr, stop, max_iters):
+    from conftest import tiny_config, train
+    cfg = signal_cfg(tiny_config(work_dir, max_iters=max_iters, checkpoint_interval=1,
+                                 embedding_interval=0, validation_interval=None, batch_size=2),
+                     stop=stop)
+    cfg.optim_wrapper.optimizer.lr = lr
+    return train(cfg)
+
+
+@pytest.fixture(scope='module')
+def stopped_run(tmp_path_factory):
+    """A run the rule stops (interval 1, window 2), and its series."""
+    work = tmp_path_factory.mktemp('stopped')
+    runner, recorder = run(work, stop=dict(window=2, min_drop=0.5), max_iters=30)
+    series = json.loads((work / SIGNAL_FILE).read_text())
+    assert series['stopped']['step'] == runner.iter < 30
+    return work, runner, recorder, series
+
+
+def test_a_stopped_run_cut_off_before_its_outputs_writes_them_on_resume(stopped_run, tmp_path):
+    import shutil
+    work, runner, _, series = stopped_run
+    step = series['stopped']['step']
+    copy = tmp_path / 'copy'
+    shutil.copytree(work, copy)
+    # What a kill after the stop step's checkpoint and before the end leaves: no final file.
+    (copy / 'learned_embeds.safetensors').unlink()
+    checkpoint = torch.load(copy / f'iter_{step}.pth', weights_only=True)
+    cfg = runner.cfg.copy()
+    cfg.work_dir = str(copy)
+    assert 'writing its outputs now, without training' in check_not_finished(
+        cfg, str(copy / f'iter_{step}.pth'), checkpoint)
+    resumed, recorder = run(copy, stop=dict(window=2, min_drop=0.5), max_iters=30, resume=True)
+    assert resumed.iter == step and not recorder.rows  # not one step trained
+    assert (copy / 'learned_embeds.safetensors').read_bytes() == (
+        work / 'learned_embeds.safetensors').read_bytes()
+    assert json.loads((copy / SIGNAL_FILE).read_text()) == series
+    # Now whole: a second --resume has nothing to do.
+    with pytest.raises(RunFinished, match=f'nothing to resume: the run finished at step {step}'):
+        check_not_finished(cfg, str(copy / f'iter_{step}.pth'), checkpoint)
+    # A final file of another step (an earlier end, then a longer run cut off) is not whole.
+    snapshot = read_embedding_file(str(copy / 'learned_embeds.safetensors'))
+    from mmti.fileio import write_embedding_file
+    write_embedding_file(str(copy / 'learned_embeds.safetensors'), snapshot.embeddings,
+                         step=step - 1)
+    assert check_not_finished(cfg, str(copy / f'iter_{step}.pth'), checkpoint) is not None
+
+
+def test_resuming_a_stopped_run_says_how_to_train_on_and_does(stopped_run, tmp_path):
+    import shutil
+    work, runner, recorder, series = stopped_run
+    step = series['stopped']['step']
+    checkpoint = torch.load(work / f'iter_{step}.pth', weights_only=True)
+    with pytest.raises(RunFinished) as done:
+        check_not_finished(runner.cfg, str(work / f'iter_{step}.pth'), checkpoint)
+    assert 'default_hooks.learning_signal.stop=None' in done.value.hint
+    assert 'max_iters' not in done.value.hint  # raising it would not help
+    copy = tmp_path / 'copy'
+    shutil.copytree(work, copy)
+    on, after = run(copy, stop=None, max_iters=step + 3, resume=True)
+    assert on.iter == step + 3 and sorted(after.rows) == [step + 1, step + 2, step + 3]
+    again = json.loads((copy / SIGNAL_FILE).read_text())
+    assert again['stopped'] is None and again['rule'] is None
+    assert again['steps'] == series['steps'] + [step + 1, step + 2, step + 3]
+    assert read_embedding_file(str(copy / 'learned_embeds.safetensors')).step == step + 3
+
+
+def test_a_weights_only_load_starts_a_fresh_series(stopped_run, tmp_path):
+    from conftest import tiny_config, train
+    work, _, _, series = stopped_run
+    step = series['stopped']['step']
+    cfg = signal_cfg(tiny_config(tmp_path, max_iters=3, checkpoint_interval=1,
+                                 embedding_interval=0, validation_interval=None, batch_size=2),
+                     stop=dict(window=2, min_drop=0.5))
+    cfg.load_from = str(work / f'iter_{step}.pth')  # the stopped rows, as a starting point
+    runner, recorder = train(cfg)
+    assert runner.iter == 3 and sorted(recorder.rows) == [1, 2, 3]
+    fresh = json.loads((tmp_path / SIGNAL_FILE).read_text())
+    assert fresh['steps'] == [0, 1, 2, 3] and fresh['stopped'] is None
+    # It starts from the loaded rows: its first value is the stopped run's last.
+    assert fresh['values'][0] == pytest.approx(series['values'][-1], rel=1e-6)
+
+
+def test_resume_refuses_a_signal_of_other_samples(stopped_run, tmp_path):
+    import shutil
+    from mmti.utils import UserError
+    work, _, _, series = stopped_run
+    copy = tmp_path / 'copy'
+    shutil.copytree(work, copy)
+    (copy / 'last_checkpoint').write_text(str(copy / 'iter_2.pth'))
+    from conftest import tiny_config, train
+    cfg = signal_cfg(tiny_config(copy, max_iters=30, checkpoint_interval=1, embedding_interval=0,
+                                 validation_interval=None, batch_size=2),
+                     stop=dict(window=2, min_drop=0.5))
+    cfg.default_hooks.learning_signal.num_samples = 8
+    with pytest.raises(UserError, match=r'it measured the learning signal on num_samples=4 fixed '
+                                        r'samples, this config on 8.*num_samples=4'):
+        train(cfg, resume=True)
+
+
+def test_a_cap_before_the_first_possible_stop_is_a_warning(tmp_path):
+    run(tmp_path, stop=dict(window=4), max_iters=5)
+    log = next(tmp_path.glob('*/*.log')).read_text()
+    assert ('default_hooks.learning_signal.stop can first stop at step 8 (two windows of 4 steps, '
+            'measured every 1), after train_cfg.max_iters=5') in log
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(interval=2.5), 'learning_signal.interval must be a whole number >= 1, got 2.5'),
+    (dict(num_samples=0.5), 'learning_signal.num_samples must be a whole number >= 1, got 0.5'),
+    (dict(batch_size=-1), 'learning_signal.batch_size must be a whole number >= 1, got -1'),
+    (dict(batch_size='a'), "learning_signal.batch_size must be a whole number >= 1, got 'a'"),
+    (dict(interval=10, stop=dict(window=5)), r'learning_signal.stop.window \(5\) is shorter'),
+    (dict(stop=dict(windw=20)), r"learning_signal.stop has unknown keys \['windw'\]"),
+])
+def test_bad_settings_name_the_setting(kwargs, message):
+    from mmti.engine.hooks import LearningSignalHook
+    with pytest.raises(ValueError, match=message):
+        LearningSignalHook(**kwargs)
