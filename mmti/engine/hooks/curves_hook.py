@@ -73,6 +73,7 @@ class CurvesHook(PeriodicHook):
         super().__init__(0 if interval is None else interval)
         self.follow_checkpoints = interval is None
         self.smoothing = smoothing
+        self._failed = False
 
     def before_train(self, runner) -> None:
         if self.follow_checkpoints:
@@ -81,7 +82,16 @@ class CurvesHook(PeriodicHook):
                                   and not getattr(hook, 'by_epoch', False)), 0)
 
     def act(self, runner, model, step: int, final: bool) -> None:
-        path = write_curves(runner, step, self.smoothing)
+        try:
+            path = write_curves(runner, step, self.smoothing)
+        except OSError as err:  # a picture is not worth the run: say so once, train on
+            if not self._failed:
+                runner.logger.warning(
+                    f'Cannot write {Path(runner.work_dir) / CURVES_FILE} ({err}); training goes on '
+                    f'without the curves. Fix: remove whatever is in the way of that file, or '
+                    'set default_hooks.curves=None.')
+            self._failed = True
+            return
         if final:
             runner.logger.info(f'Saved training curves to {path}')
 

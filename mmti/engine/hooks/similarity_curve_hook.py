@@ -57,6 +57,8 @@ class SimilarityCurveHook(PeriodicHook):
         self._evaluator = self._build_evaluator(runner) if is_main_process() else None
         if self._evaluator is not None and not self.series:  # a fresh run: the starting rows
             self._act_on_main(runner, runner.iter, final=False)
+        elif self._evaluator is not None:  # resumed: the file says what the checkpoint holds
+            self._write(runner)
 
     def _build_evaluator(self, runner) -> ConceptEvaluator | None:
         evaluation = runner.cfg.get('evaluation')
@@ -89,10 +91,7 @@ class SimilarityCurveHook(PeriodicHook):
         if not self.series or self.series[-1]['step'] != step:  # not measured at this step yet
             numbers = self._evaluator(model, self._token, keys=SERIES_KEYS)
             self.series.append({'step': step, **numbers})
-            with atomic_write(Path(runner.work_dir) / SIMILARITY_FILE) as tmp:
-                tmp.write_text(json.dumps({'token': self._token, 'settings': self.overrides,
-                                           'series': self.series}, indent=1) + '\n',
-                               encoding='utf-8')
+            self._write(runner)
         if final:
             point = self.series[-1]
             count = self._evaluator.protocol.get('num_samples', 8)  # evaluate_concept's default
@@ -104,11 +103,19 @@ class SimilarityCurveHook(PeriodicHook):
                       'measures with the evaluation block\'s own.', logger='current',
                       level=logging.INFO)
 
+    def _write(self, runner) -> None:
+        with atomic_write(Path(runner.work_dir) / SIMILARITY_FILE) as tmp:
+            tmp.write_text(json.dumps({'token': self._token, 'settings': self.overrides,
+                                       'series': self.series}, indent=1) + '\n',
+                           encoding='utf-8')
+
     # ------------------------------------------------------ checkpoints
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint['similarity_curve'] = [dict(point) for point in self.series]
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if not runner.cfg.get('resume'):
+            return  # a weights-only load_from: a fresh series
         step = checkpoint['meta'].get('iter', 0)
         self.series = [p for p in checkpoint.get('similarity_curve') or [] if p['step'] <= step]
 

@@ -37,6 +37,21 @@ def test_curves_follow_the_checkpoints_and_the_end(build_tiny_runner, tmp_path):
     assert image.format == 'PNG' and image.width >= 600 and image.height >= PANEL_HEIGHT
 
 
+def test_curves_that_cannot_be_written_do_not_stop_the_run(build_tiny_runner, tmp_path):
+    (tmp_path / CURVES_FILE).mkdir()  # something in the way of the file
+    runner, _ = build_tiny_runner(tmp_path, max_iters=4, checkpoint_interval=2,
+                                  embedding_interval=0, validation_interval=None)
+    runner.train()
+    assert runner.iter == 4  # trained to the end
+    assert (tmp_path / 'learned_embeds.safetensors').is_file()
+    assert (tmp_path / 'iter_4.pth').is_file()
+    log = next(Path(runner.log_dir).glob('*.log')).read_text()
+    warning = f'Cannot write {tmp_path / CURVES_FILE} ('
+    assert log.count(warning) == 1  # said once, not at every checkpoint
+    assert 'training goes on without the curves' in log
+    assert not list(tmp_path.glob('.curves*'))  # no temporary file left behind
+
+
 def test_similarity_gets_a_panel(tmp_path):
     vis = tmp_path / 'vis_data'
     vis.mkdir()

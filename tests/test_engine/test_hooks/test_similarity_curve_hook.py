@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmengine.hooks import Hook
 from mmti_testing import CAT_TOY, save_tiny_clip
 from PIL import Image
 
@@ -90,6 +91,50 @@ def test_a_resumed_run_continues_the_series(measured, clip, tmp_path):
     assert [p['step'] for p in read_similarity(tmp_path)] == [0, 2]
     run(tmp_path, clip, resume=True)
     assert read_similarity(tmp_path) == read_similarity(work_dir)
+
+
+def test_a_resume_from_an_earlier_checkpoint_drops_the_later_points_at_once(measured, clip,
+                                                                            tmp_path):
+    import shutil
+    work_dir, _, _ = measured
+    copy = tmp_path / 'copy'
+    shutil.copytree(work_dir, copy)
+    (copy / 'last_checkpoint').write_text(str(copy / 'iter_3.pth'))
+
+    class SeriesOnDisk(Hook):
+        priority = 'LOWEST'
+        first = None
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if self.first is None:
+                self.first = [p['step'] for p in read_similarity(runner.work_dir)]
+
+    seen = SeriesOnDisk()
+    run(copy, clip, resume=True, hooks=[seen])
+    # Before step 4 is trained, the file (and any curves drawn from it) ends at step 2,
+    # not at the abandoned run's step 4.
+    assert seen.first == [0, 2]
+    assert read_similarity(copy) == read_similarity(work_dir)
+
+
+def test_a_weights_only_load_starts_a_fresh_series(measured, clip, tmp_path):
+    from conftest import tiny_config, train
+    work_dir, _, _ = measured
+    cfg = tiny_config(tmp_path, max_iters=2, checkpoint_interval=1, embedding_interval=0,
+                      validation_interval=None, batch_size=2)
+    cfg.default_hooks.learning_signal.interval = 2
+    cfg.default_hooks.learning_signal.num_samples = 2
+    cfg.default_hooks.similarity.interval = 2
+    cfg.default_hooks.similarity.overrides = dict(num_samples=1, steps=2, size=32)
+    cfg.evaluation = dict(clip=str(clip), held_out_dir=str(CAT_TOY), guidance_scale=1.5,
+                          edit_prompts=['a {} on a table', 'a small {}'])
+    cfg.load_from = str(work_dir / 'iter_4.pth')
+    train(cfg)
+    series = read_similarity(tmp_path)
+    assert [p['step'] for p in series] == [0, 2]
+    # Step 0 is the loaded rows: the measured run's last point, measured again.
+    assert series[0]['image_similarity'] == pytest.approx(
+        read_similarity(work_dir)[-1]['image_similarity'], rel=1e-5)
 
 
 def test_final_numbers_are_logged(tmp_path, clip):
