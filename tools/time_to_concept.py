@@ -82,14 +82,18 @@ DIFFUSERS_RECIPE_STEPS = 3000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog='tools/time_to_concept.py',
-                                     description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(
+        prog='tools/time_to_concept.py', description=__doc__.split('\n')[0],
+        epilog="diffusers' script, unmodified, from a diffusers checkout: git -C path/to/diffusers "
+               'show HEAD:examples/textual_inversion/textual_inversion.py > /tmp/diffusers_ti.py '
+               '(docs/fast_concepts.md, "Time to concept").')
     parser.add_argument('--diffusers-script', required=True, type=Path,
                         help="diffusers' examples/textual_inversion/textual_inversion.py")
     parser.add_argument('--mmti-config', default=DEFAULT_CONFIG,
                         help='mmti training config; its evaluation block scores both tools')
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
-                        help="overrides of mmti's config for training (tools/train.py's)")
+                        help="overrides of mmti's config (tools/train.py's); the concept, "
+                             "images and model they set are diffusers' and the evaluation's too")
     parser.add_argument('--rounds', type=int, default=3, help='interleaved rounds (median kept)')
     parser.add_argument('--diffusers-steps', type=int, default=DIFFUSERS_RECIPE_STEPS,
                         help='--max_train_steps of diffusers (its recipe: 3000)')
@@ -113,7 +117,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f'--{name.replace("_", "-")} must be at least 1.')
     if args.num_samples is not None and args.num_samples < 1:
         parser.error('--num-samples must be at least 1.')
+    if args.diffusers_save_steps > args.diffusers_steps:
+        parser.error(f'--diffusers-save-steps {args.diffusers_save_steps} is more than '
+                     f'--diffusers-steps {args.diffusers_steps}: diffusers would write no snapshot '
+                     'to score; save at most every --diffusers-steps.')
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        parser.error(f'--out-dir {args.out_dir} is a file; pass a folder (new or empty).')
     return args
+
+
+def parse_cfg_options(options: list[str]) -> dict:
+    """``KEY=VALUE`` strings as tools/train.py reads them (mmengine's DictAction)."""
+    from mmengine.config import DictAction
+    namespace = argparse.Namespace(cfg_options=None)
+    if options:
+        DictAction(option_strings=['--cfg-options'], dest='cfg_options')(
+            None, namespace, options)
+    return namespace.cfg_options or {}
 
 
 # --- what the runs measure ------------------------------------------------
@@ -305,29 +325,40 @@ def num_vectors(snapshot: Path) -> int:
 class SnapshotEvaluator:
     """Scores snapshots with tools/evaluate.py; the snapshot-free rows are measured once."""
 
-    def __init__(self, config: str, options: list[str] = ()):
+    def __init__(self, config: str, options: list[str] = (), cfg_options: list[str] = ()):
         self.config = config
         self.options = list(options)  # more options of tools/evaluate.py
+        self.cfg_options = list(cfg_options)  # the overrides training had
         self.baseline: dict | None = None  # the 'initializer' and 'image only' rows
 
     def __call__(self, snapshot: Path, out: Path) -> dict:
-        command = [sys.executable, str(ROOT / 'tools' / 'evaluate.py'), self.config,
-                   '--embeddings', str(snapshot), '--out-dir', str(out), *self.options,
-                   # The snapshot's rows decide (diffusers' recipe learns one; the config may
-                   # train more): the model is built for as many as the file holds.
-                   '--cfg-options', f'model.num_vectors={num_vectors(snapshot)}']
-        if self.baseline is not None:
-            command += ['--initializer', '']  # the learned row only
-        launch(command, out / 'evaluate.log')
+        launch(self.command(snapshot, out), out / 'evaluate.log')
         rows = json.loads((out / 'metrics.json').read_text())['rows']
         if self.baseline is None:
             self.baseline = {name: rows[name] for name in ('initializer', 'image only')
                              if name in rows}
         return {**self.baseline, 'learned': rows['learned']}
 
+    def command(self, snapshot: Path, out: Path) -> list[str]:
+        """tools/evaluate.py's command line for one snapshot."""
+        command = [sys.executable, str(ROOT / 'tools' / 'evaluate.py'), self.config,
+                   '--embeddings', str(snapshot), '--out-dir', str(out), *self.options,
+                   # The snapshot's rows decide (diffusers' recipe learns one; the config may
+                   # train more): the model is built for as many as the file holds.
+                   '--cfg-options', *self.cfg_options,
+                   f'model.num_vectors={num_vectors(snapshot)}']
+        if self.baseline is not None:
+            command += ['--initializer', '']  # the learned row only
+        return command
+
 
 def check_evaluation_block(cfg, config: str) -> None:
     """Refuse, before hours of training, a config whose evaluation cannot give a gap."""
+    dataset = cfg.train_dataloader.dataset
+    if dataset.get('concepts') is not None or 'data_root' not in dataset:
+        raise SystemExit(f'{config} trains many concepts; the benchmark times one concept '
+                         'against diffusers\' script, which learns one: pass a single-concept '
+                         'config such as configs/textual_inversion_toy.py.')
     evaluation = cfg.get('evaluation') or {}
     missing = [key for key in ('clip', 'held_out_dir') if not evaluation.get(key)]
     if not cfg.model.get('initializer_token'):
@@ -336,6 +367,33 @@ def check_evaluation_block(cfg, config: str) -> None:
         raise SystemExit(f'{config}: the gap closed needs evaluation.clip, '
                          f'evaluation.held_out_dir and model.initializer_token; missing '
                          f'{missing} (see configs/textual_inversion_toy.py).')
+    for key, path in (('evaluation.clip', evaluation['clip']),
+                      ('evaluation.held_out_dir', evaluation['held_out_dir']),
+                      ('train_dataloader.dataset.data_root', dataset.data_root)):
+        if not (ROOT / path).is_dir():
+            raise SystemExit(f'{config}: {key} {path} is not a folder; fix it before hours of '
+                             'training.')
+
+
+def benchmark_config(config: str, options: list[str], name: str):
+    """The mmti config with ``--cfg-options`` applied, checked for the benchmark.
+
+    The overrides set the concept, images and model for every part (mmti's
+    training, diffusers' command, the scoring), not for mmti's training alone.
+    """
+    from mmengine.config import Config
+    cfg = Config.fromfile(config, import_custom_modules=False)
+    overrides = parse_cfg_options(options)
+    if overrides:
+        from mmti.engine import check_cfg_options
+        from mmti.utils import UserError
+        try:
+            check_cfg_options(cfg, overrides)
+        except UserError as error:
+            raise SystemExit(str(error)) from None
+        cfg.merge_from_dict(overrides)
+    check_evaluation_block(cfg, name)
+    return cfg
 
 
 def train_and_score(tool: str, command: list[str], run_dir: Path,
@@ -360,19 +418,21 @@ def train_and_score(tool: str, command: list[str], run_dir: Path,
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    from mmengine.config import Config
     config = str(Path(args.mmti_config).resolve())  # the tools run from the repository root
-    cfg = Config.fromfile(config, import_custom_modules=False)
-    check_evaluation_block(cfg, args.mmti_config)
+    cfg = benchmark_config(config, args.cfg_options, args.mmti_config)
     out = args.out_dir.resolve()
     earlier = sorted(out.glob('round_*'))
     if earlier:
-        raise SystemExit(f'{args.out_dir} already holds a benchmark ({earlier[0].name}, ...); '
-                         'pass another --out-dir, or remove that one.')
+        state = ('' if (out / 'time_to_concept.json').is_file()
+                 else '; no time_to_concept.json: it failed or was interrupted before its first '
+                      'result, see its train.log files')
+        raise SystemExit(f'{args.out_dir} already holds a benchmark ({earlier[0].name}, ...'
+                         f'{state}); pass another --out-dir, or remove that one.')
     images = images_only_folder(ROOT / cfg.train_dataloader.dataset.data_root,
                                 out / 'diffusers_train_images')
     evaluator = SnapshotEvaluator(
-        config, [] if args.num_samples is None else ['--num-samples', str(args.num_samples)])
+        config, [] if args.num_samples is None else ['--num-samples', str(args.num_samples)],
+        args.cfg_options)
     stop_at = None if args.evaluate_all else max(THRESHOLDS)
     print(f'time_to_concept: {SHIM_NOTE}.', flush=True)
     commands = {

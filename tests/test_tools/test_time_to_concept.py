@@ -175,10 +175,51 @@ def test_bad_input_is_refused_before_anything_runs(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"missing \['clip', 'held_out_dir'\]"):
         ttc.main(['--diffusers-script', str(script),
                   '--mmti-config', str(REPO_ROOT / 'configs' / 'textual_inversion_tiny.py')])
+    with pytest.raises(SystemExit):
+        ttc.main(['--diffusers-script', str(script), '--diffusers-steps', '50'])
+    assert ('--diffusers-save-steps 100 is more than --diffusers-steps 50'
+            in capsys.readouterr().err)
+    (tmp_path / 'a_file').write_text('')
+    with pytest.raises(SystemExit):
+        ttc.main(['--diffusers-script', str(script), '--out-dir', str(tmp_path / 'a_file')])
+    assert 'is a file; pass a folder' in capsys.readouterr().err
+    with pytest.raises(SystemExit, match='trains many concepts'):
+        ttc.main(['--diffusers-script', str(script), '--mmti-config',
+                  str(REPO_ROOT / 'configs' / 'textual_inversion_toy_concepts.py')])
+    with pytest.raises(SystemExit, match='evaluation.held_out_dir /nowhere is not a folder'):
+        ttc.main(['--diffusers-script', str(script), '--cfg-options',
+                  'evaluation.held_out_dir=/nowhere'])
     (tmp_path / 'out' / 'round_1').mkdir(parents=True)  # an earlier benchmark is not deleted
     with pytest.raises(SystemExit, match='already holds a benchmark'):
         ttc.main(['--diffusers-script', str(script), '--out-dir', str(tmp_path / 'out')])
     assert (tmp_path / 'out' / 'round_1').is_dir()
+
+
+def test_cfg_options_set_the_concept_for_diffusers_and_the_evaluation_too(tmp_path):
+    options = ['train_dataloader.dataset.data_root=data/toy_concepts/green-dotted-cross/train',
+               'model.placeholder_token=<green-dotted-cross>', 'model.initializer_token=cross',
+               'evaluation.held_out_dir=data/toy_concepts/green-dotted-cross/held_out',
+               'model.num_vectors=3']
+    config = str(REPO_ROOT / ttc.DEFAULT_CONFIG)
+    cfg = ttc.benchmark_config(config, options, 'toy')
+    command = ttc.diffusers_command(tmp_path / 'ti.py', cfg, tmp_path / 'images', 40, 20,
+                                    tmp_path / 'out')
+    flags = dict(zip(command[3::1], command[4::1]))
+    assert flags['--placeholder_token'] == '<green-dotted-cross>'
+    assert flags['--initializer_token'] == 'cross'
+    assert cfg.train_dataloader.dataset.data_root.endswith('green-dotted-cross/train')
+    # tools/evaluate.py gets the same overrides, the snapshot's own row count last (it wins).
+    from safetensors.torch import save_file
+    import torch
+    snapshot = tmp_path / 'learned_embeds-steps-20.safetensors'
+    save_file({'<green-dotted-cross>': torch.zeros(1, 32)}, str(snapshot))
+    evaluate = ttc.SnapshotEvaluator(config, cfg_options=options).command(snapshot,
+                                                                          tmp_path / 'eval')
+    tail = evaluate[evaluate.index('--cfg-options') + 1:]
+    assert tail == [*options, 'model.num_vectors=1']
+    # An override naming no field of the config is refused before anything runs.
+    with pytest.raises(SystemExit, match='model.placeholdr_token'):
+        ttc.benchmark_config(config, ['model.placeholdr_token=<x>'], 'toy')
 
 
 def test_later_snapshots_render_only_the_learned_row_with_tools_evaluate(tmp_path):
