@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from mmengine.config import Config, DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
-from mmti.engine import build_runner  # noqa: E402
+from mmti.engine import build_runner, check_cfg_options  # noqa: E402
 from mmti.registry import HOOKS  # noqa: E402
+from mmti.utils import run_cli  # noqa: E402
 
 STAGES = ('data', 'vae', 'text_encoder', 'unet_forward', 'backward', 'optimizer')
 
@@ -43,7 +44,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='also profile N real and N floor steps with torch.profiler: ops and '
                              'kernel launches per step, the ops costing most host time')
     parser.add_argument('--json', action='store_true', help='print JSON instead of a table')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not osp.isfile(args.config):
+        parser.error(f'config {args.config} does not exist.')
+    if args.steps < 1 or args.warmup < 0 or args.profile < 0:
+        parser.error('--steps must be at least 1, --warmup and --profile at least 0.')
+    if args.batch_sizes is not None:
+        try:
+            args.batch_sizes = [int(size) for size in args.batch_sizes.split(',')]
+        except ValueError:
+            args.batch_sizes = []
+        if not args.batch_sizes or min(args.batch_sizes) < 1:
+            parser.error('--batch-sizes must be whole numbers of at least 1, comma-separated, '
+                         'e.g. 1,2,4.')
+    return args
 
 
 def synchronize(device: torch.device) -> None:
@@ -182,18 +196,26 @@ def time_interleaved(model, optim_wrapper, batches, floor: ComputeFloor, steps: 
     return step_times, floor_times
 
 
-def learning_signal_cost(cfg: Config, model, dataloader, step_seconds: float, device) -> dict:
+def learning_signal_cost(cfg: Config, model, dataloader, step, device,
+                         repeats: int = 3) -> dict:
     """One measurement of the config's learning signal (the hook as configured),
-    and the time it adds to training at its ``interval``."""
+    and the time it adds to training at its ``interval``.
+
+    Each measurement is timed next to a training step (``step()``), and the
+    share is the median of those pairs: drift in the machine's speed moves
+    both alike, as in :func:`time_interleaved`.
+    """
     hook_cfg = cfg.default_hooks.get('learning_signal')
     if not hook_cfg:
         return {}
     hook = HOOKS.build(hook_cfg)
     signal = hook.build_signal(dataloader, seed=0)
     signal(model)  # warm-up: first use of each batch shape
-    seconds = statistics.median(timed(lambda: signal(model), device) for _ in range(3))
+    pairs = [(timed(lambda: signal(model), device), timed(step, device)) for _ in range(repeats)]
+    seconds = statistics.median(measured for measured, _ in pairs)
     return {'signal_ms': 1000 * seconds, 'signal_samples': signal.num_samples,
-            'signal_overhead': seconds / (hook.interval * step_seconds)}
+            'signal_overhead': statistics.median(
+                measured / (hook.interval * step_s) for measured, step_s in pairs)}
 
 
 def benchmark(cfg: Config, batch_size: int, steps: int, warmup: int, profile: int = 0) -> dict:
@@ -218,7 +240,8 @@ def benchmark(cfg: Config, batch_size: int, steps: int, warmup: int, profile: in
     stages = stage_breakdown(model, optim_wrapper, batches, max(3, steps // 3), device)
     median = statistics.median(step_times)
     floor_median = statistics.median(floor_times)
-    signal = learning_signal_cost(cfg, model, dataloader, median, device)
+    signal = learning_signal_cost(
+        cfg, model, dataloader, lambda: model.train_step(next(batches), optim_wrapper), device)
     profiles = {}
     if profile:
         profiles = {'step': profile_steps(lambda: model.train_step(next(batches), optim_wrapper),
@@ -272,16 +295,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.set_num_threads(args.threads)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
+        check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = 'none'
-    cfg.work_dir = tempfile.mkdtemp(prefix='mmti-benchmark-')
     cfg.log_level = 'WARNING'
-    sizes = ([int(s) for s in args.batch_sizes.split(',')] if args.batch_sizes
-             else [cfg.train_dataloader.batch_size])
-    rows = [benchmark(cfg, size, args.steps, args.warmup, args.profile) for size in sizes]
+    sizes = args.batch_sizes or [cfg.train_dataloader.batch_size]
+    # The runner wants a work dir (logs, config dump); nothing of it is a result.
+    with tempfile.TemporaryDirectory(prefix='mmti-benchmark-') as work_dir:
+        cfg.work_dir = work_dir
+        rows = [benchmark(cfg, size, args.steps, args.warmup, args.profile) for size in sizes]
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))
     return rows
 
 
 if __name__ == '__main__':
-    main()
+    run_cli('tools/benchmark.py', main)

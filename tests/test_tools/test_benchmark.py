@@ -62,3 +62,24 @@ def test_benchmark_profile_counts_ops_of_the_step_and_its_floor():
     assert step['launches_per_step'] == floor['launches_per_step'] == 0  # CPU: nothing launched
     assert 0 < len(step['top_self_cpu_ms_per_step']) <= 8
     assert all(v >= 0 for v in step['top_self_cpu_ms_per_step'].values())
+
+
+@pytest.mark.parametrize('args, message', [
+    (['configs/nonexistent.py'], 'config configs/nonexistent.py does not exist'),
+    ([TINY_CONFIG, '--steps', '0'], '--steps must be at least 1'),
+    ([TINY_CONFIG, '--batch-sizes', '1,x'], '--batch-sizes must be whole numbers'),
+    ([TINY_CONFIG, '--cfg-options', 'default_hooks.learning_signal.interval=0'],
+     'default_hooks.learning_signal.interval must be a whole number >= 1, got 0'),
+])
+def test_bad_input_is_one_line_and_no_traceback(args, message):
+    result = run_tool('tools/benchmark.py', *args, '--warmup', '0', check=False)
+    assert result.returncode == 2
+    assert message in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_the_work_dir_is_removed(tmp_path, monkeypatch):
+    import tempfile
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    load_tool('benchmark').main([TINY_CONFIG, '--steps', '1', '--warmup', '0', '--json',
+                                 '--batch-sizes', '1', '--threads', '1'])
+    assert not list(tmp_path.glob('mmti-benchmark-*'))
