@@ -48,7 +48,6 @@ transparency on white).
 """
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -63,7 +62,6 @@ from mmti.registry import MODELS  # noqa: E402
 from mmti.utils import UserError, prog_name, run_cli  # noqa: E402
 
 PROG = prog_name('tools/evaluate.py')
-SIZE_MULTIPLE = 8  # diffusers' pipelines need height and width divisible by 8
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -180,22 +178,8 @@ def apply_config_defaults(args: argparse.Namespace, cfg: Config,
 
 def check_numbers(args: argparse.Namespace) -> None:
     """Refuse counts, sizes and scales (from the options or the config) out of range."""
-    def where(key: str) -> str:
-        return f'--{key.replace("_", "-")} (or evaluation.{key})'
-
-    for key in ('num_samples', 'steps'):
-        value = getattr(args, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserError(f'{where(key)} is {value!r}; it must be a whole number of at least 1.')
-    size = args.size
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0
-                             or size % SIZE_MULTIPLE):
-        raise UserError(f'{where("size")} is {size!r}; it must be a positive multiple of '
-                        f'{SIZE_MULTIPLE} (e.g. 512), or unset for the model\'s own size.')
-    scale = args.guidance_scale
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
-        raise UserError(f'{where("guidance_scale")} is {scale!r}; it must be a finite number '
-                        '(e.g. 7.5).')
+    from mmti.evaluation.protocol import check_protocol_numbers
+    check_protocol_numbers(vars(args), lambda key: f'--{key.replace("_", "-")} (or evaluation.{key})')
 
 
 def config_concepts(cfg: Config) -> list[dict] | None:

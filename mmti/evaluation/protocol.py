@@ -13,7 +13,8 @@ Reconstruction (image similarity) is measured on samples of
 similarity) on samples of :data:`EDIT_PROMPTS` against each prompt with the
 placeholder removed, the same text targets for every row.
 """
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import torch
 from PIL import Image
@@ -41,6 +42,31 @@ def _render(model, prompt: str | list[str], num_samples: int, steps: int, seed: 
                        guidance_scale=guidance_scale,
                        num_images_per_prompt=num_samples, seed=seed,
                        show_progress=False)['samples']
+
+
+SIZE_MULTIPLE = 8  # diffusers' pipelines need height and width divisible by 8
+
+
+def check_protocol_numbers(settings: dict, name: Callable[[str], str]) -> None:
+    """Refuse counts, sizes and scales of :func:`evaluate_concept` out of range.
+
+    Args:
+        settings: Any of ``num_samples``, ``steps``, ``size``, ``guidance_scale``.
+        name: Where a key was set, for the message (an option, a config key).
+    """
+    for key in ('num_samples', 'steps'):
+        value = settings.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f'{name(key)} is {value!r}; it must be a whole number of at least 1.')
+    size = settings.get('size')
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0
+                             or size % SIZE_MULTIPLE):
+        raise ValueError(f'{name("size")} is {size!r}; it must be a positive multiple of '
+                         f'{SIZE_MULTIPLE} (e.g. 512), or unset for the model\'s own size.')
+    scale = settings.get('guidance_scale', 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise ValueError(f'{name("guidance_scale")} is {scale!r}; it must be a finite number '
+                         '(e.g. 7.5).')
 
 
 def _generated_row(model, scorer, word: str, placeholder: str, training_features: torch.Tensor,

@@ -10,12 +10,18 @@ import secrets
 from collections.abc import Sequence
 
 import diffusers
+import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 from mmengine.logging import print_log
 from PIL import Image
 
+from mmti.utils import UserError
 from .sample_noise import weights_dtype
+
+
+class NonFiniteRenderError(UserError):
+    """Sampling produced NaN or inf pixels (the rows make the model compute them)."""
 
 
 def noise_seed(seed: int, index: int) -> int:
@@ -144,15 +150,22 @@ class DiffusersSamplingMixin:
             pipeline.set_progress_bar_config(disable=not show_progress)
             generator = torch.Generator(device=self.unet.device).manual_seed(
                 secrets.randbits(63) if seed is None else int(seed))
-            images = pipeline(
+            # As arrays first: the pipeline's own conversion turns NaN into black
+            # pixels without a word; these are the same bytes when finite.
+            pixels = pipeline(
                 **self.prompt_embeds(prompts, negatives),
                 num_inference_steps=num_inference_steps,
                 guidance_scale=self.DEFAULT_GUIDANCE if guidance_scale is None else guidance_scale,
                 height=height, width=width, num_images_per_prompt=num_images_per_prompt,
-                generator=generator, output_type='pil', **pipeline_kwargs).images
+                generator=generator, output_type='np', **pipeline_kwargs).images
         finally:
             self.train(was_training)
-        return {'samples': images}
+        if not np.isfinite(pixels).all():
+            raise NonFiniteRenderError(
+                f'The renders of {prompts[0]!r} hold NaN or inf: the model computes non-finite '
+                'values with these embedding rows (a diverged embedding?); no image was made. '
+                'Use rows from earlier in training, or train again with a lower learning rate.')
+        return {'samples': pipeline.numpy_to_pil(pixels)}
 
     def pipeline_components(self) -> dict:
         """This model's own modules, as the diffusers pipeline names them."""

@@ -375,3 +375,18 @@ def test_sd2_style_v_prediction_model_learns():
     data = fixed_batch()
     losses = [model.train_step(data, wrapper)['loss'].item() for _ in range(30)]
     assert losses[-1] < losses[0] and np.mean(losses[-5:]) < np.mean(losses[:5])
+
+
+def test_renders_that_are_not_finite_are_an_error_not_black_images():
+    from mmti.models.sampling import NonFiniteRenderError
+    from mmti.utils import UserError
+    model = build_tiny_model()
+    with torch.no_grad():  # finite, but far past what the text encoder can carry
+        model.token_embedding.concept_rows('<cat-toy>').fill_(3e38)
+    with pytest.raises(NonFiniteRenderError, match=r"The renders of 'a <cat-toy> bag' hold NaN "
+                                                   r'or inf: .*no image was made'):
+        model.infer('a <cat-toy> bag', num_inference_steps=2, seed=0, show_progress=False)
+    assert issubclass(NonFiniteRenderError, UserError)  # the CLIs: one line, exit status 2
+    # Other prompts, without the rows, still render.
+    image = model.infer('a toy bag', num_inference_steps=2, seed=0, show_progress=False)
+    assert np.asarray(image['samples'][0]).std() > 0

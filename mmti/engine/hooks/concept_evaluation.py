@@ -55,6 +55,9 @@ class ConceptEvaluator:
                                  f'every concept; concepts[{position}] '
                                  f'({concept["placeholder_token"]}) has none.')
         self.clip = settings.pop('clip')
+        from mmti.evaluation.protocol import check_protocol_numbers
+        check_protocol_numbers(settings, lambda key: f'{where}: {key} (evaluation.{key}, or its '
+                                                     'override)')
         self.protocol = settings  # evaluate_concept's keywords
         self.concepts = {c['placeholder_token']: c for c in concepts}
         self._scorer = None

@@ -199,12 +199,18 @@ class ConceptQueueHook(Hook):
         self._changed = True
 
     def _outputs(self, runner, concepts: list[int]) -> None:
+        # Here, not at the top: mmti.engine loads without the model classes.
+        from mmti.models.sampling import NonFiniteRenderError
         if is_main_process():
             model, tokens = unwrap_model(runner.model), [self.tokens[c] for c in concepts]
             write_concept_outputs(runner, model, tokens, self.series, self.stops)
             if self._evaluator is not None:  # kept with the stop: checkpoints carry it
                 for token in tokens:
-                    self.stops[token]['similarity'] = self._evaluator(model, token)
+                    try:
+                        self.stops[token]['similarity'] = self._evaluator(model, token)
+                    except NonFiniteRenderError as err:  # no number from black images
+                        print_log(f'{token}: not evaluated: {err}', logger='current',
+                                  level=logging.WARNING)
 
     def _build_evaluator(self, runner) -> ConceptEvaluator | None:
         evaluation = runner.cfg.get('evaluation')

@@ -70,22 +70,54 @@ def last_embedding_file(work_dir: str | Path, before: int) -> tuple[Path, int] |
     return None
 
 
+_CHECKPOINT_STEP = re.compile(r'^iter_(\d+)\.pth$')
+
+
+def earlier_checkpoint(work_dir: str | Path, up_to: int) -> tuple[str, int] | None:
+    """The newest ``iter_N.pth`` of ``work_dir`` with ``N <= up_to`` and finite rows."""
+    found = sorted(((int(m.group(1)), path) for path in Path(work_dir).glob('iter_*.pth')
+                    if (m := _CHECKPOINT_STEP.match(path.name)) and int(m.group(1)) <= up_to),
+                   reverse=True)
+    for step, path in found:
+        try:
+            checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+            if all_finite(checkpoint['state_dict'].values()):
+                return str(path), step
+        except Exception:  # unreadable: not a file to point the user at
+            continue
+    return None
+
+
 def stop_message(work_dir: str | Path, problem: str, step: int) -> str:
-    """One line: ``problem``, what on disk is whole and finite, and the fix."""
+    """One line: ``problem``, what on disk is whole and finite, and the fix.
+
+    ``step`` is the last iteration whose rows can be trusted: a checkpoint
+    after it holds the rows that diverged (resuming it, even at a lower
+    learning rate, would meet the same non-finite loss), so an earlier one
+    is named.
+    """
     kept = []
     checkpoint = last_checkpoint(work_dir)
     fix = "lower optim_wrapper.optimizer.lr (or use model.dtype='fp32')"
-    if checkpoint is None:
-        kept.append('no checkpoint yet')
-        fix += ' and train again'
-    elif checkpoint[2]:
+    if checkpoint is not None and checkpoint[2] and checkpoint[1] is not None \
+            and checkpoint[1] <= step:
         path, ckpt_step, _ = checkpoint
         kept.append(f'checkpoint {path} (iteration {ckpt_step}; last_checkpoint points at it)')
         fix += f', then --resume {path}'
-    else:  # e.g. written by an mmti that did not check
-        kept.append(f'no usable checkpoint (last_checkpoint names {checkpoint[0]}, which is '
-                    'unreadable or not finite)')
-        fix += ', then --resume PATH with an earlier, finite iter_*.pth, or train again'
+    elif checkpoint is None:
+        kept.append('no checkpoint yet')
+        fix += ' and train again'
+    else:
+        why = (f'it holds the rows of iteration {checkpoint[1]}, which gave the non-finite values'
+               if checkpoint[2] else 'it is unreadable or not finite')
+        earlier = earlier_checkpoint(work_dir, step)
+        if earlier is not None:
+            kept.append(f'checkpoint {earlier[0]} (iteration {earlier[1]}; not last_checkpoint\'s '
+                        f'{checkpoint[0]}: {why})')
+            fix += f', then --resume {earlier[0]}'
+        else:
+            kept.append(f'no usable checkpoint (last_checkpoint names {checkpoint[0]}: {why})')
+            fix += ' and train again'
     embedding = last_embedding_file(work_dir, step)
     if embedding is not None:
         kept.append(f'{embedding[0].name} (iteration {embedding[1]})')

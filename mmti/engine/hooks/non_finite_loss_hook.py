@@ -81,14 +81,19 @@ class NonFiniteLossHook(Hook):
         """Raise if a loss or the parameters were non-finite at any step so far."""
         loss, params = self._loss.read(), self._params.read()
         if params is not None and (loss is None or params[0] < loss[0]):
-            # The update of that step broke the rows; its own loss was finite.
+            # The update of that step broke the rows; its own loss was finite,
+            # so the rows before it are sound.
             names = ', '.join(self._trainable)
             step = params[0]
             problem = (f'The trainable parameters ({names}) became {params[1]} in the update of '
                        f'iteration {step}, though its loss was finite')
+            trusted = step - 1
         elif loss is not None:
+            # The rows before that step gave the loss: resuming them (an exact
+            # resume replays the same batch) would meet it again.
             step = loss[0]
             problem = f'Loss is {loss[1]} at iteration {step}'
+            trusted = step - 2
         else:
             return
-        raise NonFiniteLossError(stop_message(runner.work_dir, problem, step - 1))
+        raise NonFiniteLossError(stop_message(runner.work_dir, problem, trusted))

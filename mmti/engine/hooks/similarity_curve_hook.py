@@ -88,8 +88,14 @@ class SimilarityCurveHook(PeriodicHook):
     def act(self, runner, model, step: int, final: bool) -> None:
         if self._evaluator is None:
             return  # no evaluation block, or not a single-concept run
+        # Here, not at the top: mmti.engine loads without the model classes.
+        from mmti.models.sampling import NonFiniteRenderError
         if not self.series or self.series[-1]['step'] != step:  # not measured at this step yet
-            numbers = self._evaluator(model, self._token, keys=SERIES_KEYS)
+            try:
+                numbers = self._evaluator(model, self._token, keys=SERIES_KEYS)
+            except NonFiniteRenderError as err:  # no number is better than a black image's
+                runner.logger.warning(f'Similarity at step {step} not measured: {err}')
+                return
             self.series.append({'step': step, **numbers})
             self._write(runner)
         if final:

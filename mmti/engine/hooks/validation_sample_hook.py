@@ -64,11 +64,16 @@ class ValidationSampleHook(PeriodicHook):
     def act(self, runner, model, step: int, final: bool) -> None:
         if final and step == self.rendered_step:
             return  # the interval already drew the last step: once is enough
+        # Here, not at the top: mmti.engine loads without the model classes.
+        from mmti.models.sampling import NonFiniteRenderError
         saved = getattr(model, 'validation_cfg', None)
         if isinstance(saved, dict):
             model.validation_cfg = {'show_progress': False, **saved}
         try:
             results = model.val_step({'prompts': self.prompts} if self.prompts else None)
+        except NonFiniteRenderError as err:  # no grid of black images
+            runner.logger.warning(f'Validation samples of step {step} not saved: {err}')
+            return
         finally:
             if isinstance(saved, dict):
                 model.validation_cfg = saved

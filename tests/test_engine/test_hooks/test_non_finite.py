@@ -47,8 +47,29 @@ def test_no_checkpoint_yet(tmp_path):
 def test_a_non_finite_or_broken_checkpoint_is_not_called_good(tmp_path):
     write_checkpoint(tmp_path, 4, float('nan'))  # e.g. written before this check existed
     message = stop_message(tmp_path, 'Loss is nan at iteration 5', 4)
-    assert 'iter_4.pth, which is unreadable or not finite' in message
+    assert 'iter_4.pth: it is unreadable or not finite' in message
     assert 'Kept: no usable checkpoint' in message
-    assert message.endswith('--resume PATH with an earlier, finite iter_*.pth, or train again.')
+    assert message.endswith('and train again.')
     (tmp_path / 'iter_4.pth').write_bytes(b'truncated')
     assert 'unreadable or not finite' in stop_message(tmp_path, 'x', 4)
+    # An earlier, finite checkpoint beside it is named instead.
+    write_checkpoint(tmp_path, 2, 0.5)
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_4.pth'))
+    message = stop_message(tmp_path, 'x', 4)
+    assert f'Kept: checkpoint {tmp_path}/iter_2.pth (iteration 2; not last_checkpoint' in message
+    assert message.endswith(f'then --resume {tmp_path}/iter_2.pth.')
+
+
+def test_the_checkpoint_whose_rows_gave_the_loss_is_not_called_good(tmp_path):
+    # A NaN loss at iteration 5 comes from the rows after iteration 4: resuming iter_4.pth
+    # replays the same batch on the same rows and meets it again, whatever the learning rate.
+    write_checkpoint(tmp_path, 2, 0.5)
+    write_checkpoint(tmp_path, 4, 1e30)  # finite, but the rows that diverged
+    message = stop_message(tmp_path, 'Loss is nan at iteration 5', 3)
+    assert (f'Kept: checkpoint {tmp_path}/iter_2.pth (iteration 2; not last_checkpoint\'s '
+            f'{tmp_path}/iter_4.pth: it holds the rows of iteration 4, which gave the non-finite '
+            'values)') in message
+    assert message.endswith(f'then --resume {tmp_path}/iter_2.pth.')
+    (tmp_path / 'iter_2.pth').unlink()
+    message = stop_message(tmp_path, 'Loss is nan at iteration 5', 3)
+    assert 'Kept: no usable checkpoint' in message and message.endswith('and train again.')

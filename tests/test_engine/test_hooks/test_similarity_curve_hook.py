@@ -154,3 +154,39 @@ def test_a_missing_held_out_folder_is_named_before_training(tmp_path, clip):
                                          r'default_hooks.similarity=None'):
         train(cfg)
     assert not list(tmp_path.glob('*.pth'))  # refused before the first step
+
+
+def test_renders_that_are_not_finite_are_not_measured(tmp_path, clip):
+    from mmti.engine import NonFiniteLossError
+
+    class Blowup(Hook):  # after the non-finite check of step 2, before the measurement
+        priority = 'NORMAL'
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if runner.iter + 1 == 2:
+                with torch.no_grad():
+                    runner.model.token_embedding.concept_rows('<cat-toy>').fill_(3e38)
+
+    with pytest.raises(NonFiniteLossError):  # the next step's loss ends the run
+        run(tmp_path, clip, hooks=[Blowup()])
+    assert [p['step'] for p in read_similarity(tmp_path)] == [0]  # no number from black images
+    log = next(tmp_path.glob('*/*.log')).read_text()
+    assert 'Similarity at step 2 not measured: The renders of' in log
+
+
+@pytest.mark.parametrize('setting, message', [
+    (dict(guidance_scale=float('nan')), r'default_hooks.similarity: guidance_scale \(evaluation'
+                                        r'.guidance_scale, or its override\) is nan; it must be a '
+                                        r'finite number'),
+    (dict(num_samples=0), r'default_hooks.similarity: num_samples \(evaluation.num_samples, or '
+                          r'its override\) is 0; it must be a whole number of at least 1'),
+    (dict(steps=0), r'default_hooks.similarity: steps .* is 0'),
+])
+def test_bad_protocol_numbers_name_the_setting(tmp_path, clip, setting, message):
+    from conftest import tiny_config, train
+    cfg = tiny_config(tmp_path, max_iters=2, checkpoint_interval=1, embedding_interval=0,
+                      validation_interval=None, batch_size=2)
+    cfg.evaluation = dict(clip=str(clip), held_out_dir=str(CAT_TOY), **setting)
+    cfg.default_hooks.similarity.overrides = dict(setting)  # an override is checked as well
+    with pytest.raises(ValueError, match=message):
+        train(cfg)
