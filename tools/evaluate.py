@@ -1,6 +1,6 @@
 """Measure a learned concept with CLIP (the paper's image and text similarity).
 
-The command line lives in mmti/cli/evaluate.py (installed: mmti-evaluate).
+The command line lives in mmti/cli/evaluate.py (installed: mmti-eval).
 """
 import os.path as osp
 import sys

@@ -31,15 +31,20 @@ def load_images(folder: str, what: str, log: bool = True) -> list:
     return [load_rgb(file) for file in image_files(folder, what, log=log)]
 
 
-def held_out_captions(folder: str | None) -> list[str]:
+#: How the command-line tools name the settings; training hooks name their config keys.
+OPTION_NAMES = {'concept_dir': '--concept-dir', 'held_out_dir': '--held-out-dir',
+                'reconstruct': '--reconstruct-held-out-captions'}
+
+
+def held_out_captions(folder: str | None, names: dict = OPTION_NAMES) -> list[str]:
     """The first line of each held-out image's caption file, in image order."""
     if not folder:
-        raise UserError('--reconstruct-held-out-captions needs --held-out-dir (images with '
+        raise UserError(f'{names["reconstruct"]} needs {names["held_out_dir"]} (images with '
                         'caption files beside them).')
-    files = image_files(folder, '--held-out-dir', log=False)  # load_images logged it
+    files = image_files(folder, names['held_out_dir'], log=False)  # load_images logged it
     for image in files:
         if not image.with_suffix('.txt').is_file():
-            raise UserError(f'--reconstruct-held-out-captions: held-out image {image} has no '
+            raise UserError(f'{names["reconstruct"]}: held-out image {image} has no '
                             f'caption file {image.with_suffix(".txt").name} beside it (a line '
                             'like "a {} on a red sofa").')
     from mmti.datasets.textual_inversion_dataset import read_caption_file
@@ -47,17 +52,19 @@ def held_out_captions(folder: str | None) -> list[str]:
 
 
 def concept_inputs(concept_dir: str, held_out_dir: str | None = None,
-                   reconstruct_held_out_captions: bool = False, log: bool = True) -> dict:
+                   reconstruct_held_out_captions: bool = False, log: bool = True,
+                   names: dict = OPTION_NAMES) -> dict:
     """Keyword arguments of :func:`~mmti.evaluation.evaluate_concept` for one concept.
 
     ``training_images`` and ``held_out_images`` (None without a held-out
     folder), and with ``reconstruct_held_out_captions`` the held-out
     captions as ``reconstruction_prompt`` (they override any other).
-    ``log=False`` leaves out the folders' "using N images" lines.
+    ``log=False`` leaves out the folders' "using N images" lines; ``names``
+    says where each setting came from, for messages.
     """
-    inputs = {'training_images': load_images(concept_dir, '--concept-dir', log),
-              'held_out_images': (load_images(held_out_dir, '--held-out-dir', log)
+    inputs = {'training_images': load_images(concept_dir, names['concept_dir'], log),
+              'held_out_images': (load_images(held_out_dir, names['held_out_dir'], log)
                                   if held_out_dir else None)}
     if reconstruct_held_out_captions:
-        inputs['reconstruction_prompt'] = held_out_captions(held_out_dir)
+        inputs['reconstruction_prompt'] = held_out_captions(held_out_dir, names)
     return inputs

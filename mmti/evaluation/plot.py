@@ -107,7 +107,9 @@ def line_chart(panels: list[dict], path: str | os.PathLike, title: str | None = 
 
     Args:
         panels: One dict per panel: ``title``, optional ``xlabel`` (default
-            'step') and ``lines``, a list of dicts with ``label``, ``x``, ``y``
+            'step'), optional ``xrange`` (x values the axis must span, e.g.
+            ``(0, last_step)`` for panels that share it) and ``lines``, a list of
+            dicts with ``label``, ``x``, ``y``
             (equal-length sequences) and optionally ``color`` (RGB) and
             ``width`` (px).
         path: The PNG to write (atomically).
@@ -143,7 +145,9 @@ def _draw_panel(image: Image.Image, panel: dict, top: int) -> None:
         return
     xs = [float(x) for line in lines for x in line['x']]
     ys = [float(y) for line in lines for y in line['y'] if math.isfinite(float(y))]
-    to_px = _axes(image, box, _span(xs, 0.0), _span(ys, 0.05), panel.get('xlabel', 'step'))
+    # A shared range keeps stacked panels aligned step for step.
+    to_px = _axes(image, box, _span(xs + list(panel.get('xrange', ())), 0.0), _span(ys, 0.05),
+                  panel.get('xlabel', 'step'))
     legend_x = box[2] - 8
     for i, line in enumerate(lines):
         color = tuple(line.get('color') or COLORS[i % len(COLORS)])

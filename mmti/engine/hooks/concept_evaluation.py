@@ -55,6 +55,7 @@ class ConceptEvaluator:
                                  f'every concept; concepts[{position}] '
                                  f'({concept["placeholder_token"]}) has none.')
         self.clip = settings.pop('clip')
+        self.where = where
         from mmti.evaluation.protocol import check_protocol_numbers
         check_protocol_numbers(settings, lambda key: f'{where}: {key} (evaluation.{key}, or its '
                                                      'override)')
@@ -76,8 +77,13 @@ class ConceptEvaluator:
             self._scorer = ClipScorer(self.clip, device=str(next(model.parameters()).device))
         concept = self.concepts[token]
         if token not in self._inputs:
-            self._inputs[token] = concept_inputs(concept['data_root'], concept.get('held_out_dir'),
-                                                 self.reconstruct, log=self._log_folders)
+            self._inputs[token] = concept_inputs(
+                concept['data_root'], concept.get('held_out_dir'), self.reconstruct,
+                log=self._log_folders,
+                names={'concept_dir': f'{self.where}: the training folder of {token}',
+                       'held_out_dir': f'{self.where}: the held-out folder of {token} '
+                                       '(evaluation.held_out_dir, or held_out_dir in its concept)',
+                       'reconstruct': f'{self.where}: evaluation.reconstruct_held_out_captions'})
         inputs = dict(self._inputs[token])
         baselines = self._baselines.get(token)
         if baselines is not None:  # render the learned rows only

@@ -158,6 +158,8 @@ def write_curves(runner, step: int, smoothing: float = 0.9) -> Path:
     for key, (xs, ys) in sorted(logged_scalars(runner.log_dir).items()):
         if 'similarity' in key and any(math.isfinite(y) for y in ys):
             panels.append(dict(title=key, lines=[dict(label=key, x=xs, y=ys, width=2)]))
+    for panel in panels:  # every panel spans the whole run so far, step for step
+        panel['xrange'] = (0, step)
     path = Path(runner.work_dir) / CURVES_FILE
     line_chart(panels, path, title=f'{Path(runner.work_dir).name}: step {step}')
     return path

@@ -341,3 +341,16 @@ def test_the_runs_cap_ends_the_concepts_in_training_and_leaves_the_rest_waiting(
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ConceptQueueHook(**kwargs)
+
+
+def test_a_concept_whose_rows_do_not_learn_is_marked_not_learned(tmp_path):
+    cfg = concepts_config(tmp_path, [STAR], lanes=1, max_steps=20, stop=STOP)
+    cfg.optim_wrapper.optimizer.lr = 0.0  # its rows never move: the signal never falls
+    runner, _ = train(cfg)
+    stop = queue_state(tmp_path)['stops'][STAR]
+    assert stop['kind'] == 'not_learning' and stop['step'] == 4  # after two windows of 2 steps
+    assert 'stayed at or above its start' in stop['reason']
+    summary = (tmp_path / 'concepts.md').read_text(encoding='utf-8')
+    assert f'| {STAR} | 4 | NOT learned: the learning signal has stayed at or above' in summary
+    log = next(tmp_path.glob('*/*.log')).read_text(encoding='utf-8')
+    assert f'{STAR} is NOT learned: stopped after 4 of its steps' in log

@@ -73,3 +73,16 @@ def test_smoothing_and_ticks():
     assert nice_ticks(1, 200) == [50, 100, 150, 200]
     ticks = nice_ticks(1.03, 1.21)
     assert ticks[0] >= 1.03 and ticks[-1] <= 1.21 and len(ticks) >= 3
+
+
+def test_a_shared_range_puts_a_step_at_the_same_place_in_every_panel(tmp_path):
+    import numpy as np
+    from mmti.evaluation.plot import CHART_WIDTH, MARGIN_LEFT, MARGIN_RIGHT
+    red = (214, 39, 40)
+    panels = [dict(title='one point', xrange=(0, 10),
+                   lines=[dict(label='', x=[2], y=[1.0], color=red)])]
+    line_chart(panels, tmp_path / 'c.png')
+    pixels = np.asarray(Image.open(tmp_path / 'c.png').convert('RGB'))
+    columns = np.nonzero((pixels == red).all(axis=-1))[1]
+    left, right = MARGIN_LEFT, CHART_WIDTH - MARGIN_RIGHT
+    assert abs(columns.mean() - (left + 0.2 * (right - left))) <= 3  # step 2 of 0-10

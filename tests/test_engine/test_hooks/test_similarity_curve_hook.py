@@ -190,3 +190,18 @@ def test_bad_protocol_numbers_name_the_setting(tmp_path, clip, setting, message)
     cfg.default_hooks.similarity.overrides = dict(setting)  # an override is checked as well
     with pytest.raises(ValueError, match=message):
         train(cfg)
+
+
+def test_a_held_out_folder_without_images_names_the_config_key(tmp_path, clip):
+    from conftest import tiny_config, train
+    from mmti.utils import UserError
+    empty = tmp_path / 'held'
+    empty.mkdir()
+    (empty / 'notes.txt').write_text('not an image')
+    cfg = tiny_config(tmp_path / 'work', max_iters=2, checkpoint_interval=1,
+                      embedding_interval=0, validation_interval=None, batch_size=2)
+    cfg.evaluation = dict(clip=str(clip), held_out_dir=str(empty))
+    with pytest.raises(UserError, match=r'^default_hooks.similarity: the held-out folder of '
+                                        r'<cat-toy> \(evaluation.held_out_dir, or held_out_dir in '
+                                        r'its concept\): .*has no images'):
+        train(cfg)
