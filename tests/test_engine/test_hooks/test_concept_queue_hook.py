@@ -296,6 +296,26 @@ def test_resuming_a_run_whose_queue_is_done_says_it_is_finished(queue_run):
         check_not_finished(queue_config(work_dir), last, checkpoint)
 
 
+def test_a_done_run_cut_off_before_its_end_writes_its_outputs_on_resume(queue_run, tmp_path):
+    import shutil
+    work_dir, runner, _ = queue_run
+    copy = tmp_path / 'copy'
+    shutil.copytree(work_dir, copy)
+    last = copy / f'iter_{runner.iter}.pth'
+    (copy / 'last_checkpoint').write_text(str(last))
+    # What a kill after the last concept's checkpoint leaves: no summary, no combined file.
+    (copy / 'learned_embeds.safetensors').unlink()
+    (copy / 'concepts.md').unlink()
+    resumed, recorder = train(queue_config(copy), resume=True)
+    assert resumed.iter == runner.iter and sorted(recorder.rows) == [runner.iter]  # no step
+    assert (copy / 'learned_embeds.safetensors').read_bytes() == (
+        work_dir / 'learned_embeds.safetensors').read_bytes()
+    assert (copy / 'concepts.md').read_text() == (work_dir / 'concepts.md').read_text()
+    checkpoint = torch.load(last, map_location='cpu', weights_only=True)
+    with pytest.raises(RunFinished, match='nothing to resume'):  # whole again
+        check_not_finished(queue_config(copy), str(last), checkpoint)
+
+
 # -------------------------------------------------------------- run's cap
 def test_the_runs_cap_ends_the_concepts_in_training_and_leaves_the_rest_waiting(tmp_path):
     runner, recorder = train(concepts_config(tmp_path, [STAR, TRIANGLE, CROSS], lanes=2,
