@@ -48,6 +48,7 @@ transparency on white).
 """
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -222,7 +223,10 @@ def load_scorer_and_model(args: argparse.Namespace, cfg: Config) -> tuple:
     try:
         loaded = model.load_embeddings(args.embeddings)
     except (ValueError, KeyError, OSError) as error:
-        raise UserError(f'cannot load {args.embeddings}: {error}') from None
+        # On this command line the config's row count is an option, not an edit.
+        message = re.sub(r'set num_vectors=(\d+) in the config',
+                         r'pass --cfg-options model.num_vectors=\1', str(error))
+        raise UserError(f'cannot load {args.embeddings}: {message}') from None
     print(f'Loaded {loaded} from {args.embeddings}')
     return scorer, model, loaded
 

@@ -168,3 +168,16 @@ def test_images_are_read_as_training_reads_them(tmp_path):
     assert [im.size for im in images] == [(20, 40), (16, 16)]
     assert all(im.mode == 'RGB' for im in images)
     assert images[1].getpixel((3, 3)) == (255, 255, 255)
+
+
+def test_a_file_with_other_row_count_names_the_option_that_fixes_it(tiny_clip, tmp_path):
+    import torch
+    from mmti.fileio import write_embedding_file
+    two_rows = write_embedding_file(tmp_path / 'learned_embeds.safetensors',
+                                    {'<cat-toy>': torch.randn(2, 32)})  # the config trains 1
+    result = run_tool('tools/evaluate.py', TINY_CONFIG, '--embeddings', str(two_rows),
+                      '--clip', tiny_clip, '--concept-dir', str(CAT_TOY), '--out-dir',
+                      str(tmp_path / 'o'), check=False)
+    assert result.returncode == 2
+    assert 'pass --cfg-options model.num_vectors=2' in result.stderr
+    assert 'in the config' not in result.stderr
