@@ -129,13 +129,7 @@ class LearningSignalHook(Hook):
         saved = checkpoint.get('learning_signal')
         if not saved or not runner.cfg.get('resume'):
             return  # no series saved, or a weights-only load_from: a fresh series
-        if saved.get('num_samples') != self.num_samples:
-            raise ValueError(
-                f'The checkpoint measured the learning signal on num_samples='
-                f'{saved.get("num_samples")} fixed samples; this config has '
-                f'default_hooks.learning_signal.num_samples={self.num_samples}, whose values would '
-                f'not compare with the saved ones. Resume with '
-                f'num_samples={saved.get("num_samples")}.')
+        # (A series of other num_samples is refused before this: resume.check_signal_matches.)
         step = checkpoint['meta'].get('iter', 0)
         kept = [i for i, s in enumerate(saved['steps']) if s <= step]
         self.steps = [saved['steps'][i] for i in kept]
