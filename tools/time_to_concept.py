@@ -18,9 +18,12 @@ Two recipes learn the same concept from the same images:
   process, what ``accelerate launch`` does on one device). Its dataset lists
   every file of its folder, so it gets a copy of the images without their
   caption files (``OUT_DIR/diffusers_train_images``).
-* mmti: ``tools/train.py CONFIG`` as the config ships it (``--cfg-options``
-  passes overrides), a snapshot every ``--mmti-save-steps``, without the
-  similarity curves (the snapshots are scored afterwards, as diffusers' are).
+* mmti: ``tools/train.py CONFIG`` as the config ships it, a snapshot every
+  ``--mmti-save-steps``, without the similarity curves (the snapshots are
+  scored afterwards, as diffusers' are).
+
+``--cfg-options`` changes the config for every part: the concept, images and
+model it names are what diffusers trains on and what the scoring uses too.
 
 Each tool trains in its own process; the rounds interleave them (diffusers,
 mmti, diffusers, mmti, ...) so drift in the speed of a shared machine hits
