@@ -145,8 +145,9 @@ def use_configured_lr(runner, checkpoint: dict) -> None:
     the checkpoint, so "lower the learning rate and --resume" after a
     divergence would silently train with the old one and diverge again. When
     the configured base lr differs from the one the checkpoint was trained
-    with, every saved lr (groups and lr schedulers) is scaled by their ratio;
-    when it is the same, nothing changes and the resume stays bitwise exact.
+    with, every saved lr (groups and lr schedulers) is scaled by their ratio
+    (set to the configured lr where the checkpoint's was 0); when it is the
+    same, nothing changes and the resume stays bitwise exact.
     """
     try:
         wanted = float(runner.cfg.optim_wrapper.optimizer.lr)
@@ -154,16 +155,17 @@ def use_configured_lr(runner, checkpoint: dict) -> None:
         saved = float(saved_cfg.optim_wrapper.optimizer.lr)
     except Exception:  # no config in the checkpoint or the runner: keep mmengine's way
         return
-    if wanted == saved or saved <= 0 or 'optimizer' not in checkpoint:
+    if wanted == saved or 'optimizer' not in checkpoint:
         return
-    ratio = wanted / saved
+    # A run trained at lr 0 has no ratio to scale by: its rates become the configured one.
+    new = (lambda value: wanted) if saved <= 0 else (lambda value: value * wanted / saved)
     for group in checkpoint['optimizer'].get('param_groups', []):
         for key in ('lr', 'initial_lr'):
             if key in group:
-                group[key] *= ratio
+                group[key] = new(group[key])
     for state in _lr_scheduler_states(checkpoint.get('param_schedulers')):
         for key in ('base_values', '_last_value'):
             if isinstance(state.get(key), list):
-                state[key] = [v * ratio for v in state[key]]
+                state[key] = [new(v) for v in state[key]]
     runner.logger.warning(f'Resuming with the learning rate of the config ({wanted:g}) instead '
                           f"of the checkpoint's ({saved:g}).")

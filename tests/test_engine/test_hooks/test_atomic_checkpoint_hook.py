@@ -275,3 +275,24 @@ def test_a_hub_loaded_onto_the_training_device_round_trips(tmp_path, device):
     for key, buffer in state['log_scalars'].items():
         for mine, theirs in zip(restored.log_scalars[key].data, buffer.data):
             assert np.array_equal(mine, theirs)
+
+
+def test_a_run_at_learning_rate_0_resumes_at_the_configured_rate(tmp_path):
+    from conftest import tiny_config, train
+    import torch
+
+    def config(lr, max_iters):
+        cfg = tiny_config(tmp_path, max_iters=max_iters, checkpoint_interval=1,
+                          embedding_interval=0, validation_interval=None, batch_size=1)
+        cfg.default_hooks.learning_signal.stop = None
+        cfg.optim_wrapper.optimizer.lr = lr
+        return cfg
+
+    _, still = train(config(0.0, 2))
+    assert torch.equal(still.rows[1], still.rows[2])  # lr 0: the rows never moved
+    runner, moved = train(config(1e-3, 4), resume=True)
+    final = torch.load(tmp_path / 'iter_4.pth', weights_only=True)
+    assert [g['lr'] for g in final['optimizer']['param_groups']] == [pytest.approx(1e-3)]
+    assert not torch.equal(moved.rows[4], still.rows[2])  # they move now
+    log = next(iter(sorted(tmp_path.glob('*/*.log'))[-1:])).read_text()
+    assert "Resuming with the learning rate of the config (0.001) instead of the checkpoint's (0)" in log
