@@ -31,11 +31,24 @@ def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
     return bool(torch.isfinite(torch.stack(norms)).all())
 
 
-def last_checkpoint(work_dir: str | Path) -> tuple[str, int | None, bool] | None:
-    """``(path, iteration, finite)`` of the checkpoint ``--resume`` would load.
+def usable_rows(state_dict: dict, row_limit: float | None = None) -> bool:
+    """Finite rows, none with a norm above ``row_limit`` (None: finite is enough)."""
+    tensors = [t for t in state_dict.values() if torch.is_tensor(t) and t.is_floating_point()]
+    if not all_finite(tensors):
+        return False
+    if row_limit is None:
+        return True
+    return all(float(t.detach().float().reshape(-1, t.shape[-1]).norm(dim=-1).max()) <= row_limit
+               for t in tensors if t.ndim >= 1 and t.numel())
+
+
+def last_checkpoint(work_dir: str | Path,
+                    row_limit: float | None = None) -> tuple[str, int | None, bool] | None:
+    """``(path, iteration, usable)`` of the checkpoint ``--resume`` would load.
 
     ``None`` if there is no ``last_checkpoint`` file; iteration ``None`` and
-    finite ``False`` if the file it names cannot be read.
+    usable ``False`` if the file it names cannot be read. Usable: its rows are
+    finite and (with ``row_limit``) no row's norm is above it.
     """
     marker = Path(work_dir) / 'last_checkpoint'
     try:
@@ -45,7 +58,8 @@ def last_checkpoint(work_dir: str | Path) -> tuple[str, int | None, bool] | None
     try:
         # mmap: only the rows are read, however large the file.
         checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-        return path, int(checkpoint['meta']['iter']), all_finite(checkpoint['state_dict'].values())
+        return (path, int(checkpoint['meta']['iter']),
+                usable_rows(checkpoint['state_dict'], row_limit))
     except Exception:  # missing, truncated, not a checkpoint: say so, do not mask the stop
         return path, None, False
 
@@ -73,31 +87,35 @@ def last_embedding_file(work_dir: str | Path, before: int) -> tuple[Path, int] |
 _CHECKPOINT_STEP = re.compile(r'^iter_(\d+)\.pth$')
 
 
-def earlier_checkpoint(work_dir: str | Path, up_to: int) -> tuple[str, int] | None:
-    """The newest ``iter_N.pth`` of ``work_dir`` with ``N <= up_to`` and finite rows."""
+def earlier_checkpoint(work_dir: str | Path, up_to: int,
+                       row_limit: float | None = None) -> tuple[str, int] | None:
+    """The newest ``iter_N.pth`` of ``work_dir`` with ``N <= up_to`` and usable rows."""
     found = sorted(((int(m.group(1)), path) for path in Path(work_dir).glob('iter_*.pth')
                     if (m := _CHECKPOINT_STEP.match(path.name)) and int(m.group(1)) <= up_to),
                    reverse=True)
     for step, path in found:
         try:
             checkpoint = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-            if all_finite(checkpoint['state_dict'].values()):
+            if usable_rows(checkpoint['state_dict'], row_limit):
                 return str(path), step
         except Exception:  # unreadable: not a file to point the user at
             continue
     return None
 
 
-def stop_message(work_dir: str | Path, problem: str, step: int) -> str:
+def stop_message(work_dir: str | Path, problem: str, step: int,
+                 row_limit: float | None = None) -> str:
     """One line: ``problem``, what on disk is whole and finite, and the fix.
 
     ``step`` is the last iteration whose rows can be trusted: a checkpoint
     after it holds the rows that diverged (resuming it, even at a lower
     learning rate, would meet the same non-finite loss), so an earlier one
-    is named.
+    is named. With ``row_limit``, a checkpoint whose rows are finite but
+    have a norm above it (blown up on the way to the non-finite values) is
+    not named either.
     """
     kept = []
-    checkpoint = last_checkpoint(work_dir)
+    checkpoint = last_checkpoint(work_dir, row_limit)
     fix = "lower optim_wrapper.optimizer.lr (or use model.dtype='fp32')"
     if checkpoint is not None and checkpoint[2] and checkpoint[1] is not None \
             and checkpoint[1] <= step:
@@ -109,8 +127,9 @@ def stop_message(work_dir: str | Path, problem: str, step: int) -> str:
         fix += ' and train again'
     else:
         why = (f'it holds the rows of iteration {checkpoint[1]}, which gave the non-finite values'
-               if checkpoint[2] else 'it is unreadable or not finite')
-        earlier = earlier_checkpoint(work_dir, step)
+               if checkpoint[2] else 'its rows are unreadable, not finite or blown up'
+               if row_limit is not None else 'it is unreadable or not finite')
+        earlier = earlier_checkpoint(work_dir, step, row_limit)
         if earlier is not None:
             kept.append(f'checkpoint {earlier[0]} (iteration {earlier[1]}; not last_checkpoint\'s '
                         f'{checkpoint[0]}: {why})')

@@ -96,4 +96,24 @@ class NonFiniteLossHook(Hook):
             trusted = step - 2
         else:
             return
-        raise NonFiniteLossError(stop_message(runner.work_dir, problem, trusted))
+        raise NonFiniteLossError(stop_message(runner.work_dir, problem, trusted,
+                                              row_limit=sane_row_limit(runner)))
+
+
+#: How many times the longest word's norm a learned row may reach and still be
+#: a place to resume from. Learned rows end at a few times it (docs/fast_concepts.md:
+#: 0.69 against 0.30 for the toy star); rows far past it were blown up by the
+#: steps that ended in NaN, and a lower learning rate cannot bring them back.
+SANE_ROW_FACTOR = 100
+
+
+def sane_row_limit(runner) -> float | None:
+    """The largest row norm a checkpoint named for a resume may hold; None if unknown."""
+    # Here, not at the top: mmti.engine loads without the model classes.
+    from mmti.models.placeholder_embedding import PlaceholderEmbedding
+    model = unwrap_model(runner.model)
+    tables = [module.base.weight[:module.first_new_id] for module in model.modules()
+              if isinstance(module, PlaceholderEmbedding)]
+    if not tables:
+        return None
+    return SANE_ROW_FACTOR * max(float(t.detach().float().norm(dim=-1).max()) for t in tables)

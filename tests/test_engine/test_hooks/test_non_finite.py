@@ -1,4 +1,5 @@
 """The stop message of a diverged run names only files that are whole and finite."""
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -73,3 +74,26 @@ def test_the_checkpoint_whose_rows_gave_the_loss_is_not_called_good(tmp_path):
     (tmp_path / 'iter_2.pth').unlink()
     message = stop_message(tmp_path, 'Loss is nan at iteration 5', 3)
     assert 'Kept: no usable checkpoint' in message and message.endswith('and train again.')
+
+
+def test_finite_rows_blown_far_past_the_words_are_not_called_good(tmp_path):
+    write_checkpoint(tmp_path, 2, 0.5)   # rows of norm 1: a place to resume from
+    write_checkpoint(tmp_path, 4, 1e19)  # finite, but ruined on the way to a NaN
+    message = stop_message(tmp_path, 'Loss is nan at iteration 6', 4, row_limit=30.0)
+    assert f'Kept: checkpoint {tmp_path}/iter_2.pth (iteration 2; not last_checkpoint' in message
+    assert 'its rows are unreadable, not finite or blown up' in message
+    assert message.endswith(f'then --resume {tmp_path}/iter_2.pth.')
+    # Without a limit (a caller that cannot know the words' scale) finite is enough.
+    assert message != stop_message(tmp_path, 'Loss is nan at iteration 6', 4)
+
+
+def test_the_limit_is_a_hundred_times_the_longest_word():
+    from types import SimpleNamespace
+    from mmti.engine.hooks.non_finite_loss_hook import SANE_ROW_FACTOR, sane_row_limit
+    from mmti_testing import build_tiny_model
+    model = build_tiny_model()
+    words = model.token_embedding.base.weight[:model.token_embedding.first_new_id]
+    expected = SANE_ROW_FACTOR * float(words.norm(dim=-1).max())
+    assert sane_row_limit(SimpleNamespace(model=model)) == pytest.approx(expected)
+    # The learned rows start at a word's norm: far inside it.
+    assert float(model.token_embedding.concept_rows('<cat-toy>').norm(dim=-1).max()) < expected / 50
