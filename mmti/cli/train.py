@@ -271,8 +271,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             runner = build_runner(cfg, claim_work_dir)
         except RunFinished as done:
-            print(f'{PROG}: {done}; {done.hint}.',
-                  file=sys.stderr)
+            if is_rank_zero():  # every rank decides the same; one says so
+                print(f'{PROG}: {done}; {done.hint}.', file=sys.stderr)
             return
         _run.update(work_dir=cfg.work_dir, argv=argv)
         runner.train()  # a divergence raises NonFiniteLossError: one line, what was kept
