@@ -89,7 +89,8 @@ def check_not_finished(cfg: Config, path: str, checkpoint: dict) -> str | None:
     """Raise :class:`RunFinished` if the checkpoint is at ``max_iters`` already
     or is where :class:`LearningSignalHook` stopped the run, or where
     :class:`ConceptQueueHook` finished its last concept, and the run's final
-    embedding file was written from it.
+    embedding file was written from it (and its final sample grid, where the
+    run draws one).
 
     A finished run cut off before its end wrote that file (killed after the
     last checkpoint) resumes without training, to write its outputs: the
@@ -116,10 +117,25 @@ def check_not_finished(cfg: Config, path: str, checkpoint: dict) -> str | None:
     if finished is None:
         return None
     final = final_embedding_path(cfg)
-    if final is None or final_written_at(final, step):
+    if final is None:
+        raise finished  # no final file to tell a whole ending by
+    missing = [] if final_written_at(final, step) else [final]
+    samples = final_samples_path(cfg, step)
+    if samples is not None and not osp.isfile(samples):
+        missing.append(samples)
+    if not missing:
         raise finished
-    return (f'The run finished at step {step} ({path}) but ended before writing {final}; '
-            'writing its outputs now, without training.')
+    return (f'The run finished at step {step} ({path}) but ended before writing '
+            f'{" and ".join(missing)}; writing its outputs now, without training.')
+
+
+def final_samples_path(cfg: Config, step: int) -> str | None:
+    """The sample grid :class:`ValidationSampleHook` draws at the end; None without one."""
+    sampler = (cfg.get('default_hooks') or {}).get('validation_samples')
+    if sampler is None or not (sampler.get('prompts') or
+                               (cfg.get('model') or {}).get('validation_prompts')):
+        return None
+    return osp.join(cfg.work_dir, 'samples', f'step_{step}.png')
 
 
 def final_embedding_path(cfg: Config) -> str | None:

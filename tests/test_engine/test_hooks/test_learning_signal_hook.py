@@ -267,3 +267,23 @@ def test_bad_settings_name_the_setting(kwargs, message):
     from mmti.engine.hooks import LearningSignalHook
     with pytest.raises(ValueError, match=message):
         LearningSignalHook(**kwargs)
+
+
+def test_a_run_cut_off_before_its_final_samples_draws_them_on_resume(tmp_path):
+    from conftest import tiny_config, train
+    cfg = signal_cfg(tiny_config(tmp_path, max_iters=3, checkpoint_interval=1,
+                                 embedding_interval=0, validation_interval=0, batch_size=2))
+    runner, _ = train(cfg)
+    grid = tmp_path / 'samples' / 'step_3.png'
+    drawn = grid.read_bytes()
+    grid.unlink()  # killed after the embedding was written, before the samples
+    checkpoint = torch.load(tmp_path / 'iter_3.pth', weights_only=True)
+    note = check_not_finished(runner.cfg, str(tmp_path / 'iter_3.pth'), checkpoint)
+    assert f'ended before writing {grid}; writing its outputs now' in note
+    resumed, recorder = train(signal_cfg(tiny_config(
+        tmp_path, max_iters=3, checkpoint_interval=1, embedding_interval=0,
+        validation_interval=0, batch_size=2)), resume=True)
+    assert resumed.iter == 3 and not recorder.rows  # no step trained
+    assert grid.read_bytes() == drawn
+    with pytest.raises(RunFinished):
+        check_not_finished(runner.cfg, str(tmp_path / 'iter_3.pth'), checkpoint)
