@@ -48,7 +48,6 @@ transparency on white).
 """
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -219,14 +218,15 @@ def load_scorer_and_model(args: argparse.Namespace, cfg: Config) -> tuple:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UserError(f'cannot load CLIP from {args.clip}: {first_line}') from None
     import mmti.models  # noqa: F401  (registers TextualInversion)
+    from mmti.models.concept_vocabulary import RowCountError
     model = MODELS.build(cfg.model).to(args.device)
     try:
         loaded = model.load_embeddings(args.embeddings)
+    except RowCountError as error:  # on this command line the row count is an option
+        raise UserError(f'cannot load {args.embeddings}: {error.problem}; pass --cfg-options '
+                        f'model.num_vectors={error.rows}.') from None
     except (ValueError, KeyError, OSError) as error:
-        # On this command line the config's row count is an option, not an edit.
-        message = re.sub(r'set num_vectors=(\d+) in the config',
-                         r'pass --cfg-options model.num_vectors=\1', str(error))
-        raise UserError(f'cannot load {args.embeddings}: {message}') from None
+        raise UserError(f'cannot load {args.embeddings}: {error}') from None
     print(f'Loaded {loaded} from {args.embeddings}')
     return scorer, model, loaded
 

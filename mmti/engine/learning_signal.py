@@ -13,6 +13,9 @@ import math
 import numpy as np
 import torch
 
+#: Fixed samples the signal is measured on, unless a config says otherwise.
+DEFAULT_NUM_SAMPLES = 16
+
 # Keeps the signal's noise apart from every training sample's noise seed,
 # which the dataset draws from (seed, index) alone.
 _SIGNAL_STREAM = 0x5167_4E41

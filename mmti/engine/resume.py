@@ -13,6 +13,8 @@ from mmengine.config import Config
 
 from mmti.fileio import read_embedding_file
 from mmti.utils import UserError
+from .hooks.validation_sample_hook import sample_grid_path
+from .learning_signal import DEFAULT_NUM_SAMPLES
 
 
 class RunFinished(Exception):
@@ -135,7 +137,7 @@ def final_samples_path(cfg: Config, step: int) -> str | None:
     if sampler is None or not (sampler.get('prompts') or
                                (cfg.get('model') or {}).get('validation_prompts')):
         return None
-    return osp.join(cfg.work_dir, 'samples', f'step_{step}.png')
+    return str(sample_grid_path(cfg.work_dir, step))
 
 
 def final_embedding_path(cfg: Config) -> str | None:
@@ -162,7 +164,7 @@ def check_signal_matches(cfg: Config, path: str, checkpoint: dict) -> None:
     signal = (cfg.get('default_hooks') or {}).get('learning_signal')
     if not saved or signal is None:
         return
-    wanted = signal.get('num_samples', 16)
+    wanted = signal.get('num_samples', DEFAULT_NUM_SAMPLES)
     if saved.get('num_samples') != wanted:
         raise UserError(
             f'Cannot resume from {path}: it measured the learning signal on '

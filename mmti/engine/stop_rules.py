@@ -70,6 +70,16 @@ class PlateauStop:
         """The earliest step the rule can stop at, in a series that starts at ``start``."""
         return max(self.min_steps, 2 * self.window + start)
 
+    def cap_warning(self, interval: int, start: int, cap: int, cap_name: str,
+                    where: str) -> str | None:
+        """What to say when the step cap ``cap`` comes before the rule can first stop."""
+        first = -(-self.first_possible_stop(start) // interval) * interval  # a measured step
+        if first <= cap:
+            return None
+        return (f'{where}.stop can first stop at step {first} (two windows of {self.window} '
+                f'steps, measured every {interval}), after {cap_name}={cap}: training runs to '
+                f'the cap. Raise {cap_name} or shorten the window.')
+
     def describe(self) -> dict:
         return asdict(self)
 
@@ -113,6 +123,10 @@ class PlateauStop:
                 f'the last {2 * self.window} steps (now {values[-1]:.3g}, lowest since the start '
                 f'{min(values):.3g}): the rows are no better than where they started')
 
+
+#: The fix for rows that are not learning, as the hooks say it.
+NOT_LEARNING_FIX = ('set optim_wrapper.optimizer.lr (too large throws the rows off, too small '
+                    'leaves them where they started)')
 
 _FIELDS = ('window', 'min_drop', 'near_best', 'min_steps')
 

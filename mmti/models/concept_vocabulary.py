@@ -22,6 +22,15 @@ from .placeholder_tokens import (PromptExpander, add_placeholder_tokens, remove_
 from .token_cache import TokenIdCache
 
 
+class RowCountError(ValueError):
+    """Rows of another count than the model's for a token; ``rows``: the count they have,
+    ``problem``: the message without its fix (a command line words its own)."""
+
+    def __init__(self, problem: str, rows: int):
+        super().__init__(f'{problem}; set num_vectors={rows} in the config.')
+        self.problem, self.rows = problem, rows
+
+
 @dataclass
 class TextSlot:
     """One text encoder's view of the vocabulary.
@@ -118,10 +127,10 @@ class ConceptVocabulary:
         for token in known:
             for slot, current, rows in zip(self.slots, self.rows(token), checked[token]):
                 if current.shape != rows.shape:
-                    raise ValueError(
+                    raise RowCountError(
                         f'{token!r} has {current.shape[0]} vector(s) in this model but '
-                        f'{rows.shape[0]} in {origins.get(token, origin)} ({slot.name}); set num_vectors='
-                        f'{rows.shape[0]} in the config.')
+                        f'{rows.shape[0]} in {origins.get(token, origin)} ({slot.name})',
+                        rows.shape[0])
         self._check_new_names({t: checked[t][0].shape[0] for t in new}, origin)
         with self._transaction():
             for token in known:

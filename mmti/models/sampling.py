@@ -16,12 +16,8 @@ from diffusers.utils.torch_utils import randn_tensor
 from mmengine.logging import print_log
 from PIL import Image
 
-from mmti.utils import UserError
+from mmti.utils import NonFiniteRenderError
 from .sample_noise import weights_dtype
-
-
-class NonFiniteRenderError(UserError):
-    """Sampling produced NaN or inf pixels (the rows make the model compute them)."""
 
 
 def noise_seed(seed: int, index: int) -> int:

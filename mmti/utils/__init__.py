@@ -1,6 +1,6 @@
-from .cli_errors import (INTERRUPTED, USAGE_ERROR, USER_ERRORS, UserError, command_prefix,
-                         one_line, prog_name, run_cli)
+from .cli_errors import (INTERRUPTED, USAGE_ERROR, USER_ERRORS, NonFiniteRenderError, UserError,
+                         command_prefix, one_line, prog_name, run_cli)
 from .setup_env import register_all_modules
 
-__all__ = ['INTERRUPTED', 'USAGE_ERROR', 'USER_ERRORS', 'UserError', 'command_prefix', 'one_line',
-           'prog_name', 'register_all_modules', 'run_cli']
+__all__ = ['INTERRUPTED', 'NonFiniteRenderError', 'USAGE_ERROR', 'USER_ERRORS', 'UserError',
+           'command_prefix', 'one_line', 'prog_name', 'register_all_modules', 'run_cli']

@@ -17,6 +17,13 @@ class UserError(Exception):
     """Input the user can fix; the message names the problem and the fix."""
 
 
+class NonFiniteRenderError(UserError):
+    """Sampling produced NaN or inf pixels: the rows make the model compute them.
+
+    Here, not beside the sampler, so that the training hooks that skip such a
+    render can name it without loading the model classes."""
+
+
 # Errors that mean "the input is wrong" when they escape a command: bad
 # values, missing or unreadable files, unknown config keys.
 USER_ERRORS = (UserError, ValueError, OSError, KeyError, TypeError, UnicodeDecodeError,

@@ -12,11 +12,11 @@ from mmengine.logging import print_log
 from mmti.datasets.concept_specs import concept_seed
 from mmti.fileio import atomic_write
 from mmti.registry import HOOKS
+from mmti.utils import NonFiniteRenderError
 from .concept_evaluation import ConceptEvaluator
 from .concept_outputs import write_concept_outputs, write_summary
-from ..learning_signal import FixedBatchLoss, check_signal_settings
-from ..stop_rules import PlateauStop
-from .learning_signal_hook import warn_if_never_stops
+from ..learning_signal import DEFAULT_NUM_SAMPLES, FixedBatchLoss, check_signal_settings
+from ..stop_rules import NOT_LEARNING_FIX, PlateauStop
 from .periodic_hook import unwrap_model
 
 QUEUE_FILE = 'concepts.json'
@@ -61,7 +61,7 @@ class ConceptQueueHook(Hook):
     # As LearningSignalHook: after NonFiniteLossHook, before checkpoints.
     priority = 'NORMAL'
 
-    def __init__(self, interval: int = 10, num_samples: int = 16, stop: dict | None = None,
+    def __init__(self, interval: int = 10, num_samples: int = DEFAULT_NUM_SAMPLES, stop: dict | None = None,
                  max_steps: int | None = None, batch_size: int | None = None,
                  evaluate: bool | dict = False):
         where = 'default_hooks.concept_queue'
@@ -98,9 +98,11 @@ class ConceptQueueHook(Hook):
             self._attach(runner)
         loader = runner.train_dataloader
         self.max_steps = int(self.max_steps or runner.max_iters)
-        if self.rule is not None and not self.queue.done:
-            warn_if_never_stops(self.rule, self.interval, 0, self.max_steps,
-                                'the concepts\' max_steps', 'default_hooks.concept_queue')
+        warning = (self.rule.cap_warning(self.interval, 0, self.max_steps, 'the concepts\' '
+                                         'max_steps', 'default_hooks.concept_queue')
+                   if self.rule is not None and not self.queue.done else None)
+        if warning:
+            print_log(warning, logger='current', level=logging.WARNING)
         needed = runner.iter + self.queue.most_steps_left(self.max_steps)
         #: The run's last step at the latest (the progress bar's total).
         self.last_step = min(runner.max_iters, needed)
@@ -149,9 +151,8 @@ class ConceptQueueHook(Hook):
             if kind == 'not_learning':
                 print_log(f'{token} is NOT learned: stopped after {self.queue.steps[concept]} of '
                           f'its steps (run step {runner.iter + 1}): {reason}. Its files are '
-                          'written for inspection; set optim_wrapper.optimizer.lr (too large '
-                          'throws the rows off, too small leaves them where they started) and '
-                          'train it again.', logger='current', level=logging.WARNING)
+                          f'written for inspection; {NOT_LEARNING_FIX} and train it again.',
+                          logger='current', level=logging.WARNING)
             else:
                 print_log(f'{token} done after {self.queue.steps[concept]} of its steps (run '
                           f'step {runner.iter + 1}): {reason}.', logger='current',
@@ -199,8 +200,6 @@ class ConceptQueueHook(Hook):
         self._changed = True
 
     def _outputs(self, runner, concepts: list[int]) -> None:
-        # Here, not at the top: mmti.engine loads without the model classes.
-        from mmti.models.sampling import NonFiniteRenderError
         if is_main_process():
             model, tokens = unwrap_model(runner.model), [self.tokens[c] for c in concepts]
             write_concept_outputs(runner, model, tokens, self.series, self.stops)

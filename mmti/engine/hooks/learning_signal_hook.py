@@ -12,8 +12,8 @@ from mmengine.logging import print_log
 from mmti.fileio import atomic_write
 from mmti.registry import HOOKS
 from mmti.utils import UserError
-from ..learning_signal import FixedBatchLoss, check_signal_settings
-from ..stop_rules import PlateauStop
+from ..learning_signal import DEFAULT_NUM_SAMPLES, FixedBatchLoss, check_signal_settings
+from ..stop_rules import NOT_LEARNING_FIX, PlateauStop
 from .periodic_hook import unwrap_model
 
 SIGNAL_FILE = 'learning_signal.json'
@@ -46,7 +46,7 @@ class LearningSignalHook(Hook):
     # at this step is saved at this step.
     priority = 'NORMAL'
 
-    def __init__(self, interval: int = 10, num_samples: int = 16, stop: dict | None = None,
+    def __init__(self, interval: int = 10, num_samples: int = DEFAULT_NUM_SAMPLES, stop: dict | None = None,
                  batch_size: int | None = None):
         self.interval, self.num_samples, self.batch_size = check_signal_settings(
             'default_hooks.learning_signal', interval, num_samples, batch_size)
@@ -68,10 +68,11 @@ class LearningSignalHook(Hook):
         if not self.steps:  # a fresh run: where the rows start from
             self._measure(runner, runner.iter)
         self._write(runner)  # a resumed run's file says what its checkpoint holds
-        if self.rule is not None and self.stopped is None:
-            if runner.iter < runner.max_iters:
-                warn_if_never_stops(self.rule, self.interval, self.steps[0], runner.max_iters,
-                                    'train_cfg.max_iters', 'default_hooks.learning_signal')
+        if self.rule is not None and self.stopped is None and runner.iter < runner.max_iters:
+            warning = self.rule.cap_warning(self.interval, self.steps[0], runner.max_iters,
+                                            'train_cfg.max_iters', 'default_hooks.learning_signal')
+            if warning:
+                print_log(warning, logger='current', level=logging.WARNING)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         step = runner.iter + 1
@@ -90,9 +91,8 @@ class LearningSignalHook(Hook):
             lr = runner.optim_wrapper.get_lr()['lr'][0]
             raise NotLearningError(
                 f'Stopped at step {step}: {failure} (learning rate {lr:g}). Nothing was saved as '
-                f'learned; {SIGNAL_FILE} in the work dir has the series. Fix: set '
-                'optim_wrapper.optimizer.lr (too large throws the rows off, too small leaves '
-                'them where they started) and train again with another --work-dir, or pass '
+                f'learned; {SIGNAL_FILE} in the work dir has the series. Fix: {NOT_LEARNING_FIX} '
+                'and train again with another --work-dir, or pass '
                 'default_hooks.learning_signal.stop=None to train every step anyway.')
         if reason is not None:
             print_log(f'Stopping at step {step} of at most {runner.max_iters}: {reason}.',
@@ -147,14 +147,3 @@ class LearningSignalHook(Hook):
 class NotLearningError(UserError):
     """The learning signal says the rows are not learning: one line, exit status 2."""
 
-
-def warn_if_never_stops(rule: PlateauStop, interval: int, start: int, cap: int, cap_name: str,
-                        where: str) -> None:
-    """A warning when the step cap ``cap`` comes before the rule can first stop."""
-    first = rule.first_possible_stop(start)
-    first = -(-first // interval) * interval  # the first measurement at or after it
-    if first > cap:
-        print_log(f'{where}.stop can first stop at step {first} (two windows of '
-                  f'{rule.window} steps, measured every {interval}), after '
-                  f'{cap_name}={cap}: training runs to the cap. Raise {cap_name} '
-                  'or shorten the window.', logger='current', level=logging.WARNING)

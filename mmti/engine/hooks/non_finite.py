@@ -126,9 +126,12 @@ def stop_message(work_dir: str | Path, problem: str, step: int,
         kept.append('no checkpoint yet')
         fix += ' and train again'
     else:
-        why = (f'it holds the rows of iteration {checkpoint[1]}, which gave the non-finite values'
-               if checkpoint[2] else 'its rows are unreadable, not finite or blown up'
-               if row_limit is not None else 'it is unreadable or not finite')
+        if checkpoint[2]:  # usable, but after the last trusted step
+            why = f'it holds the rows of iteration {checkpoint[1]}, which gave the non-finite values'
+        elif row_limit is not None:
+            why = 'its rows are unreadable, not finite or blown up'
+        else:
+            why = 'it is unreadable or not finite'
         earlier = earlier_checkpoint(work_dir, step, row_limit)
         if earlier is not None:
             kept.append(f'checkpoint {earlier[0]} (iteration {earlier[1]}; not last_checkpoint\'s '

@@ -9,6 +9,7 @@ from mmengine.logging import print_log
 from mmti.evaluation import verdict
 from mmti.fileio import atomic_write
 from mmti.registry import HOOKS
+from mmti.utils import NonFiniteRenderError
 from .concept_evaluation import ConceptEvaluator
 from .periodic_hook import PeriodicHook, unwrap_model
 
@@ -88,8 +89,6 @@ class SimilarityCurveHook(PeriodicHook):
     def act(self, runner, model, step: int, final: bool) -> None:
         if self._evaluator is None:
             return  # no evaluation block, or not a single-concept run
-        # Here, not at the top: mmti.engine loads without the model classes.
-        from mmti.models.sampling import NonFiniteRenderError
         if not self.series or self.series[-1]['step'] != step:  # not measured at this step yet
             try:
                 numbers = self._evaluator(model, self._token, keys=SERIES_KEYS)

@@ -8,6 +8,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mmti.fileio import atomic_write
 from mmti.registry import HOOKS
+from mmti.utils import NonFiniteRenderError
 from .periodic_hook import PeriodicHook
 
 MIN_CELL = 96  # px: smaller samples (tiny models) are enlarged to be seen
@@ -64,8 +65,6 @@ class ValidationSampleHook(PeriodicHook):
     def act(self, runner, model, step: int, final: bool) -> None:
         if final and step == self.rendered_step:
             return  # the interval already drew the last step: once is enough
-        # Here, not at the top: mmti.engine loads without the model classes.
-        from mmti.models.sampling import NonFiniteRenderError
         saved = getattr(model, 'validation_cfg', None)
         if isinstance(saved, dict):
             model.validation_cfg = {'show_progress': False, **saved}
@@ -81,9 +80,14 @@ class ValidationSampleHook(PeriodicHook):
             return
         prompts = list(dict.fromkeys(r['prompt'] for r in results))
         grid = labelled_grid([r['sample'] for r in results], prompts, step)
-        path = Path(runner.work_dir) / 'samples' / f'step_{step}.png'
+        path = sample_grid_path(runner.work_dir, step)
         with atomic_write(path) as tmp:
             grid.save(tmp, format='PNG')
         runner.visualizer.add_image('validation_samples', np.asarray(grid), step=step)
         self.rendered_step = step
         runner.logger.info(f'Saved validation samples ({len(prompts)} prompts) to {path}')
+
+
+def sample_grid_path(work_dir, step: int) -> Path:
+    """Where the grid of samples drawn at ``step`` goes."""
+    return Path(work_dir) / 'samples' / f'step_{step}.png'
