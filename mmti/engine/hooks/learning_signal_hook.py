@@ -25,13 +25,16 @@ class LearningSignalHook(Hook):
     (:class:`~mmti.engine.learning_signal.FixedBatchLoss`), log it as
     ``learning_signal`` and keep the series in ``<work_dir>/learning_signal.json``;
     with ``stop``, end training when :class:`~mmti.engine.stop_rules.PlateauStop`
-    says the signal has stopped falling.
+    says the signal has stopped falling, and raise :class:`NotLearningError`
+    when it says the rows are not learning at all (nothing is saved as learned).
 
     ``train_cfg.max_iters`` stays the cap. A stopped run ends as a finished
     one does: the checkpoint hook saves the stop step, the embedding hook
     writes ``learned_embeds.safetensors`` from it, and ``--resume`` says there
-    is nothing to resume. The series and the stop travel in checkpoints, so a
-    resumed run stops at the step an uninterrupted one would.
+    is nothing to resume (or, cut off before that file, writes it without
+    training). The series and the stop travel in checkpoints (a weights-only
+    ``load_from`` starts a new series), so a resumed run stops at the step an
+    uninterrupted one would.
 
     Args:
         interval: Steps between measurements.
