@@ -267,18 +267,36 @@ def second_file(path: str | os.PathLike) -> Path:
 def read_embedding_pair(path: str | os.PathLike, token: str | None = None) -> EmbeddingFile:
     """Like :func:`read_embedding_file`, and when the file (or folder) is the
     first of diffusers' SDXL pair, with the second file's rows as
-    ``embeddings_2``. A file with one encoder's rows and no ``_2`` file beside
-    it is returned as it is."""
+    ``embeddings_2``. A file with one encoder's rows is returned as it is
+    unless the ``_2`` file beside it holds the second encoder's rows of the
+    same concepts."""
     contents = read_embedding_file(path, token=token)
     pair = second_file(path)
     if contents.embeddings_2 or not pair.is_file():
         return contents
-    second = read_embedding_file(pair, token=token)
-    if second.embeddings_2 or list(second.embeddings) != list(contents.embeddings):
-        raise ValueError(f'{path} and {pair.name} name different concepts '
-                         f'({list(contents.embeddings)} and {list(second.embeddings)}); they are '
-                         'not one SDXL pair.')
+    try:
+        second = read_embedding_file(pair, token=token)
+    except ValueError:  # not an embedding file at all: not our second half
+        return contents
+    if not is_second_encoder_half(contents, second):
+        return contents
     return EmbeddingFile(contents.embeddings, second.embeddings, contents.format, contents.step)
+
+
+def is_second_encoder_half(first: EmbeddingFile, second: EmbeddingFile) -> bool:
+    """Whether ``second`` holds SDXL's clip_g rows for the concepts of ``first``.
+
+    The name ``<stem>_2`` alone is not enough: A1111 folders hold unrelated
+    embeddings named ``style`` and ``style_2``. The second encoder of every
+    two-encoder model mmti knows (SDXL's OpenCLIP bigG beside CLIP L) is the
+    wider one, so the second half has the same concepts, the same row counts
+    and wider rows.
+    """
+    if second.embeddings_2 or list(second.embeddings) != list(first.embeddings):
+        return False
+    return all(second.embeddings[name].shape[0] == rows.shape[0]
+               and second.embeddings[name].shape[1] > rows.shape[1]
+               for name, rows in first.embeddings.items())
 
 
 def describe_rows(contents: EmbeddingFile) -> str:

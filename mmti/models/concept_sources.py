@@ -66,10 +66,12 @@ def _read_file(path: Path, token: str | None, slot_names: Sequence[str],
                              '--first-encoder-only.')
         return {name: [rows] for name, rows in first.items()}
     if not second:
+        beside = second_file(path)
+        why = (f'; {beside.name} beside it is not its {slot_names[1]} half (other concepts, '
+               'row counts or widths)' if beside.is_file() else '')
         raise ValueError(
-            f'{path} holds rows for one text encoder; SDXL needs {slot_names[1]} rows too (an '
-            f'SDXL file with clip_l and clip_g, or the diffusers pair with '
-            f'{second_file(path).name}).')
+            f'{path} holds rows for one text encoder{why}; SDXL needs {slot_names[1]} rows too '
+            f'(an SDXL file with clip_l and clip_g, or the diffusers pair with {beside.name}).')
     if list(first) != list(second):
         raise ValueError(f'{path}: the text encoders name different concepts ({slot_names[0]}: '
                          f'{list(first)}, {slot_names[1]}: {list(second)}); the file is inconsistent.')

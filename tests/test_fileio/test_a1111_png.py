@@ -120,9 +120,13 @@ def test_read_embedding_pair(tmp_path):
     assert read_embedding_pair(first).embeddings_2 == {}  # a lone file, as it is
     write_embedding_file(second_file(first), {'<a>': rows(1, 16, seed=1)})
     assert torch.equal(read_embedding_pair(tmp_path).embeddings_2['<a>'], rows(1, 16, seed=1))
-    write_embedding_file(second_file(first), {'<b>': rows(1, 16)}, metadata=None)
-    with pytest.raises(ValueError, match=r"name different concepts \(\['<a>'\] and \['<b>'\]\)"):
-        read_embedding_pair(first)
+    # Only the second encoder's rows of the same concepts make a pair: an
+    # A1111 folder's unrelated "style" and "style_2" stay two embeddings.
+    for unrelated in ({'<b>': rows(1, 16)}, {'<a>': rows(1, 8, seed=1)}, {'<a>': rows(2, 16)}):
+        write_embedding_file(second_file(first), unrelated, metadata=None)
+        assert read_embedding_pair(first).embeddings_2 == {}
+    second_file(first).write_bytes(b'not an embedding')
+    assert read_embedding_pair(first).embeddings_2 == {}
 
 
 def test_a_compressed_chunk_pil_refuses_is_one_line(tmp_path, monkeypatch):

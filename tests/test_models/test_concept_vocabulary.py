@@ -169,7 +169,7 @@ XL_CASES = {
     'diffusers pair with different token names': (
         lambda t: (sd_file(t, 'learned_embeds_2.safetensors', {'<y>': torch.zeros(1, 32)}),
                    sd_file(t, 'learned_embeds.safetensors', {'<x>': torch.zeros(1, 32)}))[1],
-        'name different concepts'),
+        'is not its clip_g half'),
     'one encoder only': (lambda t: sd_file(t, 'one.safetensors', {'<x>': torch.zeros(1, 32)}),
                          'SDXL needs clip_g rows too'),
     'dict without clip_g': (lambda t: {'<x>': torch.zeros(1, 32)}, 'rows for 1 text encoder'),

@@ -115,6 +115,19 @@ def test_lone_first_file_to_sdxl_names_what_is_missing(tmp_path, capsys):
             and 'put its learned_embeds_2.safetensors beside it' in err)
 
 
+def test_a_same_width_underscore_2_file_is_its_own_embedding(tmp_path):
+    # "cat" and "cat_2" side by side, both SD 1.x rows (the user's own copy,
+    # or two A1111 embeddings): neither is an SDXL pair, each converts alone.
+    convert = load_tool('convert_embeddings')
+    cat = write_embedding_file(tmp_path / 'cat.safetensors', {'<cat-toy>': rows(2)})
+    convert.main([str(cat), str(tmp_path / 'cat_2.safetensors')])
+    out = convert.main([str(cat), str(tmp_path / 'again.pt')])
+    assert torch.equal(read_embedding_file(out[0]).embeddings['<cat-toy>'], rows(2))
+    with pytest.raises(ValueError, match='one text encoder only'):
+        convert.main([str(cat), str(tmp_path / 'xl.safetensors'), '--to', 'sdxl'])
+    assert not (tmp_path / 'xl.safetensors').exists()
+
+
 def test_a1111_png_converts(tmp_path):
     import base64
     import json
