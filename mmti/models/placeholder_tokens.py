@@ -7,6 +7,8 @@ means all of them.
 import json
 import re
 
+from tokenizers import AddedToken
+
 
 def vector_token_names(token: str, num_vectors: int) -> list[str]:
     """The tokenizer entries of a concept: ``['<tok>', '<tok>_1', ...]``."""
@@ -30,9 +32,13 @@ def single_token_id(tokenizer, word: str, role: str = 'initializer_token') -> in
 def add_placeholder_tokens(tokenizer, names: list[str]) -> list[int]:
     """Add ``names`` to the tokenizer and return their (consecutive) ids.
 
-    Raises a clear error when a name is already known to the tokenizer or
-    would not survive its normalisation (CLIP lowercases text, so an added
-    ``<Cat>`` could never be matched in a prompt).
+    Raises a clear error when a name is already known to the tokenizer, is
+    the same as another added name once the tokenizer normalises it (CLIP
+    lowercases text, so ``<Cat>`` and ``<cat>`` would be one word in every
+    prompt, and which one won would vary from process to process), or would
+    not survive that normalisation. A name that begins or ends with a letter,
+    digit or underscore matches only as a whole word, so ``ehe`` leaves
+    "behemoth" alone.
     """
     vocab = tokenizer.get_vocab()
     taken = [n for n in names if n in vocab]
@@ -40,8 +46,9 @@ def add_placeholder_tokens(tokenizer, names: list[str]) -> list[int]:
         raise ValueError(
             f'Placeholder token(s) {taken} are already in the tokenizer '
             'vocabulary; choose a new string such as "<my-concept>".')
+    _refuse_normalised_twins(tokenizer, names)
     first_id = len(tokenizer)
-    if tokenizer.add_tokens(names) != len(names):
+    if tokenizer.add_tokens([AddedToken(n, single_word=_has_word_edge(n)) for n in names]) != len(names):
         raise ValueError(f'The tokenizer refused to add {names}; choose other placeholder strings.')
     ids = tokenizer.convert_tokens_to_ids(names)
     if ids != list(range(first_id, first_id + len(names))):
@@ -55,6 +62,23 @@ def add_placeholder_tokens(tokenizer, names: list[str]) -> list[int]:
                 'prompt (it normalises text, e.g. lowercases it). Use a '
                 'lowercase token without spaces, such as "<my-concept>".')
     return ids
+
+
+def _has_word_edge(name: str) -> bool:
+    return bool(re.match(r'\w', name[:1]) or re.match(r'\w', name[-1:]))
+
+
+def _refuse_normalised_twins(tokenizer, names: list[str]) -> None:
+    normalizer = getattr(_backend(tokenizer), 'normalizer', None)
+    normalise = normalizer.normalize_str if normalizer is not None else (lambda text: text)
+    seen = {normalise(n): n for n in tokenizer.get_added_vocab()}
+    for name in names:
+        twin = seen.setdefault(normalise(name), name)
+        if twin != name:
+            raise ValueError(
+                f'Placeholder token {name!r} is the same as {twin!r} to this tokenizer (it '
+                f'reads both as {normalise(name)!r}); choose a name that differs in more '
+                'than letter case, such as "<my-concept-2>".')
 
 
 def remove_added_tokens(tokenizer, names: list[str]) -> None:
@@ -106,6 +130,7 @@ class PromptExpander:
 
     def __init__(self) -> None:
         self._expansions: dict[str, str] = {}
+        self._lookup: dict[str, str] = {}
         self._pattern: re.Pattern | None = None
 
     def add(self, token: str, names: list[str]) -> None:
@@ -128,10 +153,20 @@ class PromptExpander:
 
     def _compile(self) -> None:
         # Longest first, so '<tok>_1' is matched whole rather than as '<tok>'.
+        # As in the tokenizer: a name with a word character at an edge only
+        # as a whole word, and in any letter case (CLIP lowercases prompts).
         alternatives = sorted(self._expansions, key=len, reverse=True)
-        self._pattern = re.compile('|'.join(map(re.escape, alternatives))) if alternatives else None
+        self._lookup = {name.lower(): self._expansions[name] for name in alternatives}
+        self._pattern = re.compile('|'.join(map(_whole_word, alternatives)),
+                                   re.IGNORECASE) if alternatives else None
 
     def __call__(self, prompt: str) -> str:
         if self._pattern is None:
             return prompt
-        return self._pattern.sub(lambda m: self._expansions[m.group(0)], prompt)
+        return self._pattern.sub(lambda m: self._lookup[m.group(0).lower()], prompt)
+
+
+def _whole_word(name: str) -> str:
+    before = r'(?<!\w)' if re.match(r'\w', name[:1]) else ''
+    after = r'(?!\w)' if re.match(r'\w', name[-1:]) else ''
+    return before + re.escape(name) + after

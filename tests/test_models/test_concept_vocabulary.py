@@ -72,6 +72,10 @@ SD_CASES = {
     'base vocabulary word': (lambda t: {'sofa': torch.zeros(1, 32)}, r"\['sofa'\] are already in the tokenizer"),
     'vector name taken by a concept': (lambda t: {'<kept>_1': torch.zeros(1, 32)}, r"\['<kept>_1'\] are already"),
     'second vector collides': (lambda t: {'<x>': torch.zeros(3, 32), '<x>_2': torch.zeros(1, 32)}, 'used twice'),
+    'a loaded name in other letter case': (lambda t: {'<KEPT>': torch.zeros(1, 32)},
+                                           "'<KEPT>' is the same as '<kept>'"),
+    'two names differing in case': (lambda t: {'<Twin>': torch.zeros(1, 32), '<twin>': torch.zeros(1, 32)},
+                                    "'<twin>' is the same as '<Twin>'"),
     'loaded earlier, no replace': (lambda t: {'<kept>': torch.zeros(2, 32)}, "'<kept>' is already loaded"),
     'own placeholder, other shape': (lambda t: {'<cat-toy>': torch.zeros(3, 32)}, 'set num_vectors=3'),
     'good source then bad source': (lambda t: [{'<x>': torch.zeros(1, 32)}, {'<y>': torch.zeros(1, 7)}],
@@ -123,6 +127,26 @@ def test_a_failure_half_way_through_applying_is_undone(model, monkeypatch):
     assert_same(before, state(model))
     model.load_embeddings({'<y>': rows(2, 32, 6)})
     assert model.concepts == ['<cat-toy>', '<kept>', '<y>']
+
+
+def test_a_word_like_name_matches_only_whole_words(model):
+    # A stranger's A1111 file may be named like a piece of a word; prompts
+    # with that piece inside ordinary words must tokenize as before.
+    ordinary = 'a behemoth in a cathedral'
+    before = model.tokenize([ordinary])
+    model.load_embeddings({'ehe': rows(1, 32, 3), 'thedr': rows(2, 32, 4)})
+    assert model.expand_prompt(ordinary) == ordinary
+    assert torch.equal(model.tokenize([ordinary]), before)
+    ids = model.tokenize(['an ehe, and (thedr:1.2)'])[0].tolist()
+    for name in ('ehe', 'thedr'):
+        assert all(i in ids for i in model.token_embedding.concept_id_range(name))
+    assert model.expand_prompt('(thedr:1.2)') == '(thedr thedr_1:1.2)'
+
+
+def test_a_placeholder_in_other_letter_case_is_the_same_concept(model):
+    # CLIP lowercases prompts, so '<KEPT>' is '<kept>': all of its vectors.
+    assert model.expand_prompt('a <KEPT> sofa') == 'a <kept> <kept>_1 sofa'
+    assert torch.equal(model.tokenize(['a <KEPT> sofa']), model.tokenize(['a <kept> sofa']))
 
 
 def test_numpy_rows_load_as_the_same_numbers(model):
