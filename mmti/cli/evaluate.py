@@ -52,14 +52,15 @@ import sys
 from pathlib import Path
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 from mmti.datasets.concept_specs import check_concept_list, concept_folder_name
 from mmti.datasets.evaluation_inputs import (concept_inputs, held_out_captions,  # noqa: F401
                                              image_files, load_images)
+from mmti.engine import check_pretrained_model, load_user_config  # noqa: E402
 from mmti.fileio import atomic_write, check_output_dir, read_embedding_file  # noqa: E402
 from mmti.registry import MODELS  # noqa: E402
-from mmti.utils import UserError, prog_name, run_cli  # noqa: E402
+from mmti.utils import UserError, add_cfg_options, prog_name, run_cli  # noqa: E402
 
 PROG = prog_name('tools/evaluate.py')
 
@@ -94,7 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out-dir', default='work_dirs/evaluate', help='where results go')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    add_cfg_options(parser)
     return parser.parse_args(argv)
 
 
@@ -241,13 +242,13 @@ def resolved_prompts(prompts: dict) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     """Evaluate; returns the metrics written. Errors propagate (see :func:`cli`)."""
     args = parse_args(argv)
-    if not Path(args.config).is_file():
-        raise UserError(f'config {args.config} does not exist; pass the training config.')
+    if args.cfg_options:  # checking them imports the models, and transformers' notices
+        from mmti.engine.console import quiet_library_notices
+        quiet_library_notices()
     # Its custom imports (the models, hence transformers) wait until the inputs
     # are checked: a bad path should fail fast, with nothing but its error.
-    cfg = Config.fromfile(args.config, import_custom_modules=False)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_user_config(args.config, args.cfg_options, import_custom_modules=False)
+    check_pretrained_model((cfg.get('model') or {}).get('pretrained_model'))
     concepts = config_concepts(cfg)
     prompts = apply_config_defaults(args, cfg, concepts)
     check_numbers(args)

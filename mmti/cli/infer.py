@@ -27,14 +27,15 @@ import sys
 from pathlib import Path
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from tqdm import tqdm
 
 from mmti.fileio import (check_output_dir, describe_dim, read_embedding_file,  # noqa: E402
                          save_new_sample)
+from mmti.engine import check_pretrained_model, load_user_config  # noqa: E402
 from mmti.engine.console import quiet_library_notices  # noqa: E402
 from mmti.registry import MODELS  # noqa: E402
-from mmti.utils import UserError, prog_name, run_cli  # noqa: E402
+from mmti.utils import UserError, add_cfg_options, prog_name, run_cli  # noqa: E402
 
 PROG = prog_name('tools/infer.py')
 SIZE_MULTIPLE = 8  # diffusers' pipelines need height and width divisible by 8
@@ -69,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--scheduler', default=None, help='diffusers scheduler class name')
     parser.add_argument('--out-dir', default='outputs', help='where the PNGs go')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    add_cfg_options(parser)
     return parser.parse_args(argv)
 
 
@@ -102,14 +103,10 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    if not Path(args.config).is_file():
-        raise UserError(f'Config {args.config} does not exist; pass the training config '
-                        '(e.g. configs/textual_inversion.py).')
     # Its custom imports (the models, hence transformers and its import-time
     # warnings) wait until the input is checked; main() imports the models.
-    cfg = Config.fromfile(args.config, import_custom_modules=False)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_user_config(args.config, args.cfg_options, import_custom_modules=False)
+    check_pretrained_model((cfg.get('model') or {}).get('pretrained_model'))
     return cfg
 
 
@@ -225,13 +222,14 @@ def main(argv: list[str] | None = None, progress: dict | None = None) -> list[Pa
     progress = {} if progress is None else progress
     args = parse_args(argv)
     check_numbers(args)
+    # Before the config: checking --cfg-options imports the models, and with
+    # them transformers' notices.
+    quiet_library_notices()
     cfg = load_config(args)
     check_output_dir(args.out_dir)
     check_embeddings(args.embeddings, cfg)
     check_scheduler(args.scheduler, cfg)
 
-    quiet_library_notices()
-    # After quieting: importing the pipelines prints transformers' notices.
     from mmti.models.sampling import initial_latents, noise_seed
     import mmti.models  # noqa: F401  (registers TextualInversion)
     model = MODELS.build(cfg.model).to(args.device)

@@ -21,14 +21,14 @@ import json
 import os.path as osp
 from pathlib import Path
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 from mmti.fileio import atomic_write, read_embedding_file
-from mmti.utils import UserError, prog_name, run_cli
+from mmti.engine import load_user_config
+from mmti.utils import UserError, add_cfg_options, prog_name, run_cli
 
 from .evaluate import (apply_config_defaults, check_numbers, held_out_captions, image_files,
                        sampling_bar, sampling_total)
-from .train import load_config
 
 PROG = prog_name('tools/test.py')
 EMBEDDING_SUFFIXES = ('.safetensors', '.bin', '.pt')
@@ -43,8 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--work-dir', help='where the log and metrics.json go '
                         '(default: work_dirs/<config name>/test)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the renders')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, e.g. evaluation.num_samples=2')
+    add_cfg_options(parser, help='override config entries, e.g. evaluation.num_samples=2')
     return parser.parse_args(argv)
 
 
@@ -77,9 +76,7 @@ def evaluation_settings(cfg: Config, config_path: str) -> argparse.Namespace:
 
 def build_test_config(args: argparse.Namespace) -> tuple[Config, argparse.Namespace]:
     """The config with its evaluation block as test_dataloader/evaluator/cfg."""
-    cfg = load_config(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_user_config(args.config, args.cfg_options)
     settings = evaluation_settings(cfg, args.config)
     cfg.work_dir = args.work_dir or osp.join(
         './work_dirs', osp.splitext(osp.basename(args.config))[0], 'test')

@@ -8,7 +8,6 @@ that already holds a run) is answered with one line and exit status 2,
 before anything is written; ``--debug`` shows the traceback.
 """
 import argparse
-import difflib
 import os
 import os.path as osp
 import re
@@ -18,10 +17,10 @@ import time
 from pathlib import Path
 
 import torch.distributed as dist
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 from mmti.engine import (RunFinished, WorkDirLock, build_runner,  # noqa: E402
-                         check_cfg_options, is_rank_zero, prepare_launch, read_last_checkpoint,
+                         is_rank_zero, load_user_config, prepare_launch, read_last_checkpoint,
                          refuse_previous_run)
 from mmti.engine.console import quiet_library_notices  # noqa: E402
 from mmti.engine.hooks import (ConceptQueueHook, CurvesHook, EmbeddingSaveHook,  # noqa: E402
@@ -29,7 +28,7 @@ from mmti.engine.hooks import (ConceptQueueHook, CurvesHook, EmbeddingSaveHook, 
 from mmti.engine.hooks.concept_outputs import SUMMARY_FILE, concept_dir  # noqa: E402
 from mmti.engine.hooks.curves_hook import CURVES_FILE  # noqa: E402
 from mmti.engine.hooks.progress_bar_hook import format_duration  # noqa: E402
-from mmti.utils import UserError, command_prefix, prog_name, run_cli  # noqa: E402
+from mmti.utils import UserError, add_cfg_options, command_prefix, prog_name, run_cli  # noqa: E402
 
 PROG = prog_name('tools/train.py')
 # What Ctrl-C reports: filled in as main() learns it.
@@ -44,8 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from the latest checkpoint in the work dir, or from PATH')
     parser.add_argument('--amp', action='store_true', help='mixed precision (GPU)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, e.g. train_cfg.max_iters=500')
+    add_cfg_options(parser, help='override config entries, e.g. train_cfg.max_iters=500')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
     args = parser.parse_args(argv)
@@ -53,34 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_config(path: str) -> Config:
-    """``Config.fromfile`` with a missing, misspelt or broken file named in one line."""
-    if osp.isdir(path):
-        raise UserError(f'config {path} is a folder; give a config file such as '
-                        'configs/textual_inversion_tiny.py.')
-    if not osp.isfile(path):
-        folder = osp.dirname(path) or '.'
-        near = difflib.get_close_matches(
-            osp.basename(path), os.listdir(folder) if osp.isdir(folder) else [], n=1)
-        hint = f'did you mean {osp.join(osp.dirname(path), near[0])}?' if near else (
-            'give the path of a config such as configs/textual_inversion_tiny.py.')
-        raise UserError(f'config {path} does not exist; {hint}')
-    try:
-        return Config.fromfile(path)
-    except SyntaxError as err:
-        raise UserError(f'config {path} line {err.lineno}: syntax error: {err.msg}.') from None
-    except UnicodeDecodeError:
-        raise UserError(f'config {path} is not UTF-8 text; re-save it as UTF-8.') from None
-    except (NameError, ImportError, AttributeError, KeyError, ValueError, TypeError) as err:
-        raise UserError(f'config {path} cannot be loaded: {type(err).__name__}: '
-                        f'{str(err).splitlines()[0] if str(err) else ""}') from None
-
-
 def build_config(args: argparse.Namespace) -> Config:
-    cfg = load_config(args.config)
-    if args.cfg_options:
-        check_cfg_options(cfg, args.cfg_options)
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_user_config(args.config, args.cfg_options)
     if args.work_dir:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:

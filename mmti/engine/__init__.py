@@ -1,4 +1,5 @@
-from .config_checks import check_cfg_options, check_config, fill_placeholder_token
+from .config_checks import (check_cfg_options, check_config, check_pretrained_model,
+                            fill_placeholder_token, load_user_config)
 from .distributed import is_rank_zero, prepare_launch
 from .hooks import (AtomicCheckpointHook, BatchedRuntimeInfoHook, EmbeddingSaveHook,
                     NonFiniteLossError, NonFiniteLossHook, ValidationSampleHook)
@@ -12,7 +13,7 @@ __all__ = [
     'AtomicCheckpointHook', 'BatchedRuntimeInfoHook', 'EmbeddingSaveHook', 'NonFiniteLossError',
     'NonFiniteLossHook', 'RunFinished', 'SeekingIterBasedTrainLoop',
     'TrainableParamsOptimWrapperConstructor', 'ValidationSampleHook', 'WorkDirLock', 'build_runner',
-    'check_cfg_options', 'check_config', 'check_work_dir', 'fill_placeholder_token', 'is_rank_zero',
-    'prepare_launch', 'read_last_checkpoint', 'refuse_previous_run',
-    'run_outputs'
+    'check_cfg_options', 'check_config', 'check_pretrained_model', 'check_work_dir',
+    'fill_placeholder_token', 'is_rank_zero', 'load_user_config', 'prepare_launch',
+    'read_last_checkpoint', 'refuse_previous_run', 'run_outputs'
 ]

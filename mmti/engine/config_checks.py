@@ -93,6 +93,38 @@ def _unknown(field: str, known, what: str) -> UserError:
                      f'{hint}check the spelling against the config.')
 
 
+def load_user_config(path: str, options: Mapping | None = None,
+                     import_custom_modules: bool = True) -> Config:
+    """The config at ``path`` with ``--cfg-options`` merged, every command's way.
+
+    A missing, misspelt or broken file and an option that names no field of
+    the config are each refused in one line that names them.
+    """
+    if osp.isdir(path):
+        raise UserError(f'config {path} is a folder; give a config file such as '
+                        'configs/textual_inversion_tiny.py.')
+    if not osp.isfile(path):
+        folder = osp.dirname(path) or '.'
+        near = difflib.get_close_matches(
+            osp.basename(path), os.listdir(folder) if osp.isdir(folder) else [], n=1)
+        hint = f'did you mean {osp.join(osp.dirname(path), near[0])}?' if near else (
+            'give the path of a config such as configs/textual_inversion_tiny.py.')
+        raise UserError(f'config {path} does not exist; {hint}')
+    try:
+        cfg = Config.fromfile(path, import_custom_modules=import_custom_modules)
+    except SyntaxError as err:
+        raise UserError(f'config {path} line {err.lineno}: syntax error: {err.msg}.') from None
+    except UnicodeDecodeError:
+        raise UserError(f'config {path} is not UTF-8 text; re-save it as UTF-8.') from None
+    except (NameError, ImportError, AttributeError, KeyError, ValueError, TypeError) as err:
+        raise UserError(f'config {path} cannot be loaded: {type(err).__name__}: '
+                        f'{str(err).splitlines()[0] if str(err) else ""}') from None
+    if options:
+        check_cfg_options(cfg, options)
+        cfg.merge_from_dict(options)
+    return cfg
+
+
 def check_cfg_options(cfg: Config, options: Mapping) -> None:
     """Refuse ``--cfg-options`` keys that name no field of the config.
 
@@ -223,9 +255,9 @@ def check_pretrained_model(path) -> None:
     if _in_hub_cache(path):
         return
     if offline:
-        raise UserError(f'model.pretrained_model {path} is neither a local folder nor in '
-                        'the Hugging Face cache, and HF_HUB_OFFLINE is set; download it '
-                        'first or give the folder path.')
+        raise UserError(f'model.pretrained_model {path} is neither a local folder (looked in '
+                        f'{osp.abspath(expanded)}) nor in the Hugging Face cache, and '
+                        'HF_HUB_OFFLINE is set; download it first or give the folder path.')
     endpoint = _unreachable_hub()
     if endpoint:
         # Without this, huggingface_hub retries for minutes before failing.
@@ -326,6 +358,10 @@ def check_config(cfg: Config) -> None:
     if 'max_iters' in train_cfg:
         if _number(train_cfg.max_iters, 'train_cfg.max_iters', int) <= 0:
             raise UserError(f'train_cfg.max_iters must be >= 1, got {train_cfg.max_iters}.')
+    loader = cfg.get('train_dataloader') or {}
+    if loader.get('batch_size') is not None:
+        if _number(loader.batch_size, 'train_dataloader.batch_size', int) < 1:
+            raise UserError(f'train_dataloader.batch_size must be >= 1, got {loader.batch_size}.')
     optimizer = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
     if 'lr' in optimizer and _number(optimizer.lr, 'optim_wrapper.optimizer.lr') < 0:
         raise UserError(f'optim_wrapper.optimizer.lr must be >= 0, got {optimizer.lr}.')

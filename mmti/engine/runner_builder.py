@@ -8,6 +8,7 @@ first, and the work dir for writability without creating it.
 """
 import os
 import re
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +38,14 @@ def check_work_dir(work_dir: str) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise PermissionError(f'Work dir {work_dir} is not writable ({existing} denies it); '
                               'pass --work-dir with a folder you can write to.')
+    # Permissions do not tell everything (root on a read-only or virtual file
+    # system such as /proc): make and remove a folder where the run's would go.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix='.mmti-probe-', dir=existing))
+    except OSError as err:
+        raise PermissionError(f'Work dir {work_dir} cannot be created in {existing} '
+                              f'({err.strerror}); pass --work-dir with a folder you can write '
+                              'to.') from None
 
 
 def _unknown_field(err: TypeError, field: str) -> UserError | TypeError:

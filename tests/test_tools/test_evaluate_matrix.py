@@ -42,6 +42,17 @@ def args_for(case: str, w: dict) -> tuple[list[str], str]:
             '--out-dir', str(w['out'])]
     if case == 'missing config':
         return [str(tmp / 'nope.py'), *base], r'config .*nope.py does not exist'
+    if case == 'misspelt --cfg-options key':
+        return ([TINY_CONFIG, *base, '--cfg-options', 'model.pretrainedmodel=x'],
+                r"model \(TextualInversion\) has no field 'pretrainedmodel'; did you mean "
+                r"'pretrained_model'")
+    if case == 'missing model folder':
+        return ([TINY_CONFIG, *base, '--cfg-options', 'model.pretrained_model=models/sd15'],
+                r'model.pretrained_model models/sd15 is neither a local folder \(looked in '
+                r'.*models/sd15\) nor in the Hugging Face cache')
+    if case == '--cfg-options without =':
+        return ([TINY_CONFIG, *base, '--cfg-options', 'foo'],
+                r"argument --cfg-options: 'foo' is not KEY=VALUE")
     if case == 'no evaluation block, no --clip':
         argv = [config_with(tmp, 'evaluation = None'), '--embeddings', w['emb'],
                 '--out-dir', str(w['out'])]
@@ -99,7 +110,8 @@ def args_for(case: str, w: dict) -> tuple[list[str], str]:
     raise AssertionError(case)
 
 
-CASES = ['missing config', 'no evaluation block, no --clip', 'evaluation block not a dict',
+CASES = ['missing config', 'misspelt --cfg-options key', 'missing model folder',
+         '--cfg-options without =', 'no evaluation block, no --clip', 'evaluation block not a dict',
          'unknown evaluation key', 'evaluation.num_samples a string', '--num-samples 0',
          '--steps -2', '--size 30', '--guidance-scale nan', 'missing clip folder',
          'missing held-out dir', 'empty held-out dir', 'unreadable image',

@@ -59,7 +59,15 @@ CASES = {
                           r"--scheduler 'FancyScheduler' is not a sampler for this model; use one "
                           r'of: .*DDIMScheduler.*EulerDiscreteScheduler'),
     'device typo': (['--device', 'gpu'], r"--device 'gpu' is not a device; use cpu, cuda"),
-    'missing config': (['@config'], r'Config .*nope.py does not exist; pass the training config'),
+    'missing config': (['@config'], r'config .*nope.py does not exist; give the path of a config'),
+    'misspelt --cfg-options key': (['--cfg-options', 'model.pretrainedmodel=x'],
+                                   r"model \(TextualInversion\) has no field 'pretrainedmodel'; "
+                                   r"did you mean 'pretrained_model'"),
+    'missing model folder': (['--cfg-options', 'model.pretrained_model=models/sd15'],
+                             r'model.pretrained_model models/sd15 is neither a local folder '
+                             r'\(looked in .*models/sd15\) nor in the Hugging Face cache'),
+    '--cfg-options without =': (['--cfg-options', 'foo'],
+                                r"argument --cfg-options: 'foo' is not KEY=VALUE"),
     'missing embedding file': (['@emb:missing'], r'Embedding file .*missing.safetensors does not exist'),
     'truncated embedding file': (['@emb:truncated'],
                                  r'truncated.safetensors is a damaged or truncated safetensors file'),

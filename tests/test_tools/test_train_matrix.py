@@ -83,6 +83,12 @@ CONFIG_CASES = {
                          r'my_config\.py is not UTF-8'),
     'config undefined name': (lambda t: [_config(t, 'model = dict(lr=learning_rate)\n')],
                               r"my_config\.py cannot be loaded: NameError: .*learning_rate"),
+    'cfg-options word without =': (lambda t: [TINY_CONFIG, '--cfg-options', 'foo'],
+                                   r"argument --cfg-options: 'foo' is not KEY=VALUE"),
+    'batch size 0': (lambda t: [TINY_CONFIG, '--cfg-options', 'train_dataloader.batch_size=0'],
+                     r'train_dataloader\.batch_size must be >= 1, got 0'),
+    'batch size a string': (lambda t: [TINY_CONFIG, '--cfg-options', 'train_dataloader.batch_size=two'],
+                            r"train_dataloader\.batch_size must be an integer, got 'two'"),
     'unknown top-level option': (lambda t: [TINY_CONFIG, '--cfg-options', 'max_iters=5'],
                                  r"--cfg-options max_iters: the config has no field 'max_iters'"),
     'unknown loop field': (
@@ -139,7 +145,7 @@ CONFIG_CASES = {
         r'model\.pretrained_model \./data/tiny-sdd is not a folder'),
     'uncached hub id offline': (
         lambda t: [TINY_CONFIG, '--cfg-options', 'model.pretrained_model=nobody/no-such-model'],
-        r'nobody/no-such-model is neither a local folder nor in the Hugging Face cache'),
+        r'nobody/no-such-model is neither a local folder \(looked in .*\) nor in the Hugging Face cache'),
     'model and dataset tokens differ': (
         lambda t: [TINY_CONFIG, '--cfg-options',
                    'train_dataloader.dataset.placeholder_token=<dog>'],
@@ -224,6 +230,14 @@ def test_data_and_model_mistakes(case, tmp_path, capsys):
 
 
 # ------------------------------------------------------------- work dirs, resume
+@pytest.mark.skipif(not os.path.isdir('/proc/self'), reason='needs Linux /proc')
+def test_a_work_dir_the_file_system_cannot_hold_is_named(capsys):
+    # /proc passes a permission check for root, yet nothing can be made there.
+    code, err = cli([TINY_CONFIG, '--work-dir', '/proc/mmti-run'], capsys)
+    assert_refused(code, err, PROG, r'Work dir /proc/mmti-run cannot be created in /proc '
+                                    r'\(.*\); pass --work-dir with a folder you can write to')
+
+
 @pytest.fixture(scope='module')
 def finished_run(tmp_path_factory) -> Path:
     """A finished four-step run (checkpoints and embeddings at 2 and 4)."""
