@@ -27,17 +27,13 @@ import argparse
 import os
 from pathlib import Path
 
-from mmti.fileio import (FORMATS, EmbeddingFile, check_token_name,  # noqa: E402
-                         describe_rows, read_embedding_pair, second_file,
-                         write_embedding_file)
+from mmti.fileio import (FORMATS, LAYOUT_SUFFIXES, EmbeddingFile,  # noqa: E402
+                         check_layout_suffix, check_token_name, describe_rows, layout_for,
+                         read_embedding_pair, second_file, write_embedding_file)
 from mmti.fileio.embedding_file import FOLDER_FILES  # noqa: E402
 from mmti.utils import UserError, prog_name, run_cli  # noqa: E402
 
 PROG = prog_name('tools/convert_embeddings.py')
-# File name endings of each layout: A1111 reads .pt pickles; the others are
-# safetensors, except diffusers' older .bin (torch.save, tensors only).
-SUFFIXES = {'diffusers': ('.safetensors', '.bin'), 'a1111': ('.pt',),
-            'safetensors': ('.safetensors',), 'sdxl': ('.safetensors',)}
 # Layouts with room for one text encoder's rows (diffusers writes a pair).
 ONE_ENCODER_FORMATS = ('a1111', 'safetensors')
 
@@ -67,14 +63,13 @@ def input_files(src: Path) -> list[Path]:
 
 def check_target(target: Path, fmt: str, src: Path, force: bool) -> None:
     """Refuse, before reading anything, an output that cannot be written well."""
-    if target.suffix.lower() not in SUFFIXES[fmt]:
-        wanted = ' or '.join(SUFFIXES[fmt])
-        raise UserError(f'Output {target}: the {fmt} layout is written as {wanted}, not '
-                        f'{target.suffix or "a name without extension"!r}; name it e.g. '
-                        f'{target.with_suffix(SUFFIXES[fmt][0]).name} (or choose --to).')
     if target.is_dir():
         raise UserError(f'Output {target} is a folder; give a file name inside it, e.g. '
-                        f'{target / ("learned_embeds" + SUFFIXES[fmt][0])}.')
+                        f'{target / ("learned_embeds" + LAYOUT_SUFFIXES[fmt][0])}.')
+    try:
+        check_layout_suffix(target, fmt, other='choose --to')
+    except ValueError as err:
+        raise UserError(f'Output {err}') from None
     folder = target.parent
     if not folder.exists():
         raise UserError(f'Output folder {folder} does not exist; create it first or write '
@@ -92,11 +87,11 @@ def check_target(target: Path, fmt: str, src: Path, force: bool) -> None:
 
 def convert(args: argparse.Namespace) -> list[Path]:
     src, out = Path(args.input), Path(args.output)
-    fmt = args.to or ('a1111' if out.suffix.lower() == '.pt' else 'diffusers')
+    fmt = args.to or layout_for(out)
     if not src.exists():
         raise UserError(f'Input {src} does not exist; check the path.')
     if args.token is not None:
-        check_token_name(args.token, '--token')
+        check_token_name(args.token, '--token', one_word=True)
     check_target(out, fmt, src, args.force)
     # diffusers' SDXL pair is one embedding: its _2 file beside (or in the
     # folder) is read with the first, never left behind unnoticed.
@@ -107,9 +102,10 @@ def convert(args: argparse.Namespace) -> list[Path]:
             raise ValueError(f'{src} holds {names}; --token {args.token!r} is not among them.')
         names = [args.token]
     new_name = args.token or names[0]
-    if fmt != 'diffusers' and len(names) > 1:
+    if len(names) > 1:
+        # diffusers' load_textual_inversion, too, reads one concept a file.
         raise ValueError(f'{src} holds {names}; the {fmt} layout takes one concept per file. '
-                         'Pick one with --token.')
+                         'Pick one with --token (mmti loads the file as it is).')
     embeddings = {(new_name if len(names) == 1 else n): contents.embeddings[n] for n in names}
     second = {(new_name if len(names) == 1 else n): contents.embeddings_2[n]
               for n in names if n in contents.embeddings_2}

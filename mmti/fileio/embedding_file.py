@@ -46,6 +46,29 @@ FORMATS = ('diffusers', 'a1111', 'safetensors', 'sdxl')
 A1111_STAR_TOKEN_ID = 265  # CLIP's id of "*", which A1111 files name their rows by
 DIM_NAMES = {768: 'SD 1.x (or SDXL clip_l)', 1024: 'SD 2.x', 1280: 'SDXL clip_g'}
 FOLDER_FILES = ('learned_embeds.safetensors', 'learned_embeds.bin')
+# File name endings of each layout: A1111 reads .pt pickles; the others are
+# safetensors, except diffusers' older .bin (torch.save, tensors only). A file
+# whose ending does not say how to open it is one no other tool can read.
+LAYOUT_SUFFIXES = {'diffusers': ('.safetensors', '.bin'), 'a1111': ('.pt',),
+                   'safetensors': ('.safetensors',), 'sdxl': ('.safetensors',)}
+
+
+def layout_for(path: str | os.PathLike, default: str = 'diffusers') -> str:
+    """The layout a file name asks for: A1111's for ``.pt``, else ``default``."""
+    return 'a1111' if Path(path).suffix.lower() == '.pt' else default
+
+
+def check_layout_suffix(path: str | os.PathLike, format: str,
+                        other: str = 'choose another format') -> None:
+    """Refuse a name whose ending says another layout than ``format``;
+    ``other`` says how the caller picks another one."""
+    path = Path(path)
+    if path.suffix.lower() not in LAYOUT_SUFFIXES[format]:
+        wanted = ' or '.join(LAYOUT_SUFFIXES[format])
+        example = f'{path.stem or "learned_embeds"}{LAYOUT_SUFFIXES[format][0]}'
+        raise ValueError(f'{path}: the {format} layout is written as {wanted}, not '
+                         f'{path.suffix or "a name without extension"!r} (other tools open a file '
+                         f'by its ending); name it e.g. {example} or {other}.')
 
 
 def describe_dim(dim: int) -> str:
@@ -140,9 +163,11 @@ def check_finite(name: str, rows: torch.Tensor, where: object) -> None:
                          f'{bad[:5]}); it is damaged. Use an earlier checkpoint of it.')
 
 
-def check_token_name(name: object, where: object) -> str:
+def check_token_name(name: object, where: object, one_word: bool = False) -> str:
     """A token name is a string a prompt can contain: not empty, no leading or
-    trailing blanks, no line breaks or control characters."""
+    trailing blanks, no line breaks or control characters. A name to load or
+    write is also ``one_word`` (A1111 files named ``my style.pt`` are read,
+    and loaded under a name without spaces)."""
     if not isinstance(name, str):
         raise ValueError(f'{where}: token name {name!r} is a {type(name).__name__}, not a '
                          'string; re-save the file with string keys like "<cat-toy>".')
@@ -151,6 +176,9 @@ def check_token_name(name: object, where: object) -> str:
         raise ValueError(f'{where}: token name {name!r} is empty or has blanks at its ends, '
                          'line breaks or control characters; no prompt can use it. Give the '
                          'concept a name like "<cat-toy>" (tools/convert_embeddings.py --token).')
+    if one_word and ' ' in name:
+        raise ValueError(f'{where}: token name {name!r} has spaces; a prompt reads it as several '
+                         'words. Give the concept a name like "<cat-toy>".')
     return name
 
 
@@ -342,6 +370,7 @@ def write_embedding_file(path: str | os.PathLike,
     if format not in FORMATS:
         raise ValueError(f'Unknown embedding format {format!r}; use one of {", ".join(FORMATS)}.')
     path = Path(path)
+    check_layout_suffix(path, format)
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in embeddings.items()}
     if not tensors:
         raise ValueError('No embeddings to write.')

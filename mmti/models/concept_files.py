@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from mmti.fileio import write_embedding_file
+from mmti.fileio import layout_for, write_embedding_file
 from .concept_sources import read_concepts, second_file
 
 
@@ -107,10 +107,12 @@ class ConceptFilesMixin:
             format: 'diffusers' (``{"<tok>": tensor[n, dim]}``; for SDXL the
                 ``learned_embeds.safetensors`` + ``_2`` pair), 'a1111' (``.pt``),
                 'safetensors' (``{"emb_params": ...}``) or, SDXL only, 'sdxl'
-                (``{"clip_l", "clip_g"}``, its default). Non-finite rows are refused.
+                (``{"clip_l", "clip_g"}``, its default). By default the one the
+                name asks for: 'a1111' for ``.pt``. A name whose ending does not
+                fit the format, and non-finite rows, are refused.
         """
         per_slot = self.get_slot_embeddings(self.placeholder_tokens if tokens is None else tokens)
-        format = format or self.DEFAULT_FORMAT
+        format = format or layout_for(path, self.DEFAULT_FORMAT)
         if format == 'sdxl' and len(per_slot[0]) > 1 and len(per_slot) == 2:
             format = 'diffusers'  # SDXL's one-file layout holds one concept; the pair holds many
         meta = dict(step=step, metadata={'base_model': str(self.pretrained_model)})

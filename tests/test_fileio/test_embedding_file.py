@@ -283,8 +283,18 @@ def test_odd_token_names_are_refused(tmp_path, name):
         read_embedding_file(path).embeddings
     assert str(path) in str(info.value) and '\n' not in str(info.value).replace(repr(name), '')
     with pytest.raises(ValueError, match='token name'):
-        write_embedding_file(tmp_path / 'out.pt', {name: rows(1)})
-    assert not (tmp_path / 'out.pt').exists()
+        write_embedding_file(tmp_path / 'out.safetensors', {name: rows(1)})
+    assert not (tmp_path / 'out.safetensors').exists()
+
+
+@pytest.mark.parametrize('name, fmt', [('x.pt', 'diffusers'), ('x.safetensors', 'a1111'),
+                                       ('x.bin', 'safetensors'), ('x', 'diffusers')])
+def test_a_name_whose_ending_says_another_layout_is_refused(tmp_path, name, fmt):
+    # A1111 opens .pt with torch.load and the others .safetensors with
+    # safetensors: a file named for the other would not open anywhere.
+    with pytest.raises(ValueError, match=rf'{name}: the {fmt} layout is written as'):
+        write_embedding_file(tmp_path / name, {'<x>': rows(1)}, fmt)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_whole_checkpoint_is_an_unknown_layout(tmp_path):

@@ -15,7 +15,8 @@ def distinctive(n: int, seed: int) -> torch.Tensor:
 
 @pytest.mark.parametrize('fmt, name', [('diffusers', 'learned_embeds.safetensors'),
                                        ('diffusers', 'learned_embeds.bin'),
-                                       ('a1111', 'cat-toy.pt')])
+                                       ('a1111', 'cat-toy.pt'),
+                                       (None, 'cat-toy.pt')])  # the name asks for A1111's
 def test_files_written_by_mmti_load_into_diffusers_with_identical_outputs(tmp_path, fmt, name):
     model = build_tiny_model(num_vectors=2)
     with torch.no_grad():

@@ -153,6 +153,23 @@ def test_token_renames_or_selects(tmp_path):
     assert torch.equal(read_embedding_file(tmp_path / 'b.pt').embeddings['<b>'], rows(2, seed=1))
     convert.main([str(tmp_path / 'b.pt'), str(tmp_path / 'renamed.safetensors'), '--token', '<c>'])
     assert list(read_embedding_file(tmp_path / 'renamed.safetensors').embeddings) == ['<c>']
+    # diffusers' load_textual_inversion reads one concept a file, as A1111 does.
+    with pytest.raises(ValueError, match=r"holds \['<a>', '<b>'\]; the diffusers layout takes one"):
+        convert.main([str(two), str(tmp_path / 'both.safetensors')])
+    with pytest.raises(ValueError, match=r"token name 'my concept' has spaces"):
+        convert.main([str(tmp_path / 'b.pt'), str(tmp_path / 'spaced.pt'), '--token', 'my concept'])
+    assert not (tmp_path / 'both.safetensors').exists() and not (tmp_path / 'spaced.pt').exists()
+
+
+def test_an_output_that_is_a_folder_is_named_as_one(tmp_path, capsys, monkeypatch):
+    start = write_embedding_file(tmp_path / 'learned_embeds.safetensors', {'<cat-toy>': rows(1)})
+    (tmp_path / 'sub').mkdir()
+    monkeypatch.chdir(tmp_path)
+    for folder in ('.', 'sub', '..'):
+        with pytest.raises(SystemExit):
+            load_tool('convert_embeddings').cli([str(start), folder])
+        err = capsys.readouterr().err.strip()
+        assert f'Output {folder} is a folder; give a file name inside it' in err, err
 
 
 def test_existing_output_is_not_overwritten(tmp_path, capsys):
