@@ -27,7 +27,8 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
-PYTHONPATH="$ROOT:${PYTHONPATH:-}" exec python -m torch.distributed.run \
+# mmti.cli.launch is torchrun, with refused input ending as one line and status 2.
+PYTHONPATH="$ROOT:${PYTHONPATH:-}" exec python -m mmti.cli.launch \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

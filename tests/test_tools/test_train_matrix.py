@@ -431,6 +431,10 @@ LAUNCH_CASES = {
     'dist_train.sh without NUM_PROCS': (
         lambda w: ['bash', 'tools/dist_train.sh', TINY_CONFIG], 'tools/dist_train.sh',
         r'expected CONFIG and NUM_PROCS'),
+    'dist_train.sh, a config mistake on two ranks': (
+        lambda w: ['bash', 'tools/dist_train.sh', TINY_CONFIG, '2', '--work-dir', w,
+                   '--cfg-options', 'train_cfg.max_iter=3'],
+        PROG, r"train_cfg \(SeekingIterBasedTrainLoop\) has no field 'max_iter'"),
     '--launcher pytorch without torchrun': (
         lambda w: [sys.executable, PROG, TINY_CONFIG, '--launcher', 'pytorch', '--work-dir', w],
         PROG, r'--launcher pytorch needs the environment torchrun sets'),
