@@ -145,13 +145,17 @@ class ConceptVocabulary:
         """Remove concepts; later concepts' ids close up, as if never added."""
         tokens = list(dict.fromkeys(tokens))
         self._require_known(tokens, verb='unload')
+        names = {token: vector_token_names(token, self.slots[0].table.concept_rows(token).shape[0])
+                 for token in tokens}
         with self._transaction():
-            for token in tokens:
-                names = vector_token_names(token, self.slots[0].table.concept_rows(token).shape[0])
-                for slot in self.slots:
-                    remove_added_tokens(slot.tokenizer, names)
+            for slot in self.slots:
+                # At once: each removal rebuilds the tokenizer, which takes a
+                # good part of a second (unloading a catalogue took minutes).
+                remove_added_tokens(slot.tokenizer, [n for token in tokens for n in names[token]])
+                for token in tokens:
                     slot.table.remove_concept(token)
-                self.expand_prompt.remove(token, names)
+            for token in tokens:
+                self.expand_prompt.remove(token, names[token])
         return tokens
 
     # ---------------------------------------------------------------- helpers

@@ -63,6 +63,19 @@ def test_two_concepts_in_one_prompt_both_take_effect(tmp_path):
         assert torch.equal(model.encode_prompt([prompt]), both)
 
 
+def test_unloading_several_apart_at_once_closes_every_gap():
+    model = build_tiny_model()
+    model.load_embeddings({name: distinctive(n, seed) for seed, (name, n) in
+                           enumerate([('<a>', 2), ('<b>', 1), ('<c>', 3), ('<d>', 2)])})
+    model.unload_embeddings(['<c>', '<a>'])
+    fresh = build_tiny_model()
+    fresh.load_embeddings({'<b>': distinctive(1, 1), '<d>': distinctive(2, 3)})
+    prompt = ['a <b> beside <d> and <cat-toy>']
+    assert model.tokenize(prompt).tolist() == fresh.tokenize(prompt).tolist()
+    with torch.no_grad():
+        assert torch.equal(model.encode_prompt(prompt), fresh.encode_prompt(prompt))
+
+
 def test_unload_restores_the_original_table_and_tokenizer():
     model = build_tiny_model(num_vectors=2)
     reference = build_tiny_model(num_vectors=2)
