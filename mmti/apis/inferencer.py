@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from mmengine.config import Config
 from PIL import Image
 
 from mmti.cli.infer import DEFAULT_BATCH_SIZE
+from mmti.engine import check_pretrained_model, load_user_config
 from mmti.models.sampling import initial_latents, noise_seed
 from mmti.fileio import save_new_sample
 from mmti.registry import MODELS
@@ -103,11 +103,11 @@ class TextualInversionInferencer:
         sources = _sources(embeddings)
         model = str(model)
         if model.endswith('.py'):
-            cfg = Config.fromfile(model)
-            if cfg_options:
-                cfg.merge_from_dict(cfg_options)
+            cfg = load_user_config(model, cfg_options)
+            check_pretrained_model(cfg.model.get('pretrained_model'))
             model_cfg = cfg.model
         else:
+            check_pretrained_model(model, field='model')
             model_cfg = model_cfg_from_folder(model, sources, dtype)
         self.model = MODELS.build(model_cfg).to(self.device)
         self.tokens = self.model.load_embeddings(sources) if sources else []

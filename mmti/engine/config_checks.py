@@ -237,8 +237,9 @@ def _check_sizes(cfg: Config) -> None:
                     'Make the crop at most the resize.')
 
 
-def check_pretrained_model(path) -> None:
-    """Refuse a missing local folder, or a hub id that cannot load offline."""
+def check_pretrained_model(path, field: str = 'model.pretrained_model') -> None:
+    """Refuse a missing local folder, or a hub id that cannot load offline;
+    ``field`` is what the user set it as."""
     if not isinstance(path, str):
         return
     expanded = osp.expanduser(path)
@@ -248,24 +249,24 @@ def check_pretrained_model(path) -> None:
     looks_local = (path.startswith(('.', '/', '~')) or path.count('/') > 1
                    or (os.sep != '/' and os.sep in path))
     if looks_local:
-        raise UserError(f'model.pretrained_model {path} is not a folder (looked in '
+        raise UserError(f'{field} {path} is not a folder (looked in '
                         f'{osp.abspath(expanded)}); give a diffusers model folder or a hub id '
                         'such as stable-diffusion-v1-5/stable-diffusion-v1-5.')
     offline = os.environ.get('HF_HUB_OFFLINE', '').lower() not in ('', '0', 'false', 'no')
     if _in_hub_cache(path):
         return
     if offline:
-        raise UserError(f'model.pretrained_model {path} is neither a local folder (looked in '
+        raise UserError(f'{field} {path} is neither a local folder (looked in '
                         f'{osp.abspath(expanded)}) nor in the Hugging Face cache, and '
                         'HF_HUB_OFFLINE is set; download it first or give the folder path.')
     endpoint = _unreachable_hub()
     if endpoint:
         # Without this, huggingface_hub retries for minutes before failing.
         raise UserError(
-            f'model.pretrained_model {path} is not downloaded and the hub ({endpoint}) cannot '
+            f'{field} {path} is not downloaded and the hub ({endpoint}) cannot '
             f'be reached; download it once where there is network (hf download '
             f'{path} --local-dir models/{path.rsplit("/", 1)[-1]}) and set '
-            'model.pretrained_model to that folder.')
+            f'{field} to that folder.')
 
 
 def _in_hub_cache(repo_id: str) -> bool:

@@ -7,6 +7,7 @@ from safetensors.torch import load_file, save_file
 from tool_runner import TINY_CONFIG, load_tool
 
 from mmti.apis import TextualInversionInferencer
+from mmti.utils import UserError
 from mmti_testing import TINY_SD
 
 FAST = dict(steps=2, height=32, width=32, show_progress=False)
@@ -73,6 +74,20 @@ def test_config_model_matches_the_command_line_pixels(embedding, tmp_path):
 def test_a_folder_without_embeddings_is_refused_with_the_fix():
     with pytest.raises(ValueError, match='give embeddings='):
         TextualInversionInferencer(str(TINY_SD))
+
+
+@pytest.mark.parametrize('folder', ['data/tiny-sdd', '/no/such/model'])
+def test_a_mistyped_model_folder_is_named_not_called_a_base_model(folder, embedding):
+    # Before any hub lookup, with or without embeddings: where it was looked for.
+    for embeddings in (None, embedding):
+        with pytest.raises(UserError, match=rf'model {folder} is (not|neither) a (local )?folder'
+                                             rf' \(looked in .*{folder.split("/")[-1]}\)'):
+            TextualInversionInferencer(folder, embeddings)
+
+
+def test_a_misspelt_config_option_is_named():
+    with pytest.raises(UserError, match=r"model \(TextualInversion\) has no field 'pretrainedmodel'"):
+        TextualInversionInferencer(TINY_CONFIG, cfg_options={'model.pretrainedmodel': 'x'})
 
 
 def test_an_sdxl_folder_with_an_sdxl_file_gives_images(tmp_path):
