@@ -6,6 +6,7 @@ itself (placeholders expanded, exactly as in training).
 """
 import hashlib
 import logging
+import re
 import secrets
 from collections.abc import Sequence
 
@@ -135,6 +136,7 @@ class DiffusersSamplingMixin:
         if len(negatives) != len(prompts):
             raise ValueError(f'Got {len(prompts)} prompts but {len(negatives)} negative prompts.')
         self._warn_long_prompts(prompts + negatives)
+        self._warn_unknown_placeholders(prompts + negatives)
         # diffusers resets *both* sides when either is None; fill each alone.
         native_h, native_w = self.native_image_size()
         height, width = height or native_h, width or native_w
@@ -182,6 +184,19 @@ class DiffusersSamplingMixin:
                 print_log(f'Prompt {prompt!r} is {length} tokens (placeholders expanded); the text '
                           f'encoder reads {limit}, so the end is cut.', logger='current',
                           level=logging.WARNING)
+
+    def _warn_unknown_placeholders(self, prompts: Sequence[str]) -> None:
+        # '<my-mug>' that no file loaded is read as ordinary text: '<', 'my',
+        # '-', 'mug', '>'. The image comes out, without the concept.
+        loaded = {c.lower() for c in self.concepts}
+        for prompt in dict.fromkeys(prompts):
+            unknown = [w for w in dict.fromkeys(re.findall(r'<[^<>\s]+>', prompt))
+                       if w.lower() not in loaded]
+            if unknown:
+                print_log(f'Prompt {prompt!r} names {", ".join(unknown)}, which no loaded embedding '
+                          f'has (loaded: {", ".join(self.concepts) or "none"}); it is read as '
+                          'ordinary words. Load its file first (--embeddings, load_embeddings).',
+                          logger='current', level=logging.WARNING)
 
     def native_image_size(self) -> tuple[int, int]:
         """(height, width) the UNet was built for, in pixels."""

@@ -248,3 +248,23 @@ def test_inference_prompts_over_the_limit_warn_with_their_length(model):
     messages = [r.getMessage() for r in records]
     assert messages == [f'Prompt {long_prompt!r} is 87 tokens (placeholders expanded); the text '
                         'encoder reads 77, so the end is cut.']
+
+
+def test_a_placeholder_no_embedding_has_warns_by_name(model):
+    import logging
+
+    from mmengine.logging import MMLogger
+    records = []
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        model.infer(['a <my-mug> beside a <KEPT>', 'a <kept> and <cat-toy>'],
+                    num_inference_steps=1, seed=0, show_progress=False)
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in records] == [
+        "Prompt 'a <my-mug> beside a <KEPT>' names <my-mug>, which no loaded embedding has "
+        '(loaded: <cat-toy>, <kept>); it is read as ordinary words. Load its file first '
+        '(--embeddings, load_embeddings).']
