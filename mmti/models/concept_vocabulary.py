@@ -22,6 +22,9 @@ from .placeholder_tokens import (PromptExpander, add_placeholder_tokens, remove_
 from .token_cache import TokenIdCache
 
 
+#: How a loaded file's concept gets another name (the default fix in messages).
+LOAD_RENAME = "for a file: load_embeddings(path, token='<my-concept>')"
+
 class RowCountError(ValueError):
     """Rows of another count than the model's for a token; ``rows``: the count they have,
     ``problem``: the message without its fix (a command line words its own)."""
@@ -94,13 +97,16 @@ class ConceptVocabulary:
                              verbose=False)['input_ids'])
 
     # ----------------------------------------------------------------- changes
-    def add(self, token: str, rows: SlotRows, trainable: bool) -> None:
+    def add(self, token: str, rows: SlotRows, trainable: bool, origin: str | None = None,
+            rename: str = LOAD_RENAME) -> None:
         """Add one new concept (its rows trainable or frozen)."""
-        self.update({token: rows}, trainable=trainable)
+        self.update({token: rows}, trainable=trainable,
+                    origins={token: origin} if origin else None, rename=rename)
 
     def update(self, concepts: Mapping[str, SlotRows], trainable: bool = False,
                replaceable: Sequence[str] = (),
-               origins: Mapping[str, str] | None = None) -> list[str]:
+               origins: Mapping[str, str] | None = None,
+               rename: str = LOAD_RENAME) -> list[str]:
         """Add new concepts and replace the rows of known ones, all or none.
 
         Args:
@@ -109,6 +115,7 @@ class ConceptVocabulary:
             replaceable: Known tokens whose rows may be replaced (with rows
                 of the same shape); any other known token is refused.
             origins: ``{token: where its rows come from}``, for messages.
+            rename: How the user gives a concept another name, for messages.
 
         Returns:
             list[str]: The tokens, in the given order.
@@ -131,7 +138,7 @@ class ConceptVocabulary:
                         f'{token!r} has {current.shape[0]} vector(s) in this model but '
                         f'{rows.shape[0]} in {origins.get(token, origin)} ({slot.name})',
                         rows.shape[0])
-        self._check_new_names({t: checked[t][0].shape[0] for t in new}, origin)
+        self._check_new_names({t: checked[t][0].shape[0] for t in new}, origin, rename)
         with self._transaction():
             for token in known:
                 with torch.no_grad():
@@ -187,7 +194,7 @@ class ConceptVocabulary:
                              'the file is inconsistent.')
         return checked
 
-    def _check_new_names(self, vectors: Mapping[str, int], origin: str) -> None:
+    def _check_new_names(self, vectors: Mapping[str, int], origin: str, rename: str) -> None:
         """New tokens' names must be free in every tokenizer and unique among themselves."""
         seen: dict[str, str] = {}
         for token, count in vectors.items():
@@ -202,8 +209,7 @@ class ConceptVocabulary:
             if taken:
                 raise ValueError(
                     f'Token(s) {taken[:5]} are already in the tokenizer vocabulary ({slot.name}, '
-                    f'rows from {origin}); choose a new string such as "<my-concept>" (for a file: '
-                    "load_embeddings(path, token='<my-concept>')).")
+                    f'rows from {origin}); choose a new string such as "<my-concept>" ({rename}).')
 
     def _require_known(self, tokens: Sequence[str], verb: str = 'use') -> None:
         unknown = [t for t in tokens if t not in self.concepts]

@@ -152,7 +152,10 @@ class TextualInversion(ConceptFilesMixin, DiffusersSamplingMixin, BaseModel):
             TextSlot(name, tokenizer, table)
             for name, (tokenizer, table) in zip(self.TEXT_SLOTS, self._text_encoders())])
         for spec in specs:
-            self.vocabulary.add(spec['placeholder_token'], self._start_rows(spec), trainable=True)
+            start = spec.get('initial_embedding')
+            self.vocabulary.add(spec['placeholder_token'], self._start_rows(spec), trainable=True,
+                                origin=f'initial_embedding {start}' if start else 'the config',
+                                rename="set the config's placeholder_token")
         self.placeholder_tokens = [spec['placeholder_token'] for spec in specs]
 
         self.validation_templates = list(validation_prompts)

@@ -193,6 +193,12 @@ def _latin1_templates(t: Path) -> str:
     return str(write(t / 'templates.txt', 'une photo d\'un {} \xe9t\xe9\n'.encode('latin-1')))
 
 
+def _wide_embedding(t: Path) -> str:
+    path = t / 'wide.safetensors'
+    save_file({'<w>': torch.zeros(1, 768)}, str(path))
+    return str(path)
+
+
 def _latin1_captions(t: Path) -> str:
     folder = t / 'concept'
     shutil.copytree(REPO_ROOT / 'data' / 'cat_toy', folder)
@@ -206,6 +212,14 @@ DATA_CASES = {
     'corrupt initial_embedding': (
         lambda t: [f'model.initial_embedding={_bad_safetensors(t)}'],
         r'model\.initial_embedding.* .*init\.safetensors is a damaged or truncated safetensors file'),
+    'initial_embedding for another model': (
+        lambda t: [f'model.initial_embedding={_wide_embedding(t)}'],
+        r"Rows for '<cat-toy>' \(text_encoder\) from initial_embedding .*wide\.safetensors have "
+        r'shape \(1, 768\): dimension 768'),
+    'placeholder that is a vocabulary word': (
+        lambda t: ['model.placeholder_token=cat', 'train_dataloader.dataset.placeholder_token=cat'],
+        r"\['cat'\] are already in the tokenizer vocabulary \(text_encoder, rows from the config\); "
+        r'.*\(set the config.s placeholder_token\)'),
     'template file not UTF-8': (
         lambda t: [f'train_dataloader.dataset.templates={_latin1_templates(t)}'],
         r'train_dataloader\.dataset: a text file it reads is not UTF-8 .*re-save .*'
