@@ -30,8 +30,8 @@ import torch
 from mmengine.config import Config
 from tqdm import tqdm
 
-from mmti.fileio import (check_output_dir, describe_dim, read_embedding_file,  # noqa: E402
-                         save_new_sample)
+from mmti.fileio import (check_output_dir, check_token_name, describe_dim,  # noqa: E402
+                         read_embedding_file, save_new_sample)
 from mmti.engine import check_pretrained_model, load_user_config  # noqa: E402
 from mmti.engine.console import quiet_library_notices  # noqa: E402
 from mmti.registry import MODELS  # noqa: E402
@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('config', help='the training config (names the base model)')
     parser.add_argument('--embeddings', required=True,
                         help='learned_embeds.safetensors (or folder)')
+    parser.add_argument('--token', default=None,
+                        help="name to use the file's concept by in prompts (a file with one "
+                             'concept, e.g. an A1111 file named like a common word)')
     parser.add_argument('--prompt', required=True, action='append',
                         help='prompt using the placeholder token; repeat for several')
     parser.add_argument('--negative-prompt', default=None)
@@ -141,9 +144,12 @@ def text_encoder_dim(cfg: Config) -> int | None:
         return None  # a hub name or an unusual layout: the model checks when loading
 
 
-def check_embeddings(path: str, cfg: Config) -> None:
-    """Read the file (damaged, empty, NaN rows) and compare widths, before loading."""
-    contents = read_embedding_file(path)
+def check_embeddings(path: str, cfg: Config, token: str | None = None) -> None:
+    """Read the file (damaged, empty, NaN rows, a --token for several concepts)
+    and compare widths, before loading."""
+    if token is not None:
+        check_token_name(token, '--token', one_word=True)
+    contents = read_embedding_file(path, token=token)
     dim = text_encoder_dim(cfg)
     if dim is None:
         return
@@ -227,13 +233,13 @@ def main(argv: list[str] | None = None, progress: dict | None = None) -> list[Pa
     quiet_library_notices()
     cfg = load_config(args)
     check_output_dir(args.out_dir)
-    check_embeddings(args.embeddings, cfg)
+    check_embeddings(args.embeddings, cfg, args.token)
     check_scheduler(args.scheduler, cfg)
 
     from mmti.models.sampling import initial_latents, noise_seed
     import mmti.models  # noqa: F401  (registers TextualInversion)
     model = MODELS.build(cfg.model).to(args.device)
-    loaded = model.load_embeddings(args.embeddings)
+    loaded = model.load_embeddings(args.embeddings, token=args.token)
     print(f'Loaded {loaded} from {args.embeddings}')
     if args.scheduler is not None:
         model.build_inference_scheduler(args.scheduler)  # refuses a sampler it cannot make

@@ -23,7 +23,8 @@ from .token_cache import TokenIdCache
 
 
 #: How a loaded file's concept gets another name (the default fix in messages).
-LOAD_RENAME = "for a file: load_embeddings(path, token='<my-concept>')"
+LOAD_RENAME = ("for a file: load_embeddings(path, token='<my-concept>'), or tools/infer.py "
+               "--token '<my-concept>'")
 
 class RowCountError(ValueError):
     """Rows of another count than the model's for a token; ``rows``: the count they have,

@@ -45,6 +45,23 @@ def test_infer_is_reproducible_and_uses_the_embedding(embedding_file, tmp_path):
     assert not np.array_equal(pixels[0], pixels[2])
 
 
+def test_token_renames_a_file_named_like_a_common_word(embedding_file, tmp_path):
+    # An A1111 file "cat.pt" names its concept "cat", a word the model knows:
+    # refused as it is, usable under another name with --token.
+    from mmti.fileio import read_embedding_file, write_embedding_file
+    rows = read_embedding_file(embedding_file).embeddings['<cat-toy>']
+    cat = write_embedding_file(tmp_path / 'cat.pt', {'cat': rows}, 'a1111')
+    infer = load_tool('infer')
+    args = ['--prompt', 'a <my-cat> bag', '--steps', '3', '--seed', '4']
+    with pytest.raises(ValueError, match=r"already in the tokenizer vocabulary .*--token"):
+        infer.main([TINY_CONFIG, '--embeddings', str(cat), *args, '--out-dir', str(tmp_path / 'x')])
+    renamed = infer.main([TINY_CONFIG, '--embeddings', str(cat), '--token', '<my-cat>', *args,
+                          '--out-dir', str(tmp_path / 'a')])
+    original = infer.main([TINY_CONFIG, '--embeddings', embedding_file, *args[:1],
+                           'a <cat-toy> bag', *args[2:], '--out-dir', str(tmp_path / 'b')])
+    assert np.array_equal(np.asarray(Image.open(renamed[0])), np.asarray(Image.open(original[0])))
+
+
 def test_infer_rejects_an_embedding_for_another_model(tmp_path):
     from safetensors.torch import save_file
     wrong = tmp_path / 'sd2.safetensors'
