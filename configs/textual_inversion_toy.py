@@ -64,7 +64,7 @@ default_hooks = dict(
 # sizes, places and backgrounds.
 evaluation = dict(
     clip='data/toy/clip_eval',
-    held_out_dir='data/toy_concepts/purple-dotted-star/held_out',
+    held_out_dir='{data_root}/../held_out',  # beside whichever concept folder trains
     num_samples=8,
     steps=25,
     guidance_scale=1.5,

@@ -56,7 +56,7 @@ from mmengine.config import Config
 
 from mmti.datasets.concept_specs import check_concept_list, concept_folder_name
 from mmti.datasets.evaluation_inputs import (concept_inputs, held_out_captions,  # noqa: F401
-                                             image_files, load_images)
+                                             image_files, load_images, resolve_held_out_dir)
 from mmti.engine import check_pretrained_model, load_user_config  # noqa: E402
 from mmti.fileio import atomic_write, check_output_dir, read_embedding_file  # noqa: E402
 from mmti.registry import MODELS  # noqa: E402
@@ -164,8 +164,10 @@ def apply_config_defaults(args: argparse.Namespace, cfg: Config,
                             f'own folders and initializer word: drop --{option.replace("_", "-")}'
                             f' (and evaluation.{option}); set data_root, held_out_dir and '
                             'initializer_token in each concept of the list.')
-    elif args.concept_dir is None:
-        args.concept_dir = cfg.get('train_dataloader', {}).get('dataset', {}).get('data_root')
+    else:
+        if args.concept_dir is None:
+            args.concept_dir = cfg.get('train_dataloader', {}).get('dataset', {}).get('data_root')
+        args.held_out_dir = resolve_held_out_dir(args.held_out_dir, args.concept_dir)
     if args.clip is None:
         raise UserError('no CLIP model given: pass --clip FOLDER (a local copy of e.g. '
                         'openai/clip-vit-base-patch32) or set evaluation.clip in the config.')

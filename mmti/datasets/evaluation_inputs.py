@@ -3,9 +3,25 @@ them (EXIF orientation applied, transparency on white): the training images,
 the held-out images and, when asked, the held-out images' captions as
 reconstruction prompts. tools/evaluate.py, tools/test.py and
 ``ConceptQueueHook`` read them here."""
+import os.path as osp
 from pathlib import Path
 
 from mmti.utils import UserError
+
+#: Written in a held-out folder setting, the concept's training folder: the
+#: held-out images then follow the concept a run trains (a config used for
+#: another concept with --cfg-options ...data_root=...), not the config's own.
+DATA_ROOT_FIELD = '{data_root}'
+
+
+def resolve_held_out_dir(held_out_dir: str | None, concept_dir: str | None) -> str | None:
+    """``held_out_dir`` with ``{data_root}`` replaced by ``concept_dir``."""
+    if not isinstance(held_out_dir, str) or DATA_ROOT_FIELD not in held_out_dir:
+        return held_out_dir
+    if not concept_dir:
+        raise UserError(f'held_out_dir {held_out_dir} names {DATA_ROOT_FIELD}, the training '
+                        'folder, but none is given; set the training data_root or --concept-dir.')
+    return osp.normpath(held_out_dir.replace(DATA_ROOT_FIELD, str(concept_dir)))
 
 
 def image_files(folder: str | None, what: str, log: bool = True) -> list[Path]:
@@ -62,6 +78,7 @@ def concept_inputs(concept_dir: str, held_out_dir: str | None = None,
     ``log=False`` leaves out the folders' "using N images" lines; ``names``
     says where each setting came from, for messages.
     """
+    held_out_dir = resolve_held_out_dir(held_out_dir, concept_dir)
     inputs = {'training_images': load_images(concept_dir, names['concept_dir'], log),
               'held_out_images': (load_images(held_out_dir, names['held_out_dir'], log)
                                   if held_out_dir else None)}

@@ -101,6 +101,21 @@ def test_evaluate_cli_takes_clip_prompts_and_images_from_the_config(tiny_clip, e
     assert '| learned |' in result.stdout
 
 
+def test_a_held_out_folder_beside_data_root_follows_the_concept_dir(tiny_clip, embedding_file,
+                                                                   tmp_path):
+    for split in ('train', 'held_out'):
+        shutil.copytree(CAT_TOY, tmp_path / 'mug' / split)
+    config = tmp_path / 'beside.py'
+    config.write_text(f"_base_ = [{TINY_CONFIG!r}]\n"
+                      f"evaluation = dict(clip={tiny_clip!r}, num_samples=1, steps=1,\n"
+                      "                  held_out_dir='{data_root}/../held_out')\n")
+    out = tmp_path / 'out'
+    run_tool('tools/evaluate.py', str(config), '--embeddings', embedding_file, '--out-dir',
+             str(out), '--concept-dir', str(tmp_path / 'mug' / 'train'))
+    settings = json.loads((out / 'metrics.json').read_text())['settings']
+    assert settings['held_out_dir'] == str(tmp_path / 'mug' / 'held_out')
+
+
 @pytest.mark.parametrize('evaluation, expected', [
     ('None', 'no CLIP model given: pass --clip'),
     ("dict(clip='x', edit_prompt=['{}'])", "unknown keys ['edit_prompt']"),

@@ -6,6 +6,7 @@ from pathlib import Path
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
 
+from mmti.datasets.evaluation_inputs import resolve_held_out_dir
 from mmti.evaluation import verdict
 from mmti.fileio import atomic_write
 from mmti.registry import HOOKS
@@ -69,6 +70,9 @@ class SimilarityCurveHook(PeriodicHook):
             return None
         settings = dict(evaluation)
         folders = {key: settings.pop(key, None) for key in ('concept_dir', 'held_out_dir')}
+        folders['concept_dir'] = folders['concept_dir'] or dataset.data_root
+        folders['held_out_dir'] = resolve_held_out_dir(folders['held_out_dir'],
+                                                       folders['concept_dir'])
         for key, folder in folders.items():
             if folder is not None and not Path(folder).is_dir():
                 raise ValueError(
@@ -79,7 +83,7 @@ class SimilarityCurveHook(PeriodicHook):
         self._token = model.placeholder_token
         concept = dict(placeholder_token=self._token,
                        initializer_token=runner.cfg.model.get('initializer_token'),
-                       data_root=folders['concept_dir'] or dataset.data_root,
+                       data_root=folders['concept_dir'],
                        held_out_dir=folders['held_out_dir'])
         self._held_out_dir = concept['held_out_dir']
         # Training has named the training folder; the end line names the held-out one.

@@ -156,6 +156,24 @@ def test_a_missing_held_out_folder_is_named_before_training(tmp_path, clip):
     assert not list(tmp_path.glob('*.pth'))  # refused before the first step
 
 
+def test_held_out_images_beside_the_training_folder_follow_the_concept(tmp_path, clip):
+    # A config meant for one concept, trained on another folder: '{data_root}'
+    # measures against that concept's own held-out images, not the config's.
+    import shutil
+
+    from conftest import tiny_config, train
+    for split in ('train', 'held_out'):
+        shutil.copytree(CAT_TOY, tmp_path / 'mug' / split)
+    cfg = tiny_config(tmp_path / 'work', max_iters=1, checkpoint_interval=1, embedding_interval=0,
+                      validation_interval=None, batch_size=2)
+    cfg.default_hooks.similarity.overrides = dict(num_samples=1, steps=2, size=32)
+    cfg.train_dataloader.dataset.data_root = str(tmp_path / 'mug' / 'train')
+    cfg.evaluation = dict(clip=str(clip), held_out_dir='{data_root}/../held_out')
+    runner, _ = train(cfg)
+    log = next(Path(runner.log_dir).glob('*.log')).read_text()
+    assert f'against the held-out images in {tmp_path / "mug" / "held_out"};' in log
+
+
 def test_renders_that_are_not_finite_are_not_measured(tmp_path, clip):
     from mmti.engine import NonFiniteLossError
 
