@@ -59,7 +59,8 @@ class ConceptListDataset(Dataset):
     @property
     def metainfo(self) -> dict:
         return {'placeholder_tokens': self.tokens,
-                'images': [len(d.images) for d in self.datasets]}
+                'images': [len(d.images) for d in self.datasets],
+                'concepts': {d.placeholder_token: d.metainfo for d in self.datasets}}
 
     def distinct_captions(self) -> list[str]:
         return list(dict.fromkeys(c for d in self.datasets for c in d.distinct_captions()))

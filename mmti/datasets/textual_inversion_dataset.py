@@ -1,4 +1,6 @@
 """The few images of one concept, each paired with a templated caption."""
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -107,6 +109,15 @@ def standard_pipeline(resolution: int, flip_prob: float = 0.5, random_crop: bool
     return pipeline + [dict(type='PackInputs')]
 
 
+def training_data_fingerprint(image_paths: Sequence, captions: Sequence) -> dict:
+    """Short digests of a concept's image files (bytes, in order) and captions."""
+    images = hashlib.sha256()
+    for path in image_paths:
+        images.update(hashlib.sha256(Path(path).read_bytes()).digest())
+    text = hashlib.sha256(json.dumps([list(c) for c in captions]).encode())
+    return {'images': images.hexdigest()[:16], 'captions': text.hexdigest()[:16]}
+
+
 @DATASETS.register_module()
 class TextualInversionDataset(Dataset):
     """Images of one concept with captions like "a photo of a <cat-toy>".
@@ -181,6 +192,9 @@ class TextualInversionDataset(Dataset):
         self.caption_files = bool(caption_files)
         self.image_templates = ([read_caption_file(p) for p in self.image_paths]
                                 if caption_files else [self.templates] * len(self.image_paths))
+        # Kept in checkpoints (metainfo), so --resume can refuse other images or
+        # captions: the learning signal's fixed batch, and the steps left, would change.
+        self.fingerprint = training_data_fingerprint(self.image_paths, self.image_templates)
         if resolution is not None:
             if pipeline:
                 raise ValueError('The dataset has both resolution and pipeline; set one (resolution '
@@ -217,7 +231,8 @@ class TextualInversionDataset(Dataset):
 
     @property
     def metainfo(self) -> dict:
-        return {'placeholder_token': self.placeholder_token, 'images': len(self.images)}
+        return {'placeholder_token': self.placeholder_token, 'images': len(self.images),
+                'data_root': str(self.data_root), 'data_fingerprint': self.fingerprint}
 
     def __len__(self) -> int:
         return len(self.images) * self.repeats

@@ -173,6 +173,40 @@ def check_signal_matches(cfg: Config, path: str, checkpoint: dict) -> None:
             f'--cfg-options default_hooks.learning_signal.num_samples={saved.get("num_samples")}.')
 
 
+def check_training_data_matches(dataset, path: str, checkpoint: dict) -> None:
+    """Refuse to resume on other images or captions than the checkpoint trained on.
+
+    The steps already taken and the learning signal's series (measured on a
+    fixed batch of those images) would be joined to steps on other data: the
+    stop would come at a step no single run has. Moving the same files to
+    another folder is fine (file contents are compared, not paths).
+    """
+    saved, now = checkpoint['meta'].get('dataset_meta'), getattr(dataset, 'metainfo', None)
+    if not isinstance(saved, dict) or not isinstance(now, dict):
+        return
+    if 'concepts' in saved and 'concepts' in now:
+        if list(saved['concepts']) != list(now['concepts']):
+            raise UserError(
+                f'Cannot resume from {path}: it trained the concepts {list(saved["concepts"])}, '
+                f'the config lists {list(now["concepts"])}; resume with the same list, or train '
+                'the new one into another --work-dir.')
+        pairs = [(saved['concepts'][t], now['concepts'][t], f'{t}: ') for t in now['concepts']]
+    else:
+        pairs = [(saved, now, '')]
+    for before, after, which in pairs:
+        old, new = before.get('data_fingerprint'), after.get('data_fingerprint')
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            continue  # a checkpoint from before fingerprints
+        for part in ('images', 'captions'):
+            if old.get(part) != new.get(part):
+                raise UserError(
+                    f'Cannot resume from {path}: {which}the {part} differ from those it trained '
+                    f'on ({before.get("images")} images in {before.get("data_root")}, now '
+                    f'{after.get("images")} in {after.get("data_root")}); the steps taken and the '
+                    'learning signal would mix two data sets. Resume with the same files, or train '
+                    'on the new ones into another --work-dir.')
+
+
 def check_checkpoint_matches(model, cfg: Config, path: str, checkpoint: dict) -> None:
     """Refuse a checkpoint trained for another placeholder or ``num_vectors``."""
     token = (cfg.get('model') or {}).get('placeholder_token')

@@ -23,7 +23,7 @@ from mmti.utils import UserError
 from .config_checks import check_config, fill_placeholder_token
 from .console import QuietConsoleRunner, warnings_only
 from .resume import (check_checkpoint_matches, check_not_finished, check_signal_matches,
-                     find_resume_checkpoint, read_last_checkpoint)
+                     check_training_data_matches, find_resume_checkpoint, read_last_checkpoint)
 
 
 def check_work_dir(work_dir: str) -> None:
@@ -113,6 +113,7 @@ def build_runner(cfg: Config, claim_work_dir: Callable[[], None] | None = None) 
     if hasattr(dataset, 'distinct_captions') and hasattr(model, 'check_training_captions'):
         model.check_training_captions(dataset.distinct_captions(), 'train_dataloader.dataset')
     if checkpoint is not None:
+        check_training_data_matches(dataset, resume_from, checkpoint)
         check_checkpoint_matches(model, cfg, resume_from, checkpoint)
         check_signal_matches(cfg, resume_from, checkpoint)
         cfg.load_from = resume_from  # the checked (maybe relocated) file, not mmengine's pick

@@ -312,6 +312,27 @@ def test_resume_with_another_placeholder_is_refused(run_copy, capsys):
             r"'<dog>'", capsys, run_copy)
 
 
+def test_resume_on_other_images_or_captions_is_refused(run_copy, tmp_path, capsys):
+    fewer = tmp_path / 'fewer'
+    shutil.copytree(REPO_ROOT / 'data' / 'cat_toy', fewer)
+    sorted(fewer.iterdir())[0].unlink()
+    refused(resume_args(run_copy, f'train_dataloader.dataset.data_root={fewer}', max_iters=8),
+            r'Cannot resume from .*iter_4\.pth: the images differ from those it trained on '
+            r'\(\d+ images in data/cat_toy, now \d+ in .*fewer\)', capsys, run_copy)
+    refused(resume_args(run_copy, "train_dataloader.dataset.templates=['a photo of {}']",
+                        max_iters=8),
+            r'the captions differ from those it trained on', capsys, run_copy)
+
+
+def test_resume_from_a_moved_copy_of_the_same_images_continues(run_copy, tmp_path, capsys):
+    moved = tmp_path / 'moved'
+    shutil.copytree(REPO_ROOT / 'data' / 'cat_toy', moved)
+    code, err = cli(resume_args(run_copy, f'train_dataloader.dataset.data_root={moved}',
+                                max_iters=6), capsys)
+    assert code == 0, err
+    assert (run_copy / 'iter_6.pth').is_file()
+
+
 @pytest.mark.parametrize('content, pattern', [
     (b'\xff\xfe/iter_4.pth', r'last_checkpoint is not UTF-8 text'),
     (b'  \n', r'last_checkpoint is empty'),
