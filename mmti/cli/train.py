@@ -25,7 +25,7 @@ from mmti.engine import (RunFinished, WorkDirLock, build_runner,  # noqa: E402
 from mmti.engine.console import quiet_library_notices  # noqa: E402
 from mmti.engine.hooks import (ConceptQueueHook, CurvesHook, EmbeddingSaveHook,  # noqa: E402
                                LearningSignalHook, ProgressBarHook, ValidationSampleHook)
-from mmti.engine.hooks.concept_outputs import SUMMARY_FILE, concept_dir  # noqa: E402
+from mmti.engine.hooks.concept_outputs import SUMMARY_FILE, concept_embedding_file  # noqa: E402
 from mmti.engine.hooks.curves_hook import CURVES_FILE  # noqa: E402
 from mmti.engine.hooks.progress_bar_hook import format_duration  # noqa: E402
 from mmti.utils import UserError, add_cfg_options, command_prefix, prog_name, run_cli  # noqa: E402
@@ -190,8 +190,9 @@ def concept_summary(runner, queue_hook, seconds: float, resumed: str) -> list[st
                'capped': 'cut by max_iters',
                'not_learning': 'NOT learned (its learning signal never fell below its start; '
                                'see concepts.md)'}.get(kind, kind)
+        stop = queue_hook.stops.get(row['concept'])
         lines.append(f"  {row['concept']:<{width}}  {row['steps']:>5} steps, {why}: "
-                     f"{concept_dir(work_dir, row['concept']) / 'learned_embeds.safetensors'}")
+                     f"{concept_embedding_file(work_dir, row['concept'], stop)}")
     combined = work_dir / hooks_filename(runner)
     if combined.is_file():
         lines.append(f'  all concepts, one file (mmti): {combined}')

@@ -105,6 +105,26 @@ class PlateauStop:
                     f'under {self.min_drop:g} of its drop since the start ({total_drop:.3g})')
         return None
 
+    def still_falling(self, steps: list[int], values: list[float]) -> str | None:
+        """At a step cap: how the signal still fell over the last window, when
+        it fell by more than the rule's ``min_drop`` (the concept may not be
+        learned yet), and how much it fell in all (a learning rate too small
+        to move the rows shows as a tiny share), or None."""
+        if not steps or steps[-1] - steps[0] < 2 * self.window:
+            return None
+        last = steps[-1]
+        newer = [v for s, v in zip(steps, values) if s > last - self.window]
+        older = [v for s, v in zip(steps, values) if last - 2 * self.window < s <= last - self.window]
+        total_drop = values[0] - min(values)
+        if not newer or not older or total_drop <= 0:
+            return None
+        gain = sum(older) / len(older) - sum(newer) / len(newer)
+        if gain <= self.min_drop * total_drop:
+            return None
+        return (f'the learning signal fell by {_percent(total_drop / values[0])} of its start in '
+                f'all and was still falling ({_percent(gain / values[0])} over the last '
+                f'{self.window} steps)')
+
     def not_learning(self, steps: list[int], values: list[float]) -> str | None:
         """Why the rows are not learning, or None.
 
@@ -129,6 +149,10 @@ NOT_LEARNING_FIX = ('set optim_wrapper.optimizer.lr (too large throws the rows o
                     'leaves them where they started)')
 
 _FIELDS = ('window', 'min_drop', 'near_best', 'min_steps')
+
+
+def _percent(share: float) -> str:
+    return f'{100 * share:.2g}%'
 
 
 def _is_whole(value) -> bool:

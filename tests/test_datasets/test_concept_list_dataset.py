@@ -73,9 +73,10 @@ def test_per_concept_settings_override_the_shared_ones():
     assert second.templates != first.templates  # the built-in style templates
     assert set(listed.distinct_captions()) == set(first.distinct_captions()) | set(
         second.distinct_captions())
-    assert listed.metainfo == {'placeholder_tokens': ['<purple-dotted-star>',
-                                                      '<orange-striped-triangle>'],
-                               'images': [5, 5]}
+    meta = listed.metainfo
+    assert meta['placeholder_tokens'] == ['<purple-dotted-star>', '<orange-striped-triangle>']
+    assert meta['images'] == [5, 5]
+    assert meta['concepts'] == {d.placeholder_token: d.metainfo for d in listed.datasets}
     assert len(listed) == len(first) + len(second)
 
 

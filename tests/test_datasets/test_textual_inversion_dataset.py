@@ -1,6 +1,7 @@
 """TextualInversionDataset: image discovery, errors, captions, determinism, registry."""
 import itertools
 import re
+import shutil
 from collections import Counter, OrderedDict
 from pathlib import Path
 
@@ -65,7 +66,17 @@ def test_dataset_uses_only_the_real_images(mixed_dir):
     assert [Path(p).name for p in ds.image_paths] == ['a.Jpg', 'b.PNG', 'c.webp', 'd.jpeg']
     assert [im.size for im in ds.images] == [(16, 20), (20, 16), (22, 14), (18, 18)]
     assert len(ds) == 4
-    assert ds.metainfo == {'placeholder_token': TOKEN, 'images': 4}
+    meta = ds.metainfo
+    assert (meta['placeholder_token'], meta['images'], meta['data_root']) == (TOKEN, 4,
+                                                                              str(mixed_dir))
+    # Digests of the files and captions: the same for a copy elsewhere, not for other bytes.
+    copy = mixed_dir.parent / 'copy'
+    shutil.copytree(mixed_dir, copy)
+    assert TextualInversionDataset(str(copy), TOKEN, seed=0).fingerprint == ds.fingerprint
+    (copy / 'a.Jpg').write_bytes((copy / 'b.PNG').read_bytes())
+    changed = TextualInversionDataset(str(copy), TOKEN, seed=0).fingerprint
+    assert changed['images'] != ds.fingerprint['images']
+    assert changed['captions'] == ds.fingerprint['captions']
     assert {Path(ds[i]['img_path']).name for i in range(4)} == {'a.Jpg', 'b.PNG', 'c.webp', 'd.jpeg'}
 
 

@@ -129,3 +129,17 @@ def test_a_window_of_one_interval_can_stop():
     steps = list(range(0, 1001, 10))
     rule = PlateauStop.from_config(dict(window=10), interval=10, where='hook')
     assert first_stop(rule, steps, decay(steps, 20, noise=0.0005)) is not None
+
+
+def test_a_cap_while_still_falling_is_named_and_a_plateau_is_not():
+    steps = list(range(0, 601, 10))
+    rule = PlateauStop(window=30)
+    slow = [0.0519 * (1 - 0.06 * s / 600) for s in steps]  # 0.3% a window of 30 steps
+    assert rule.still_falling(steps, slow) == (
+        'the learning signal fell by 6% of its start in all and was still falling (0.3% over '
+        'the last 30 steps)')
+    # lr 1e-9 on the toy world: 1.5e-5 of the signal in 600 steps, a share that says it all.
+    frozen = [0.0519 * (1 - 1.5e-5 * s / 600) for s in steps]
+    assert 'fell by 0.0015% of its start in all' in rule.still_falling(steps, frozen)
+    assert rule.still_falling(steps, decay(steps, 20, noise=0.0)) is None  # flat at the end
+    assert rule.still_falling(steps[:5], slow[:5]) is None  # under two windows: nothing to say

@@ -9,6 +9,16 @@ from .validation_sample_hook import labelled_grid
 
 CONCEPTS_DIR = 'concepts'
 SUMMARY_FILE = 'concepts.md'
+#: A concept's rows; one that did not learn keeps them under another name, so
+#: no file called learned is a concept that was not.
+LEARNED_FILE = 'learned_embeds.safetensors'
+NOT_LEARNED_FILE = 'not_learned_embeds.safetensors'
+
+
+def concept_embedding_file(work_dir, token: str, stop: dict | None) -> Path:
+    """Where a concept's rows are written, by how it ended."""
+    learned = (stop or {}).get('kind') != 'not_learning'
+    return concept_dir(work_dir, token) / (LEARNED_FILE if learned else NOT_LEARNED_FILE)
 
 
 def concept_dir(work_dir, token: str) -> Path:
@@ -22,7 +32,8 @@ def write_concept_outputs(runner, model, tokens: list[str], series: dict[str, di
 
     For each: ``concepts/<name>/learned_embeds.safetensors`` holds that
     concept alone, in the model's default format (diffusers', A1111's and
-    ComfyUI's loaders take one concept per file); ``samples.png`` renders the
+    ComfyUI's loaders take one concept per file; ``not_learned_embeds`` for
+    a concept whose rows did not learn); ``samples.png`` renders the
     validation prompts with its token; ``curves.png`` plots its learning
     signal. The grids of all of them are rendered in one batch
     (``val_step_groups``: each as it would be alone).
@@ -31,8 +42,9 @@ def write_concept_outputs(runner, model, tokens: list[str], series: dict[str, di
     for token, folder in zip(tokens, folders):
         folder.mkdir(parents=True, exist_ok=True)
         step = stops[token]['step']
-        embedding = model.save_embeddings(str(folder / 'learned_embeds.safetensors'),
-                                          tokens=[token], step=step)
+        embedding = model.save_embeddings(
+            str(concept_embedding_file(runner.work_dir, token, stops[token])), tokens=[token],
+            step=step)
         runner.logger.info(f'Saved {token} ({step} steps) to {embedding}')
     templates = list(getattr(model, 'validation_templates', []))
     if templates:

@@ -14,7 +14,8 @@ from mmti.fileio import atomic_write
 from mmti.registry import HOOKS
 from mmti.utils import NonFiniteRenderError
 from .concept_evaluation import ConceptEvaluator
-from .concept_outputs import write_concept_outputs, write_summary
+from .concept_outputs import NOT_LEARNED_FILE, SUMMARY_FILE, write_concept_outputs, write_summary
+from .learning_signal_hook import NotLearningError
 from ..learning_signal import DEFAULT_NUM_SAMPLES, FixedBatchLoss, check_signal_settings
 from ..stop_rules import NOT_LEARNING_FIX, PlateauStop
 from .periodic_hook import unwrap_model
@@ -150,8 +151,9 @@ class ConceptQueueHook(Hook):
                                  'reason': reason, 'kind': kind}
             if kind == 'not_learning':
                 print_log(f'{token} is NOT learned: stopped after {self.queue.steps[concept]} of '
-                          f'its steps (run step {runner.iter + 1}): {reason}. Its files are '
-                          f'written for inspection; {NOT_LEARNING_FIX} and train it again.',
+                          f'its steps (run step {runner.iter + 1}): {reason}. Its rows are kept '
+                          f'as {NOT_LEARNED_FILE} for inspection, and left out of the run\'s '
+                          f'combined file; {NOT_LEARNING_FIX} and train it again.',
                           logger='current', level=logging.WARNING)
             else:
                 print_log(f'{token} done after {self.queue.steps[concept]} of its steps (run '
@@ -187,6 +189,16 @@ class ConceptQueueHook(Hook):
                           f'reached train_cfg.max_iters={runner.max_iters}; raise it and resume.',
                           logger='current', level=logging.WARNING)
             print_log(f'Saved the concept summary to {path}', logger='current', level=logging.INFO)
+        if self.tokens and len(self.not_learned_tokens) == len(self.tokens):
+            raise NotLearningError(
+                f'No concept learned: all {len(self.tokens)} stopped with their learning signal '
+                f'never below its start (see {SUMMARY_FILE}); nothing was saved as learned. Fix: '
+                f'{NOT_LEARNING_FIX}, and train again into another --work-dir.')
+
+    @property
+    def not_learned_tokens(self) -> list[str]:
+        """Concepts whose rows did not learn: no file of the run calls them learned."""
+        return [t for t in self.tokens if self.stops.get(t, {}).get('kind') == 'not_learning']
 
     # ------------------------------------------------------------- helpers
     def _measure(self, runner, concept: int) -> None:

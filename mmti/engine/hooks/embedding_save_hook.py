@@ -29,10 +29,15 @@ class EmbeddingSaveHook(PeriodicHook):
 
     def act(self, runner, model, step: int, final: bool) -> None:
         name = self.filename if final else f'{Path(self.filename).stem}-steps-{step}.safetensors'
-        rows = model.get_embeddings(model.placeholder_tokens)  # every trained concept
+        # Every trained concept, but those a hook found not learning.
+        left_out = {t for hook in runner.hooks for t in getattr(hook, 'not_learned_tokens', ())}
+        tokens = [t for t in model.placeholder_tokens if t not in left_out]
+        if not tokens:
+            return
+        rows = model.get_embeddings(tokens)
         if not all_finite(list(rows.values())):  # NonFiniteLossHook missing from custom_hooks?
             raise NonFiniteLossError(stop_message(
                 runner.work_dir, f'Not saving {name}: the learned rows of iteration {step} hold '
                 'NaN or inf', step - 1))
-        path = model.save_embeddings(str(Path(runner.work_dir) / name), step=step)
+        path = model.save_embeddings(str(Path(runner.work_dir) / name), tokens=tokens, step=step)
         runner.logger.info(f'Saved learned embedding to {path}')

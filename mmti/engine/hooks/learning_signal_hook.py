@@ -103,6 +103,13 @@ class LearningSignalHook(Hook):
 
     def after_train(self, runner) -> None:
         self._write(runner)
+        if self.rule is not None and self.stopped is None and runner.iter >= runner.max_iters:
+            falling = self.rule.still_falling(self.steps, self.values)
+            if falling:
+                print_log(f'Reached train_cfg.max_iters={runner.max_iters} before the learning '
+                          f'signal flattened: {falling}. The concept may learn more: resume with '
+                          'a larger train_cfg.max_iters, or train with a larger learning rate.',
+                          logger='current', level=logging.WARNING)
 
     def _measure(self, runner, step: int) -> None:
         model = unwrap_model(runner.model)

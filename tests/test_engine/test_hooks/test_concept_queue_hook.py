@@ -366,7 +366,14 @@ def test_bad_settings_are_refused(kwargs, message):
 def test_a_concept_whose_rows_do_not_learn_is_marked_not_learned(tmp_path):
     cfg = concepts_config(tmp_path, [STAR], lanes=1, max_steps=20, stop=STOP)
     cfg.optim_wrapper.optimizer.lr = 0.0  # its rows never move: the signal never falls
-    runner, _ = train(cfg)
+    from mmti.engine.hooks.learning_signal_hook import NotLearningError
+    with pytest.raises(NotLearningError, match=r'No concept learned: all 1 stopped .*nothing was '
+                                               r'saved as learned\. Fix: set optim_wrapper'):
+        train(cfg)
+    # Its rows are kept for inspection, under a name no one takes for a product.
+    assert [p.name for p in (tmp_path / 'concepts' / 'purple-dotted-star').glob('*.safetensors')] \
+        == ['not_learned_embeds.safetensors']
+    assert not list(tmp_path.glob('learned_embeds*'))
     stop = queue_state(tmp_path)['stops'][STAR]
     assert stop['kind'] == 'not_learning' and stop['step'] == 4  # after two windows of 2 steps
     assert 'stayed at or above its start' in stop['reason']
