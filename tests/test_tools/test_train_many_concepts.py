@@ -137,6 +137,25 @@ def test_queue_mistakes_are_refused_before_anything_is_written(option, pattern, 
     assert not work_dir.exists()
 
 
+def test_two_concepts_named_alike_but_for_letter_case_are_refused(tmp_path):
+    # CLIP lowercases prompts: both would be one word, trained on both folders.
+    config = tmp_path / 'twins.py'
+    config.write_text(
+        f"_base_ = [{str(REPO_ROOT / CONFIG)!r}]\n"
+        "concepts = [dict(placeholder_token='<purple-dotted-star>', initializer_token='star',\n"
+        "                 data_root='data/toy_concepts/purple-dotted-star/train'),\n"
+        "            dict(placeholder_token='<Purple-Dotted-Star>', initializer_token='cross',\n"
+        "                 data_root='data/toy_concepts/green-dotted-cross/train')]\n"
+        "model = dict(concepts=concepts)\n"
+        "train_dataloader = dict(dataset=dict(concepts=concepts, caption_files=True))\n")
+    work_dir = tmp_path / 'refused'
+    result = run_tool('tools/train.py', str(config), '--work-dir', str(work_dir), check=False)
+    assert_refused(result.returncode, result.stderr, 'tools/train.py',
+                   r"'<Purple-Dotted-Star>' is the same as '<purple-dotted-star>' to this "
+                   r"tokenizer")
+    assert not work_dir.exists()
+
+
 @pytest.mark.slow
 def test_sdxl_concepts_get_one_file_each_and_a_combined_pair(tmp_path):
     work_dir = tmp_path / 'xl'
