@@ -58,12 +58,12 @@ def held_out_captions(folder: str | None, names: dict = OPTION_NAMES) -> list[st
         raise UserError(f'{names["reconstruct"]} needs {names["held_out_dir"]} (images with '
                         'caption files beside them).')
     files = image_files(folder, names['held_out_dir'], log=False)  # load_images logged it
+    from mmti.datasets.textual_inversion_dataset import caption_file, read_caption_file
     for image in files:
-        if not image.with_suffix('.txt').is_file():
+        if not caption_file(image).is_file():
             raise UserError(f'{names["reconstruct"]}: held-out image {image} has no '
                             f'caption file {image.with_suffix(".txt").name} beside it (a line '
                             'like "a {} on a red sofa").')
-    from mmti.datasets.textual_inversion_dataset import read_caption_file
     return [read_caption_file(image)[0] for image in files]
 
 

@@ -4,6 +4,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from glob import escape as glob_escape
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,20 @@ __all__ = ['IMAGE_EXTENSIONS', 'TextualInversionDataset', 'list_concept_images',
            'read_caption_file', 'decode_target']
 
 
+def caption_file(image_path: Path) -> Path:
+    """``<image name>.txt`` beside the image; ``.TXT`` and other letter cases of
+    the ending count too, as they do for image endings (``.PNG``)."""
+    path = image_path.with_suffix('.txt')
+    if path.is_file():
+        return path
+    others = sorted(p for p in image_path.parent.glob(f'{glob_escape(image_path.stem)}.*')
+                    if p.suffix.lower() == '.txt' and p.stem == image_path.stem and p.is_file())
+    return others[0] if others else path
+
+
 def read_caption_file(image_path: Path) -> list[str]:
     """The templates of one image: the lines of ``<image name>.txt`` beside it."""
-    path = image_path.with_suffix('.txt')
+    path = caption_file(image_path)
     if not path.is_file():
         raise FileNotFoundError(
             f'caption_files=True but {image_path.name} has no caption file {path.name} beside '
@@ -209,6 +221,14 @@ class TextualInversionDataset(Dataset):
                    for p in self.image_paths]
         print_log(_decode_summary(data_root, self.image_paths, decoded, side, why),
                   logger='current', level=logging.INFO)
+        small = [f'{p.name} ({d.image.width}x{d.image.height})'
+                 for p, d in zip(self.image_paths, decoded) if min(d.image.size) < side / 2]
+        if small:
+            # Trained on, scaled up: blur the concept's details into its rows.
+            print_log(f'{data_root}: {len(small)} image(s) under half the training size of {side} '
+                      f'px on the shorter side, scaled up: {", ".join(small[:5])}. Larger images '
+                      'of the concept teach finer detail.', logger='current',
+                      level=logging.WARNING)
         self.images = [d.image for d in decoded]
         # (h, w) of the file for SDXL's size conditioning, where the kept copy is smaller.
         self.original_sizes = [d.original_size[::-1] if d.reduced else None for d in decoded]

@@ -451,6 +451,18 @@ def test_dataset_logs_the_range_of_high_bit_depth_images(tmp_path, log_lines):
     root.mkdir()
     _grey(32896, np.uint16, (64, 64)).save(root / 'scan.png')
     Image.new('RGB', (64, 64)).save(root / 'photo.png')
-    TextualInversionDataset(root, TOKEN)
+    TextualInversionDataset(root, TOKEN, resolution=64)
     assert log_lines[-1] == (f'Decoded 2 images from {root}; scaled to 8 bits: '
                              'scan.png: I;16 read as 0..65535')
+
+
+def test_images_far_below_the_training_size_are_named(tmp_path, log_lines):
+    root = tmp_path / 'thumbs'
+    root.mkdir()
+    Image.new('RGB', (1, 1)).save(root / 'dot.png')
+    Image.new('RGB', (48, 40)).save(root / 'small.png')  # over half: fine
+    Image.new('RGB', (64, 64)).save(root / 'fine.png')
+    TextualInversionDataset(root, TOKEN, resolution=64)
+    assert log_lines[-1] == (f'{root}: 1 image(s) under half the training size of 64 px on the '
+                             'shorter side, scaled up: dot.png (1x1). Larger images of the '
+                             'concept teach finer detail.')

@@ -532,6 +532,17 @@ def test_caption_files_give_each_image_its_own_captions(concept_dir):
     assert seen == expected  # both lines of a.txt drawn, nothing from the built-in list
 
 
+def test_caption_file_endings_in_any_letter_case_are_found(concept_dir):
+    # Images ending .PNG are found; so are captions ending .TXT (cameras and
+    # Windows tools write both).
+    (concept_dir / 'a.TXT').write_text('a {} on a red sofa\n')
+    (concept_dir / 'b.Txt').write_text('a {} in the snow\n')
+    (concept_dir / 'c.txt').write_text('a {} at night\n')
+    ds = TextualInversionDataset(str(concept_dir), TOKEN, caption_files=True, repeats=1, seed=3)
+    assert sorted(ds.distinct_captions()) == sorted(
+        [f'a {TOKEN} on a red sofa', f'a {TOKEN} in the snow', f'a {TOKEN} at night'])
+
+
 def test_caption_files_missing_file_names_the_image_and_the_fix(concept_dir):
     (concept_dir / 'a.txt').write_text('a {} on a red sofa\n')
     with pytest.raises(FileNotFoundError, match=r'b\.jpg has no caption file b\.txt.*'
