@@ -231,7 +231,8 @@ def test_sdxl_good_load_after_a_refused_one(xl):
     assert xl.concepts == ['<cat-toy>']
 
 
-def test_inference_prompts_over_the_limit_warn_with_their_length(model):
+def sampling_warnings(model, prompts: list[str]) -> list[str]:
+    """The warnings ``model.infer(prompts)`` logs through mmengine's current logger."""
     import logging
 
     from mmengine.logging import MMLogger
@@ -241,30 +242,21 @@ def test_inference_prompts_over_the_limit_warn_with_their_length(model):
     logger = MMLogger.get_current_instance()
     logger.addHandler(handler)
     try:
-        long_prompt = 'a <kept> ' + 'very ' * 80 + 'long prompt'
-        model.infer([long_prompt, 'a <kept>'], num_inference_steps=1, seed=0, show_progress=False)
+        model.infer(prompts, num_inference_steps=1, seed=0, show_progress=False)
     finally:
         logger.removeHandler(handler)
-    messages = [r.getMessage() for r in records]
-    assert messages == [f'Prompt {long_prompt!r} is 87 tokens (placeholders expanded); the text '
-                        'encoder reads 77, so the end is cut.']
+    return [r.getMessage() for r in records]
+
+
+def test_inference_prompts_over_the_limit_warn_with_their_length(model):
+    long_prompt = 'a <kept> ' + 'very ' * 80 + 'long prompt'
+    assert sampling_warnings(model, [long_prompt, 'a <kept>']) == [
+        f'Prompt {long_prompt!r} is 87 tokens (placeholders expanded); the text encoder reads '
+        '77, so the end is cut.']
 
 
 def test_a_placeholder_no_embedding_has_warns_by_name(model):
-    import logging
-
-    from mmengine.logging import MMLogger
-    records = []
-    handler = logging.Handler(level=logging.WARNING)
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        model.infer(['a <my-mug> beside a <KEPT>', 'a <kept> and <cat-toy>'],
-                    num_inference_steps=1, seed=0, show_progress=False)
-    finally:
-        logger.removeHandler(handler)
-    assert [r.getMessage() for r in records] == [
+    assert sampling_warnings(model, ['a <my-mug> beside a <KEPT>', 'a <kept> and <cat-toy>']) == [
         "Prompt 'a <my-mug> beside a <KEPT>' names <my-mug>, which no loaded embedding has "
         '(loaded: <cat-toy>, <kept>); it is read as ordinary words. Load its file first '
         '(--embeddings, load_embeddings).']
