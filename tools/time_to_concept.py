@@ -370,8 +370,10 @@ def check_evaluation_block(cfg, config: str) -> None:
         raise SystemExit(f'{config}: the gap closed needs evaluation.clip, '
                          f'evaluation.held_out_dir and model.initializer_token; missing '
                          f'{missing} (see configs/textual_inversion_toy.py).')
+    from mmti.datasets.evaluation_inputs import resolve_held_out_dir
+    held_out = resolve_held_out_dir(evaluation['held_out_dir'], dataset.data_root)
     for key, path in (('evaluation.clip', evaluation['clip']),
-                      ('evaluation.held_out_dir', evaluation['held_out_dir']),
+                      ('evaluation.held_out_dir', held_out),
                       ('train_dataloader.dataset.data_root', dataset.data_root)):
         if not (ROOT / path).is_dir():
             raise SystemExit(f'{config}: {key} {path} is not a folder; fix it before hours of '
@@ -384,17 +386,12 @@ def benchmark_config(config: str, options: list[str], name: str):
     The overrides set the concept, images and model for every part (mmti's
     training, diffusers' command, the scoring), not for mmti's training alone.
     """
-    from mmengine.config import Config
-    cfg = Config.fromfile(config, import_custom_modules=False)
-    overrides = parse_cfg_options(options)
-    if overrides:
-        from mmti.engine import check_cfg_options
-        from mmti.utils import UserError
-        try:
-            check_cfg_options(cfg, overrides)
-        except UserError as error:
-            raise SystemExit(str(error)) from None
-        cfg.merge_from_dict(overrides)
+    from mmti.engine import load_user_config
+    from mmti.utils import UserError
+    try:
+        cfg = load_user_config(config, parse_cfg_options(options), import_custom_modules=False)
+    except UserError as error:
+        raise SystemExit(str(error)) from None
     check_evaluation_block(cfg, name)
     return cfg
 
