@@ -26,6 +26,8 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# How a rank words "continue with": this script again, not tools/train.py.
+export MMTI_DIST_TRAIN="$0" MMTI_DIST_TRAIN_PROCS="$NPROCS"
 
 # mmti.cli.launch is torchrun, with refused input ending as one line and status 2.
 PYTHONPATH="$ROOT:${PYTHONPATH:-}" exec python -m mmti.cli.launch \

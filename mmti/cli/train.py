@@ -86,8 +86,15 @@ def resume_command(argv: list[str], work_dir: str) -> str:
         kept.append(arg)
     if '--work-dir' not in kept and not any(a.startswith('--work-dir=') for a in kept):
         kept += ['--work-dir', work_dir]
+    prefix = command_prefix(PROG)
+    script = os.environ.get('MMTI_DIST_TRAIN')
+    if script and '--launcher' in kept:  # started by tools/dist_train.sh: through it again
+        at = kept.index('--launcher')
+        kept = [kept[0], os.environ.get('MMTI_DIST_TRAIN_PROCS', '1'),
+                *kept[1:at], *kept[at + 2:]]
+        prefix = ['bash', script]
     # Options last: an option string also ends a --cfg-options list.
-    return shlex.join([*command_prefix(PROG), *kept, '--resume'])
+    return shlex.join([*prefix, *kept, '--resume'])
 
 
 def on_interrupt() -> str:

@@ -441,6 +441,28 @@ def test_ctrl_c_names_the_kept_checkpoint_and_the_resume_command(tmp_path):
     assert args.cfg_options['default_hooks.checkpoint.interval'] == 2
 
 
+def test_ctrl_c_of_dist_train_names_the_dist_train_command_and_exits_130(tmp_path):
+    # Ctrl-C reaches the whole process group: the launcher and the rank.
+    work_dir = tmp_path / 'work'
+    env = dict(os.environ, HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1',
+               PATH=f'{Path(sys.executable).parent}{os.pathsep}{os.environ["PATH"]}')
+    proc = subprocess.Popen(
+        ['bash', 'tools/dist_train.sh', TINY_CONFIG, '1', '--work-dir', str(work_dir),
+         '--cfg-options', 'train_cfg.max_iters=100000', 'default_hooks.validation_samples.interval=0',
+         'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=2'],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    wait_for_line(proc, 'Saving checkpoint at 2 iterations')
+    wait_for_line(proc, 'Iter(train)')
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    line = assert_refused(proc.returncode, out, PROG, r'interrupted; kept .*iter_\d+\.pth',
+                          INTERRUPTED)
+    command = shlex.split(line.split('Continue with: ')[1])
+    assert command[:4] == ['bash', 'tools/dist_train.sh', TINY_CONFIG, '1']
+    assert '--launcher' not in command and command[-1] == '--resume'
+
+
 def test_ctrl_c_before_the_first_checkpoint_says_nothing_is_kept(tmp_path):
     work_dir = work_dir_with_notes(tmp_path)
     proc = start(work_dir, 'default_hooks.checkpoint.interval=100000',
