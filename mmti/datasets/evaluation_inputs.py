@@ -21,7 +21,12 @@ def resolve_held_out_dir(held_out_dir: str | None, concept_dir: str | None) -> s
     if not concept_dir:
         raise UserError(f'held_out_dir {held_out_dir} names {DATA_ROOT_FIELD}, the training '
                         'folder, but none is given; set the training data_root or --concept-dir.')
-    return osp.normpath(held_out_dir.replace(DATA_ROOT_FIELD, str(concept_dir)))
+    # '..' as the file system reads it: from the real folder when the
+    # training folder is a link (a link's '..' is its target's parent).
+    base = str(concept_dir)
+    if osp.realpath(base) != osp.abspath(base):
+        base = osp.realpath(base)
+    return osp.normpath(held_out_dir.replace(DATA_ROOT_FIELD, base))
 
 
 def image_files(folder: str | None, what: str, log: bool = True) -> list[Path]:

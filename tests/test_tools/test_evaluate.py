@@ -115,6 +115,14 @@ def test_a_held_out_folder_beside_data_root_follows_the_concept_dir(tiny_clip, e
     settings = json.loads((out / 'metrics.json').read_text())['settings']
     assert settings['held_out_dir'] == str(tmp_path / 'mug' / 'held_out')
 
+    # Through a link to the training folder: '..' is its target's parent, as the
+    # file system reads it, not the link's.
+    (tmp_path / 'links').mkdir()
+    (tmp_path / 'links' / 'mug').symlink_to(tmp_path / 'mug' / 'train')
+    from mmti.datasets.evaluation_inputs import resolve_held_out_dir
+    assert resolve_held_out_dir('{data_root}/../held_out', str(tmp_path / 'links' / 'mug')) == \
+        str((tmp_path / 'mug' / 'held_out').resolve())
+
 
 @pytest.mark.parametrize('evaluation, expected', [
     ('None', 'no CLIP model given: pass --clip'),
