@@ -240,6 +240,11 @@ def main(argv: list[str] | None = None, progress: dict | None = None) -> list[Pa
     import mmti.models  # noqa: F401  (registers TextualInversion)
     model = MODELS.build(cfg.model).to(args.device)
     loaded = model.load_embeddings(args.embeddings, token=args.token)
+    # The config's own placeholder holds its initializer word's rows unless
+    # the file replaced them: a prompt naming it would draw that word silently.
+    untrained = [t for t in model.concepts if t not in loaded]
+    if untrained:
+        model.unload_embeddings(untrained)
     print(f'Loaded {loaded} from {args.embeddings}')
     if args.scheduler is not None:
         model.build_inference_scheduler(args.scheduler)  # refuses a sampler it cannot make

@@ -165,6 +165,10 @@ class PromptExpander:
             return prompt
         return self._pattern.sub(lambda m: self._lookup[m.group(0).lower()], prompt)
 
+    def without_names(self, prompt: str) -> str:
+        """``prompt`` with every loaded name (as prompts match it) blanked out."""
+        return prompt if self._pattern is None else self._pattern.sub(' ', prompt)
+
 
 def _whole_word(name: str) -> str:
     before = r'(?<!\w)' if re.match(r'\w', name[:1]) else ''

@@ -187,11 +187,12 @@ class DiffusersSamplingMixin:
 
     def _warn_unknown_placeholders(self, prompts: Sequence[str]) -> None:
         # '<my-mug>' that no file loaded is read as ordinary text: '<', 'my',
-        # '-', 'mug', '>'. The image comes out, without the concept.
-        loaded = {c.lower() for c in self.concepts}
+        # '-', 'mug', '>'. The image comes out, without the concept. What
+        # the loaded names match (the A1111 name 'my-mug' inside '<my-mug>')
+        # is taken out first.
         for prompt in dict.fromkeys(prompts):
-            unknown = [w for w in dict.fromkeys(re.findall(r'<[^<>\s]+>', prompt))
-                       if w.lower() not in loaded]
+            rest = self.expand_prompt.without_names(prompt)
+            unknown = list(dict.fromkeys(re.findall(r'<[^<>\s]+>', rest)))
             if unknown:
                 print_log(f'Prompt {prompt!r} names {", ".join(unknown)}, which no loaded embedding '
                           f'has (loaded: {", ".join(self.concepts) or "none"}); it is read as '

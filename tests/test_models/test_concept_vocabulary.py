@@ -260,3 +260,11 @@ def test_a_placeholder_no_embedding_has_warns_by_name(model):
         "Prompt 'a <my-mug> beside a <KEPT>' names <my-mug>, which no loaded embedding has "
         '(loaded: <cat-toy>, <kept>); it is read as ordinary words. Load its file first '
         '(--embeddings, load_embeddings).']
+
+
+
+def test_a_loaded_name_inside_brackets_or_a_longer_name_is_no_unknown_placeholder(model):
+    # An A1111 name without brackets, written with them; a name that goes on
+    # past its '>': both are loaded concepts the prompt uses.
+    model.load_embeddings({'my-mug': rows(1, 32, 7), '<x>y': rows(1, 32, 8)})
+    assert sampling_warnings(model, ['a <my-mug> on a desk', 'a <x>y and <kept>']) == []

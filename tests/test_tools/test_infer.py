@@ -60,6 +60,13 @@ def test_token_renames_a_file_named_like_a_common_word(embedding_file, tmp_path)
     original = infer.main([TINY_CONFIG, '--embeddings', embedding_file, *args[:1],
                            'a <cat-toy> bag', *args[2:], '--out-dir', str(tmp_path / 'b')])
     assert np.array_equal(np.asarray(Image.open(renamed[0])), np.asarray(Image.open(original[0])))
+    # The config's own placeholder, which the file did not give rows for, is not
+    # a concept here: a prompt naming it gets the warning, not the word "toy".
+    result = run_tool('tools/infer.py', TINY_CONFIG, '--embeddings', str(cat), '--token',
+                      '<my-cat>', '--prompt', 'a <cat-toy> bag', '--steps', '2', '--out-dir',
+                      str(tmp_path / 'c'))
+    assert ("names <cat-toy>, which no loaded embedding has (loaded: <my-cat>)"
+            in result.stdout + result.stderr)
 
 
 def test_infer_rejects_an_embedding_for_another_model(tmp_path):
