@@ -121,6 +121,13 @@ class ConceptFilesMixin:
                 if not torch.isfinite(rows).all():
                     raise ValueError(f'Rows of {token!r} ({slot_name}) are not finite; not writing '
                                      f'{path}. Save from an earlier, finite checkpoint.')
+        if len(per_slot) == 2 and format in ('a1111', 'safetensors'):
+            # A1111's and kohya's layouts hold one text encoder; an A1111 pair
+            # of two such files is no SDXL embedding any tool reads.
+            raise ValueError(f'{path}: the {format} layout holds one text encoder, so the '
+                             f'{self.TEXT_SLOTS[1]} rows would be lost; save as .safetensors with '
+                             "format='sdxl' (the one file A1111 and ComfyUI read for SDXL) or "
+                             "format='diffusers' (the pair).")
         if len(per_slot) == 2 and format != 'sdxl':
             write_embedding_file(second_file(Path(path)), per_slot[1], format, **meta)
             per_slot = per_slot[:1]

@@ -92,6 +92,12 @@ def test_saved_clip_l_clip_g_file_loads_into_diffusers_sdxl(tmp_path):
 
 def test_diffusers_pair_round_trip_and_unload(tmp_path):
     model = build()
+    # A1111's and kohya's one-encoder layouts would drop clip_g: refused, nothing written.
+    for name, fmt in (('cat.pt', None), ('cat.safetensors', 'safetensors')):
+        with pytest.raises(ValueError, match=rf'{name}: the \w+ layout holds one text encoder, '
+                                             r"so the clip_g rows would be lost; .*format='sdxl'"):
+            model.save_embeddings(str(tmp_path / name), format=fmt)
+    assert list(tmp_path.iterdir()) == []
     model.save_embeddings(str(tmp_path / 'learned_embeds.safetensors'), format='diffusers')
     assert (tmp_path / 'learned_embeds_2.safetensors').is_file()
     other = build(placeholder_token='<other>')
