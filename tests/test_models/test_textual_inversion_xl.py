@@ -1,5 +1,6 @@
 """SDXL: both encoders learn, files travel to diffusers' SDXL pipeline, odd batch sizes work."""
 import numpy as np
+import pytest
 import torch
 from diffusers import StableDiffusionXLPipeline
 from mmti_testing import REPO_ROOT
