@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
 
 from mmti.utils import UserError
 
@@ -125,6 +126,40 @@ def load_user_config(path: str, options: Mapping | None = None,
     return cfg
 
 
+#: Top-level keys something reads after the file is loaded: mmengine's Runner
+#: and mmti's own (the evaluation block).
+READ_TOP_LEVEL = frozenset(
+    {*inspect.signature(Runner.__init__).parameters, 'evaluation', 'custom_imports',
+     'model_wrapper_cfg', 'env_variables'})
+
+
+def _refuse_file_variable(cfg: Config, key: str) -> None:
+    """A top-level name no component reads, whose value the file copied into
+    fields (``concepts = 'data/...'``, then ``model = dict(concepts=concepts)``):
+    an option on it would change nothing."""
+    if '.' in key or key in READ_TOP_LEVEL or key not in cfg:
+        return
+    value = cfg[key]
+    if not isinstance(value, str | list | tuple | Mapping) or not value:
+        return
+    used = [path for name in cfg if name != key and name not in ('_base_',)
+            for path in _paths_holding(cfg[name], value, name)]
+    if used:
+        raise UserError(f'--cfg-options {key}: {key} is a variable the config file uses as it is '
+                        f'read (its value is in {", ".join(used[:4])}); an option on it changes '
+                        f'nothing. Set {" and ".join(used[:4])} instead.')
+
+
+def _paths_holding(node, value, path: str) -> list[str]:
+    if node is value or (type(node) is type(value) and node == value):
+        return [path]
+    if isinstance(node, Mapping):
+        return [p for k, v in node.items() for p in _paths_holding(v, value, f'{path}.{k}')]
+    if isinstance(node, list | tuple):
+        return [p for i, v in enumerate(node) for p in _paths_holding(v, value, f'{path}.{i}')]
+    return []
+
+
 def check_cfg_options(cfg: Config, options: Mapping) -> None:
     """Refuse ``--cfg-options`` keys that name no field of the config.
 
@@ -134,6 +169,7 @@ def check_cfg_options(cfg: Config, options: Mapping) -> None:
     range are refused with the key named.
     """
     for key in options:
+        _refuse_file_variable(cfg, key)
         parts = key.split('.')
         node = cfg._cfg_dict if isinstance(cfg, Config) else cfg
         for depth, part in enumerate(parts):

@@ -89,6 +89,11 @@ CONFIG_CASES = {
                      r'train_dataloader\.batch_size must be >= 1, got 0'),
     'batch size a string': (lambda t: [TINY_CONFIG, '--cfg-options', 'train_dataloader.batch_size=two'],
                             r"train_dataloader\.batch_size must be an integer, got 'two'"),
+    'a file variable the config copied into fields': (
+        lambda t: [TINY_CONFIG, '--cfg-options', 'placeholder_token=<dog>'],
+        r'--cfg-options placeholder_token: placeholder_token is a variable the config file uses '
+        r'as it is read \(its value is in model\.placeholder_token\); an option on it changes '
+        r'nothing\. Set model\.placeholder_token instead'),
     'unknown top-level option': (lambda t: [TINY_CONFIG, '--cfg-options', 'max_iters=5'],
                                  r"--cfg-options max_iters: the config has no field 'max_iters'"),
     'unknown loop field': (
