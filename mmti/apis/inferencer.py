@@ -103,9 +103,7 @@ class TextualInversionInferencer:
         sources = _sources(embeddings)
         model = str(model)
         if model.endswith('.py'):
-            cfg = load_user_config(model, cfg_options)
-            check_pretrained_model(cfg.model.get('pretrained_model'))
-            model_cfg = cfg.model
+            model_cfg = load_user_config(model, cfg_options, check_model=True).model
         else:
             check_pretrained_model(model, field='model')
             model_cfg = model_cfg_from_folder(model, sources, dtype)

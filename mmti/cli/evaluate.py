@@ -57,7 +57,7 @@ from mmengine.config import Config
 from mmti.datasets.concept_specs import check_concept_list, concept_folder_name
 from mmti.datasets.evaluation_inputs import (concept_inputs, held_out_captions,  # noqa: F401
                                              image_files, load_images, resolve_held_out_dir)
-from mmti.engine import check_pretrained_model, load_user_config  # noqa: E402
+from mmti.engine import load_user_config  # noqa: E402
 from mmti.fileio import atomic_write, check_output_dir, read_embedding_file  # noqa: E402
 from mmti.registry import MODELS  # noqa: E402
 from mmti.utils import UserError, add_cfg_options, prog_name, run_cli  # noqa: E402
@@ -249,8 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
         quiet_library_notices()
     # Its custom imports (the models, hence transformers) wait until the inputs
     # are checked: a bad path should fail fast, with nothing but its error.
-    cfg = load_user_config(args.config, args.cfg_options, import_custom_modules=False)
-    check_pretrained_model((cfg.get('model') or {}).get('pretrained_model'))
+    cfg = load_user_config(args.config, args.cfg_options, import_custom_modules=False,
+                           check_model=True)
     concepts = config_concepts(cfg)
     prompts = apply_config_defaults(args, cfg, concepts)
     check_numbers(args)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from mmti.fileio import (check_output_dir, check_token_name, describe_dim,  # noqa: E402
                          read_embedding_file, save_new_sample)
-from mmti.engine import check_pretrained_model, load_user_config  # noqa: E402
+from mmti.engine import load_user_config  # noqa: E402
 from mmti.engine.console import quiet_library_notices  # noqa: E402
 from mmti.registry import MODELS  # noqa: E402
 from mmti.utils import UserError, add_cfg_options, prog_name, run_cli  # noqa: E402
@@ -108,9 +108,8 @@ def check_numbers(args: argparse.Namespace) -> None:
 def load_config(args: argparse.Namespace) -> Config:
     # Its custom imports (the models, hence transformers and its import-time
     # warnings) wait until the input is checked; main() imports the models.
-    cfg = load_user_config(args.config, args.cfg_options, import_custom_modules=False)
-    check_pretrained_model((cfg.get('model') or {}).get('pretrained_model'))
-    return cfg
+    return load_user_config(args.config, args.cfg_options, import_custom_modules=False,
+                            check_model=True)
 
 
 def check_scheduler(name: str | None, cfg: Config) -> None:

@@ -95,11 +95,13 @@ def _unknown(field: str, known, what: str) -> UserError:
 
 
 def load_user_config(path: str, options: Mapping | None = None,
-                     import_custom_modules: bool = True) -> Config:
+                     import_custom_modules: bool = True, check_model: bool = False) -> Config:
     """The config at ``path`` with ``--cfg-options`` merged, every command's way.
 
     A missing, misspelt or broken file and an option that names no field of
-    the config are each refused in one line that names them.
+    the config are each refused in one line that names them; with
+    ``check_model`` (commands that build the model without
+    :func:`check_config`), so is a ``model.pretrained_model`` that cannot load.
     """
     if osp.isdir(path):
         raise UserError(f'config {path} is a folder; give a config file such as '
@@ -123,6 +125,8 @@ def load_user_config(path: str, options: Mapping | None = None,
     if options:
         check_cfg_options(cfg, options)
         cfg.merge_from_dict(options)
+    if check_model:
+        check_pretrained_model((cfg.get('model') or {}).get('pretrained_model'))
     return cfg
 
 

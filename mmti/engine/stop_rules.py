@@ -88,15 +88,10 @@ class PlateauStop:
         learned), or None to go on."""
         if not steps or steps[-1] < self.first_possible_stop(steps[0]):
             return None
-        last = steps[-1]
-        newer = [v for s, v in zip(steps, values) if s > last - self.window]
-        older = [v for s, v in zip(steps, values) if last - 2 * self.window < s <= last - self.window]
-        if not newer or not older:
-            return None
+        gain = self._last_window_gain(steps, values)
         total_drop = values[0] - min(values)
-        if total_drop <= 0:
+        if gain is None or total_drop <= 0:
             return None  # nothing learned yet: not_learning() judges that
-        gain = sum(older) / len(older) - sum(newer) / len(newer)
         if values[-1] - min(values) > self.near_best * total_drop:
             return None  # thrown off: wait until the rows are back near their best
         if gain <= self.min_drop * total_drop:
@@ -105,6 +100,16 @@ class PlateauStop:
                     f'under {self.min_drop:g} of its drop since the start ({total_drop:.3g})')
         return None
 
+    def _last_window_gain(self, steps: list[int], values: list[float]) -> float | None:
+        """Mean of the window before the last minus mean of the last window
+        (positive while the signal falls); None before both hold a measurement."""
+        last = steps[-1]
+        newer = [v for s, v in zip(steps, values) if s > last - self.window]
+        older = [v for s, v in zip(steps, values) if last - 2 * self.window < s <= last - self.window]
+        if not newer or not older:
+            return None
+        return sum(older) / len(older) - sum(newer) / len(newer)
+
     def still_falling(self, steps: list[int], values: list[float]) -> str | None:
         """At a step cap: how the signal still fell over the last window, when
         it fell by more than the rule's ``min_drop`` (the concept may not be
@@ -112,14 +117,9 @@ class PlateauStop:
         to move the rows shows as a tiny share), or None."""
         if not steps or steps[-1] - steps[0] < 2 * self.window:
             return None
-        last = steps[-1]
-        newer = [v for s, v in zip(steps, values) if s > last - self.window]
-        older = [v for s, v in zip(steps, values) if last - 2 * self.window < s <= last - self.window]
+        gain = self._last_window_gain(steps, values)
         total_drop = values[0] - min(values)
-        if not newer or not older or total_drop <= 0:
-            return None
-        gain = sum(older) / len(older) - sum(newer) / len(newer)
-        if gain <= self.min_drop * total_drop:
+        if gain is None or total_drop <= 0 or gain <= self.min_drop * total_drop:
             return None
         return (f'the learning signal fell by {_percent(total_drop / values[0])} of its start in '
                 f'all and was still falling ({_percent(gain / values[0])} over the last '
