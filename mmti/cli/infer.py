@@ -15,7 +15,10 @@ Bad input (a size that is no multiple of 8, an unknown scheduler, a damaged
 or mismatched embedding file, an output folder that cannot be written) is
 refused with one line before the model is loaded; ``--debug`` shows the
 traceback. A prompt longer than the text encoder reads is sampled, cut, after
-one warning line from the model that names it.
+one warning line from the model that names it; so is one naming a
+``<placeholder>`` that no loaded file has (the config's own placeholder counts
+only when the file gives its rows). ``--token NAME`` uses a one-concept file
+under another name (an A1111 ``cat.pt`` names the word "cat").
 """
 import argparse
 import itertools

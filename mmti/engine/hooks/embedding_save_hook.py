@@ -11,7 +11,8 @@ class EmbeddingSaveHook(PeriodicHook):
     """Save ``learned_embeds-steps-N.safetensors`` every ``interval`` steps and
     ``learned_embeds.safetensors`` when training ends, in the work dir.
 
-    They hold every trained concept. These files are the product (a few KB
+    They hold every trained concept but those a hook reports in its
+    ``not_learned_tokens`` (:class:`ConceptQueueHook`). These files are the product (a few KB
     each): they load into :meth:`TextualInversion.load_embeddings` and, with
     one concept, into diffusers' ``load_textual_inversion`` (a many-concept
     run also writes one file per concept, ``concepts/<name>/``).
