@@ -80,6 +80,17 @@ class FixedBatchLoss:
         return total / self.num_samples
 
 
+def concept_rows(model, tokens) -> torch.Tensor:
+    """``tokens``' rows in every text encoder as one fp32 vector (a detached CPU copy)."""
+    return torch.cat([rows.detach().float().cpu().flatten() for token in tokens
+                      for rows in model.vocabulary.rows(token)])
+
+
+def distance_moved(start: torch.Tensor, now: torch.Tensor) -> float:
+    """How far rows have moved from ``start``, as a share of ``start``'s size."""
+    return float((now - start).norm() / start.norm().clamp_min(1e-12))
+
+
 def check_signal_settings(where: str, interval, num_samples, batch_size) -> tuple[int, int, int | None]:
     """``(interval, num_samples, batch_size)`` as whole numbers, or one error naming the setting."""
     def whole(name, value, least):

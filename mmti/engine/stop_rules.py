@@ -24,12 +24,19 @@ class PlateauStop:
         near_best: How far above the lowest measurement (as a fraction of
             the drop so far) the latest may be at a stop.
         min_steps: Never stop before this step.
+        min_move: Rows that after two windows are closer to where they
+            started than this share of their starting size are not learning,
+            whatever the signal does (a learning rate too small to move them:
+            the signal then falls by a hair and never flattens). Adam moves
+            each value by about the learning rate per step, so a usable rate
+            moves the rows by far more than their own size in that time.
     """
 
     window: int = 50
     min_drop: float = 0.02
     near_best: float = 0.05
     min_steps: int = 0
+    min_move: float = 1e-3
 
     def __post_init__(self):
         if not _is_whole(self.window) or self.window < 1:
@@ -42,6 +49,8 @@ class PlateauStop:
         if not _is_whole(self.min_steps) or self.min_steps < 0:
             raise ValueError(f'stop.min_steps must be a whole number of steps >= 0, got '
                              f'{self.min_steps!r}.')
+        if not _is_real(self.min_move) or not 0 <= self.min_move < 1:
+            raise ValueError(f'stop.min_move must be a number in [0, 1), got {self.min_move!r}.')
 
     @classmethod
     def from_config(cls, stop: dict, interval: int, where: str) -> 'PlateauStop':
@@ -125,30 +134,38 @@ class PlateauStop:
                 f'all and was still falling ({_percent(gain / values[0])} over the last '
                 f'{self.window} steps)')
 
-    def not_learning(self, steps: list[int], values: list[float]) -> str | None:
+    def not_learning(self, steps: list[int], values: list[float],
+                     moved: list[float] | None = None) -> str | None:
         """Why the rows are not learning, or None.
 
         The rows are not learning when every measurement of the last two
         windows is at or above the first one: the rows are no better than
         where they started (a learning rate that throws them off, or one
-        too small to move them). Such rows are not a learned concept.
+        too small to move them). Nor are they when ``moved`` (the rows'
+        distance from their start at each measurement, as a share of their
+        starting size) is still under ``min_move`` after two windows. Such
+        rows are not a learned concept.
         """
         if not steps or steps[-1] < 2 * self.window + steps[0]:
             return None
         last = steps[-1]
         recent = [v for s, v in zip(steps, values) if s > last - 2 * self.window]
-        if not recent or min(recent) < values[0]:
-            return None
-        return (f'the learning signal has stayed at or above its start ({values[0]:.3g}) for '
-                f'the last {2 * self.window} steps (now {values[-1]:.3g}, lowest since the start '
-                f'{min(values):.3g}): the rows are no better than where they started')
+        if recent and min(recent) >= values[0]:
+            return (f'the learning signal has stayed at or above its start ({values[0]:.3g}) for '
+                    f'the last {2 * self.window} steps (now {values[-1]:.3g}, lowest since the '
+                    f'start {min(values):.3g}): the rows are no better than where they started')
+        if moved and moved[-1] < self.min_move:
+            return (f'in {last - steps[0]} steps the rows have moved {moved[-1]:.2g} of their '
+                    f'starting size (under stop.min_move={self.min_move:g}): they are still '
+                    'where they started')
+        return None
 
 
 #: The fix for rows that are not learning, as the hooks say it.
 NOT_LEARNING_FIX = ('set optim_wrapper.optimizer.lr (too large throws the rows off, too small '
                     'leaves them where they started)')
 
-_FIELDS = ('window', 'min_drop', 'near_best', 'min_steps')
+_FIELDS = ('window', 'min_drop', 'near_best', 'min_steps', 'min_move')
 
 
 def _percent(share: float) -> str:

@@ -83,6 +83,28 @@ def test_a_learning_signal_is_never_not_learning():
     assert first_failure(rule, steps, noisy_start) is None
 
 
+def test_rows_that_barely_move_are_not_learning_even_while_the_signal_falls():
+    steps = list(range(0, 301, 10))
+    hair = [1.0 - 1e-7 * s for s in steps]  # a learning rate too small: falls by a hair, forever
+    rule = PlateauStop(window=50)
+    assert first_failure(rule, steps, hair) is None  # the signal alone cannot tell
+    assert first_stop(rule, steps, hair) is None
+    crawl = [1e-6 * s for s in steps]  # the rows' distance from their start
+    walk = [0.01 * s for s in steps]  # a usable learning rate
+    failures = [next((steps[n - 1] for n in range(1, len(steps) + 1)
+                      if rule.not_learning(steps[:n], hair[:n], moved[:n])), None)
+                for moved in (crawl, walk)]
+    assert failures == [100, None]  # judged after two windows, as the signal is
+    reason = rule.not_learning(steps[:11], hair[:11], crawl[:11])
+    assert reason == ('in 100 steps the rows have moved 0.0001 of their starting size (under '
+                      'stop.min_move=0.001): they are still where they started')
+    assert PlateauStop(window=50, min_move=1e-5).not_learning(steps[:11], hair[:11],
+                                                              crawl[:11]) is None
+    # A series that starts later (a weights-only load_from) judges its own two windows.
+    assert rule.not_learning(steps[5:15], hair[5:15], crawl[5:15]) is None
+    assert rule.not_learning(steps[5:16], hair[5:16], crawl[5:16]) is not None
+
+
 def test_no_stop_while_thrown_off_by_a_spike():
     steps = list(range(0, 401, 10))
     values = decay(steps, 15, noise=0.0005)
@@ -107,7 +129,8 @@ def test_min_steps():
                                     dict(min_drop=1.0), dict(min_drop=-0.1),
                                     dict(min_drop=float('nan')), dict(min_drop='a'),
                                     dict(near_best=-1), dict(near_best=float('nan')),
-                                    dict(min_steps=-1), dict(window=True)])
+                                    dict(min_steps=-1), dict(window=True), dict(min_move=1.0),
+                                    dict(min_move=-1e-3), dict(min_move=float('nan'))])
 def test_bad_parameters_are_refused(kwargs):
     with pytest.raises(ValueError, match='stop.'):
         PlateauStop(**kwargs)

@@ -16,7 +16,8 @@ from mmti.utils import NonFiniteRenderError
 from .concept_evaluation import ConceptEvaluator
 from .concept_outputs import NOT_LEARNED_FILE, SUMMARY_FILE, write_concept_outputs, write_summary
 from .learning_signal_hook import NotLearningError
-from ..learning_signal import DEFAULT_NUM_SAMPLES, FixedBatchLoss, check_signal_settings
+from ..learning_signal import (DEFAULT_NUM_SAMPLES, FixedBatchLoss, check_signal_settings,
+                               concept_rows, distance_moved)
 from ..stop_rules import NOT_LEARNING_FIX, PlateauStop
 from .periodic_hook import unwrap_model
 
@@ -81,6 +82,7 @@ class ConceptQueueHook(Hook):
         self.queue = None
         self.tokens: list[str] = []
         self._signals: list[FixedBatchLoss] = []
+        self._start_rows: dict[str, torch.Tensor] = {}  # each concept's rows when its series began
         self._changed = False
 
     # ------------------------------------------------------------ the run
@@ -135,7 +137,8 @@ class ConceptQueueHook(Hook):
                 self._measure(runner, concept)
                 if self.rule is not None:
                     series = self.series[self.tokens[concept]]
-                    reason = self.rule.not_learning(series['steps'], series['values'])
+                    reason = self.rule.not_learning(series['steps'], series['values'],
+                                                    series.get('moved'))
                     if reason is not None:
                         kind = 'not_learning'
                     else:
@@ -191,8 +194,8 @@ class ConceptQueueHook(Hook):
             print_log(f'Saved the concept summary to {path}', logger='current', level=logging.INFO)
         if self.tokens and len(self.not_learned_tokens) == len(self.tokens):
             raise NotLearningError(
-                f'No concept learned: all {len(self.tokens)} stopped with their learning signal '
-                f'never below its start (see {SUMMARY_FILE}); nothing was saved as learned. Fix: '
+                f'No concept learned: all {len(self.tokens)} stopped as not learning (their '
+                f'reasons are in {SUMMARY_FILE}); nothing was saved as learned. Fix: '
                 f'{NOT_LEARNING_FIX}, and train again into another --work-dir.')
 
     @property
@@ -202,13 +205,18 @@ class ConceptQueueHook(Hook):
 
     # ------------------------------------------------------------- helpers
     def _measure(self, runner, concept: int) -> None:
-        model = unwrap_model(runner.model)
+        model, token = unwrap_model(runner.model), self.tokens[concept]
         value = torch.tensor([self._signals[concept](model)], dtype=torch.float64,
                              device=next(model.parameters()).device)
         broadcast(value, src=0)  # every rank decides on rank 0's number
-        series = self.series.setdefault(self.tokens[concept], {'steps': [], 'values': []})
+        series = self.series.setdefault(token, {'steps': [], 'values': [], 'moved': []})
+        rows = concept_rows(model, [token])
+        if not series['steps']:  # where this concept's rows start from
+            self._start_rows[token] = rows
         series['steps'].append(self.queue.steps[concept])
         series['values'].append(float(value))
+        if token in self._start_rows and 'moved' in series:
+            series['moved'].append(distance_moved(self._start_rows[token], rows))
         self._changed = True
 
     def _outputs(self, runner, concepts: list[int]) -> None:
@@ -259,6 +267,7 @@ class ConceptQueueHook(Hook):
     # ------------------------------------------------------- checkpoints
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint['concept_queue'] = json.loads(json.dumps(self.state()))
+        checkpoint['concept_queue_start_rows'] = dict(self._start_rows)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         saved = checkpoint.get('concept_queue')
@@ -271,6 +280,12 @@ class ConceptQueueHook(Hook):
         self.queue.load_state(saved['queue'])
         self.series = saved['series']
         self.stops = saved['stops']
+        starts = checkpoint.get('concept_queue_start_rows') or {}
+        self._start_rows = {token: rows.float() for token, rows in starts.items()}
+        for token, series in self.series.items():
+            if token not in self._start_rows or len(series.get('moved', ())) != len(series['steps']):
+                series.pop('moved', None)  # saved before the rows were tracked: the signal judges
+                self._start_rows.pop(token, None)
         if self.queue.done:  # cut off before its end: write the outputs, train nothing
             runner.train_loop.stop_training = True
 

@@ -12,7 +12,8 @@ from mmengine.logging import print_log
 from mmti.fileio import atomic_write
 from mmti.registry import HOOKS
 from mmti.utils import UserError
-from ..learning_signal import DEFAULT_NUM_SAMPLES, FixedBatchLoss, check_signal_settings
+from ..learning_signal import (DEFAULT_NUM_SAMPLES, FixedBatchLoss, check_signal_settings,
+                               concept_rows, distance_moved)
 from ..stop_rules import NOT_LEARNING_FIX, PlateauStop
 from .periodic_hook import unwrap_model
 
@@ -57,8 +58,13 @@ class LearningSignalHook(Hook):
                      if stop is not None else None)
         self.steps: list[int] = []
         self.values: list[float] = []
+        #: The rows' distance from where the series started, per measurement
+        #: (a share of their starting size); empty where a checkpoint from
+        #: before this series carried no starting rows.
+        self.moved: list[float] = []
         self.stopped: dict | None = None
         self._signal = None
+        self._start_rows: torch.Tensor | None = None
 
     # ----------------------------------------------------------- the run
     def build_signal(self, loader, seed: int) -> FixedBatchLoss:
@@ -69,6 +75,7 @@ class LearningSignalHook(Hook):
     def before_train(self, runner) -> None:
         self._signal = self.build_signal(runner.train_dataloader, runner.seed)
         if not self.steps:  # a fresh run: where the rows start from
+            self._start_rows = self._rows(runner)
             self._measure(runner, runner.iter)
         self._write(runner)  # a resumed run's file says what its checkpoint holds
         if self.rule is not None and self.stopped is None and runner.iter < runner.max_iters:
@@ -84,7 +91,7 @@ class LearningSignalHook(Hook):
         self._measure(runner, step)
         reason = failure = None
         if self.rule is not None and self.stopped is None:
-            failure = self.rule.not_learning(self.steps, self.values)
+            failure = self.rule.not_learning(self.steps, self.values, self.moved)
             reason = None if failure else self.rule.reason_to_stop(self.steps, self.values)
         if reason is not None:
             self.stopped = {'step': step, 'reason': reason}
@@ -118,7 +125,14 @@ class LearningSignalHook(Hook):
         broadcast(value, src=0)  # every rank decides on rank 0's number
         self.steps.append(step)
         self.values.append(float(value))
+        if self._start_rows is not None:
+            self.moved.append(distance_moved(self._start_rows, self._rows(runner)))
         runner.message_hub.update_scalar('train/learning_signal', self.values[-1])
+
+    @staticmethod
+    def _rows(runner) -> torch.Tensor:
+        model = unwrap_model(runner.model)
+        return concept_rows(model, model.vocabulary.slots[0].table.trainable_concepts())
 
     def _write(self, runner) -> None:
         if not is_main_process():
@@ -130,10 +144,13 @@ class LearningSignalHook(Hook):
     def state(self) -> dict:
         return {'interval': self.interval, 'num_samples': self.num_samples,
                 'rule': self.rule.describe() if self.rule else None,
-                'steps': list(self.steps), 'values': list(self.values), 'stopped': self.stopped}
+                'steps': list(self.steps), 'values': list(self.values),
+                'moved': list(self.moved), 'stopped': self.stopped}
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint['learning_signal'] = self.state()
+        if self._start_rows is not None:
+            checkpoint['learning_signal_start_rows'] = self._start_rows
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         saved = checkpoint.get('learning_signal')
@@ -144,6 +161,12 @@ class LearningSignalHook(Hook):
         kept = [i for i, s in enumerate(saved['steps']) if s <= step]
         self.steps = [saved['steps'][i] for i in kept]
         self.values = [saved['values'][i] for i in kept]
+        start = checkpoint.get('learning_signal_start_rows')
+        moved = saved.get('moved') or []
+        if start is not None and len(moved) == len(saved['steps']):
+            self._start_rows, self.moved = start.float(), [moved[i] for i in kept]
+        else:  # saved before the rows were tracked: the signal alone judges
+            self._start_rows, self.moved = None, []
         stopped = saved.get('stopped')
         if stopped and stopped.get('step') == step and self.rule is not None:
             # The run stopped here and was cut off before its end (outputs not

@@ -278,7 +278,8 @@ def test_an_interrupted_run_resumes_to_the_same_result(queue_run, tmp_path):
     for step in range(star_done + 2, runner.iter + 1):
         for token in (STAR, CROSS):
             assert torch.equal(after.rows[step][token], whole.rows[step][token]), (step, token)
-    assert queue_state(broken) == expected
+    assert queue_state(broken) == expected  # the rows' distances from their start too
+    assert all(len(s['moved']) == len(s['steps']) for s in expected['series'].values())
     for token in (STAR, CROSS):
         name = f'concepts/{token.strip("<>")}/learned_embeds.safetensors'
         assert (broken / name).read_bytes() == (work_dir / name).read_bytes()
@@ -381,3 +382,17 @@ def test_a_concept_whose_rows_do_not_learn_is_marked_not_learned(tmp_path):
     assert f'| {STAR} | 4 | NOT learned: the learning signal has stayed at or above' in summary
     log = next(tmp_path.glob('*/*.log')).read_text(encoding='utf-8')
     assert f'{STAR} is NOT learned: stopped after 4 of its steps' in log
+
+
+def test_a_concept_whose_rows_barely_move_is_marked_not_learned(tmp_path):
+    cfg = concepts_config(tmp_path, [STAR], lanes=1, max_steps=20, stop=dict(STOP, min_move=0.1))
+    cfg.optim_wrapper.optimizer.lr = 1e-4  # the signal falls by a hair; the rows hardly move
+    from mmti.engine.hooks.learning_signal_hook import NotLearningError
+    with pytest.raises(NotLearningError, match='No concept learned'):
+        train(cfg)
+    state = queue_state(tmp_path)
+    stop, series = state['stops'][STAR], state['series'][STAR]
+    assert stop['kind'] == 'not_learning' and stop['step'] == 4
+    assert 'the rows have moved' in stop['reason'] and 'stop.min_move=0.1' in stop['reason']
+    assert min(series['values'][1:]) < series['values'][0]
+    assert series['moved'][0] == 0.0 and 0 < series['moved'][-1] < 0.1

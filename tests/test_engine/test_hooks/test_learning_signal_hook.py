@@ -120,6 +120,8 @@ def test_stops_where_the_rule_says_and_resume_stops_there_too(tmp_path):
     assert torch.equal(after.rows[step], whole.rows[step])
     again = json.loads((broken / SIGNAL_FILE).read_text())
     assert again['steps'] == series['steps'] and again['values'] == series['values']
+    assert again['moved'] == series['moved'] and len(series['moved']) == len(series['steps'])
+    assert series['moved'][0] == 0.0 and min(series['moved'][1:]) > 0
     assert again['stopped'] == series['stopped']
     assert (broken / 'learned_embeds.safetensors').read_bytes() == (
         work / 'learned_embeds.safetensors').read_bytes()
@@ -146,6 +148,38 @@ def test_rows_that_do_not_learn_end_the_run_with_nothing_saved_as_learned(tmp_pa
     series = json.loads((tmp_path / SIGNAL_FILE).read_text())
     assert series['steps'] == [0, 1, 2, 3, 4] and series['stopped'] is None
     assert len(set(series['values'])) == 1
+
+
+def test_a_checkpoint_without_starting_rows_resumes_on_the_signal_alone(tmp_path):
+    # Checkpoints written before the rows' distance was tracked carry no starting rows.
+    from conftest import Interrupt
+    stop = dict(window=2, min_drop=0.5)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, stop=stop, max_iters=30, hooks=[Interrupt(3)])
+    for path in tmp_path.glob('iter_*.pth'):
+        checkpoint = torch.load(path, weights_only=True)
+        del checkpoint['learning_signal_start_rows']
+        del checkpoint['learning_signal']['moved']
+        torch.save(checkpoint, path)
+    resumed, _ = run(tmp_path, stop=stop, max_iters=30, resume=True)
+    series = json.loads((tmp_path / SIGNAL_FILE).read_text())
+    assert series['moved'] == [] and series['stopped']['step'] == resumed.iter < 30
+
+
+def test_rows_too_slow_to_move_end_the_run_although_the_signal_falls(tmp_path):
+    from mmti.engine.hooks.learning_signal_hook import NotLearningError
+    # On the random tiny model lr 1e-4 moves the rows by about 1.5% of their
+    # size in 4 steps while the signal falls by a hair; min_move=0.1 calls that
+    # too slow (the default, 0.001, is for real models' rows: docs/fast_concepts.md).
+    with pytest.raises(NotLearningError, match=r'Stopped at step 4: in 4 steps the rows have moved '
+                                                r'0\.0\d+ of their starting size \(under '
+                                                r'stop.min_move=0.1\).*learning rate 0.0001\)'):
+        _run_with_lr(tmp_path, lr=1e-4, stop=dict(window=2, min_move=0.1), max_iters=12)
+    assert not (tmp_path / 'learned_embeds.safetensors').exists()
+    series = json.loads((tmp_path / SIGNAL_FILE).read_text())
+    assert min(series['values'][1:]) < series['values'][0]  # the signal alone said "learning"
+    assert series['steps'] == [0, 1, 2, 3, 4] and series['moved'][0] == 0.0
+    assert 0 < series['moved'][1] < series['moved'][-1] < 0.1
 
 
 def _run_with_lr(work_dir, lr, stop, max_iters):
