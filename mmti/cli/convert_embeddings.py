@@ -28,8 +28,9 @@ import os
 from pathlib import Path
 
 from mmti.fileio import (FORMATS, LAYOUT_SUFFIXES, EmbeddingFile,  # noqa: E402
-                         check_layout_suffix, check_token_name, describe_rows, layout_for,
-                         read_embedding_pair, second_file, write_embedding_file)
+                         check_layout_suffix, check_token_name, clip_g_half_problem,
+                         describe_rows, layout_for, read_embedding_pair, second_file,
+                         write_embedding_file)
 from mmti.fileio.embedding_file import FOLDER_FILES  # noqa: E402
 from mmti.utils import UserError, prog_name, run_cli  # noqa: E402
 
@@ -96,6 +97,9 @@ def convert(args: argparse.Namespace) -> list[Path]:
     # diffusers' SDXL pair is one embedding: its _2 file beside (or in the
     # folder) is read with the first, never left behind unnoticed.
     contents = read_embedding_pair(src)
+    half = clip_g_half_problem(src, contents)
+    if half:
+        raise UserError(f'{half.replace("load ", "convert ", 1)}.')
     names = list(contents.embeddings)
     if args.token is not None and len(names) > 1:
         if args.token not in names:

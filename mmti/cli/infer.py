@@ -33,8 +33,8 @@ import torch
 from mmengine.config import Config
 from tqdm import tqdm
 
-from mmti.fileio import (check_output_dir, check_token_name, describe_dim,  # noqa: E402
-                         read_embedding_file, save_new_sample)
+from mmti.fileio import (check_output_dir, check_token_name, clip_g_half_problem,  # noqa: E402
+                         describe_dim, read_embedding_file, save_new_sample)
 from mmti.engine import load_user_config  # noqa: E402
 from mmti.engine.console import quiet_library_notices  # noqa: E402
 from mmti.registry import MODELS  # noqa: E402
@@ -152,6 +152,9 @@ def check_embeddings(path: str, cfg: Config, token: str | None = None) -> None:
     if token is not None:
         check_token_name(token, '--token', one_word=True)
     contents = read_embedding_file(path, token=token)
+    half = clip_g_half_problem(path, contents)
+    if half:
+        raise UserError(f'{half}.')
     dim = text_encoder_dim(cfg)
     if dim is None:
         return

@@ -115,9 +115,11 @@ def on_interrupt() -> str:
 
 
 def a1111_name(token: str) -> str:
-    """The file name A1111 would use: its prompt word is the file's name, and
-    ``<>:"/\\|?*`` are not allowed in file names on Windows."""
-    return (re.sub(r'[<>:"/\\|?*\s]+', '', token) or 'my-concept') + '.safetensors'
+    """The file name A1111 would use: its prompt word is the file's name, so
+    it leaves out what Windows forbids in file names (``<>:"/\\|?*``) and
+    what A1111's prompt syntax reads as emphasis, weights or separators
+    (``()[]{},``), which would keep the word from matching."""
+    return (re.sub(r'[<>:"/\\|?*\s()\[\]{},]+', '', token) or 'my-concept') + '.safetensors'
 
 
 def embedding_keys(path: Path) -> list[str]:
@@ -195,8 +197,7 @@ def concept_summary(runner, queue_hook, seconds: float, resumed: str) -> list[st
         kind = queue_hook.stops.get(row['concept'], {}).get('kind')
         why = {'learned': 'learned', 'max_steps': 'reached max_steps',
                'capped': 'cut by max_iters',
-               'not_learning': 'NOT learned (its learning signal never fell below its start; '
-                               'see concepts.md)'}.get(kind, kind)
+               'not_learning': 'NOT learned (concepts.md says why)'}.get(kind, kind)
         stop = queue_hook.stops.get(row['concept'])
         lines.append(f"  {row['concept']:<{width}}  {row['steps']:>5} steps, {why}: "
                      f"{concept_embedding_file(work_dir, row['concept'], stop)}")

@@ -311,6 +311,32 @@ def read_embedding_pair(path: str | os.PathLike, token: str | None = None) -> Em
     return EmbeddingFile(contents.embeddings, second.embeddings, contents.format, contents.step)
 
 
+def first_file_of_pair(path: str | os.PathLike, contents: EmbeddingFile) -> Path | None:
+    """The first file of the SDXL pair whose second (clip_g) half ``path``
+    is, or None. ``contents``: what ``path`` holds. Loading the ``_2`` file
+    alone is a natural mistake; the first file reads it from beside itself."""
+    path = Path(path)
+    if contents.embeddings_2 or path.is_dir() or not path.stem.endswith('_2'):
+        return None
+    first = path.with_name(f'{path.stem[:-2]}{path.suffix}')
+    if not first.is_file():
+        return None
+    try:
+        first_contents = read_embedding_file(first)
+    except ValueError:
+        return None
+    return first if is_second_encoder_half(first_contents, contents) else None
+
+
+def clip_g_half_problem(path: str | os.PathLike, contents: EmbeddingFile) -> str | None:
+    """What to say when ``path`` is the clip_g half of an SDXL pair given on its own, or None."""
+    first = first_file_of_pair(path, contents)
+    if first is None:
+        return None
+    return (f'{path} is the clip_g half of the SDXL embedding {first.name} + {Path(path).name}; '
+            f'load {first} (with an SDXL model), which reads {Path(path).name} from beside it')
+
+
 def is_second_encoder_half(first: EmbeddingFile, second: EmbeddingFile) -> bool:
     """Whether ``second`` holds SDXL's clip_g rows for the concepts of ``first``.
 

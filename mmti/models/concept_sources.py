@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
-from mmti.fileio import describe_dim, describe_rows, read_embedding_pair, second_file
+from mmti.fileio import (clip_g_half_problem, describe_dim, describe_rows, read_embedding_pair,
+                         second_file)
 
 
 def read_concepts(source, token: str | None, slot_names: Sequence[str],
@@ -55,6 +56,9 @@ def _read_file(path: Path, token: str | None, slot_names: Sequence[str],
     # so its clip_l half is never taken for an SD 1.x one.
     contents = read_embedding_pair(path, token=token)
     first, second = contents.embeddings, contents.embeddings_2
+    half = clip_g_half_problem(path, contents)
+    if half:
+        raise ValueError(f'{half}.')
     if len(slot_names) == 1:
         if second:
             own = f' of dimension {describe_dim(dims[0])}' if dims else ''

@@ -129,6 +129,26 @@ def test_read_embedding_pair(tmp_path):
     assert read_embedding_pair(first).embeddings_2 == {}
 
 
+def test_the_second_file_of_a_pair_given_alone_is_named(tmp_path):
+    from mmti.fileio import (clip_g_half_problem, read_embedding_file, second_file,
+                             write_embedding_file)
+    first = write_embedding_file(tmp_path / 'style.safetensors', {'<a>': rows(2, 8)})
+    second = second_file(first)
+    write_embedding_file(second, {'<a>': rows(2, 16, seed=1)})
+    assert clip_g_half_problem(second, read_embedding_file(second)) == (
+        f'{second} is the clip_g half of the SDXL embedding style.safetensors + '
+        f'style_2.safetensors; load {first} (with an SDXL model), which reads '
+        'style_2.safetensors from beside it')
+    assert clip_g_half_problem(first, read_embedding_file(first)) is None
+    # A1111's unrelated "style" and "style_2" (other concepts, row counts, or not wider).
+    for unrelated in ({'<b>': rows(2, 16)}, {'<a>': rows(1, 16)}, {'<a>': rows(2, 8, seed=1)}):
+        write_embedding_file(second, unrelated, metadata=None)
+        assert clip_g_half_problem(second, read_embedding_file(second)) is None
+    first.unlink()
+    write_embedding_file(second, {'<a>': rows(2, 16, seed=1)})
+    assert clip_g_half_problem(second, read_embedding_file(second)) is None  # no first file
+
+
 def test_a_compressed_chunk_pil_refuses_is_one_line(tmp_path, monkeypatch):
     from PIL import PngImagePlugin
     monkeypatch.setattr(PngImagePlugin, 'MAX_TEXT_CHUNK', 1000)  # as a > 1 MB zTXt meets it

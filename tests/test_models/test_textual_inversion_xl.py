@@ -102,6 +102,12 @@ def test_diffusers_pair_round_trip_and_unload(tmp_path):
     model.save_embeddings(str(tmp_path / 'learned_embeds.safetensors'), format='diffusers')
     assert (tmp_path / 'learned_embeds_2.safetensors').is_file()
     other = build(placeholder_token='<other>')
+    # Its second file alone is named as what it is, not as a file for another model.
+    with pytest.raises(ValueError, match=r'learned_embeds_2.safetensors is the clip_g half of the '
+                                         r'SDXL embedding learned_embeds.safetensors \+ '
+                                         r'learned_embeds_2.safetensors; load .*learned_embeds\.'):
+        other.load_embeddings(str(tmp_path / 'learned_embeds_2.safetensors'))
+    assert other.concepts == ['<other>']
     assert other.load_embeddings(str(tmp_path / 'learned_embeds.safetensors')) == ['<cat-toy>']
     assert torch.equal(other.token_embedding_2.concept_rows('<cat-toy>'),
                        model.token_embedding_2.concept_rows('<cat-toy>'))

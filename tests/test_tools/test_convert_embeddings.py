@@ -49,6 +49,18 @@ def diffusers_pair(folder, dims=(768, 1280), token='<cat-toy>'):
     return first
 
 
+def test_the_second_file_of_a_pair_alone_is_refused(tmp_path, capsys):
+    first = diffusers_pair(tmp_path / 'run')
+    with pytest.raises(SystemExit) as info:
+        load_tool('convert_embeddings').cli([str(first.parent / 'learned_embeds_2.safetensors'),
+                                             str(tmp_path / 'xl.safetensors'), '--to', 'sdxl'])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert ('learned_embeds_2.safetensors is the clip_g half of the SDXL embedding '
+            'learned_embeds.safetensors + learned_embeds_2.safetensors; convert ') in err
+    assert not (tmp_path / 'xl.safetensors').exists()
+
+
 @pytest.mark.parametrize('given', ['first file', 'folder'])
 def test_diffusers_pair_becomes_one_sdxl_file(given, tmp_path):
     first = diffusers_pair(tmp_path / 'run')

@@ -42,6 +42,10 @@ def bad_embedding(tmp, kind: str) -> str:
     elif kind == 'sdxl':
         write_embedding_file(path, {'<s>': torch.randn(1, 768)}, 'sdxl',
                              embeddings_2={'<s>': torch.randn(1, 1280)})
+    elif kind == 'sdxl_2':  # the second file of diffusers' pair, given alone
+        write_embedding_file(tmp / 'pair.safetensors', {'<s>': torch.randn(1, 768)})
+        write_embedding_file(path, {'<s>': torch.randn(1, 1280)})
+        path = path.rename(tmp / 'pair_2.safetensors')
     return str(path)
 
 
@@ -80,6 +84,11 @@ CASES = {
     'SDXL embedding in an SD model': (['@emb:sdxl'],
                                       r"'<s>' from .*sdxl.safetensors \(an SDXL embedding, clip_l "
                                       r'\+ clip_g: use it with an SDXL config\)'),
+    'clip_g half of an SDXL pair': (['@emb:sdxl_2'],
+                                    r'pair_2.safetensors is the clip_g half of the SDXL embedding '
+                                    r'pair.safetensors \+ pair_2.safetensors; load .*pair.safetensors '
+                                    r'\(with an SDXL model\), which reads pair_2.safetensors from '
+                                    r'beside it'),
     'out dir is a file': (['@out:notes.txt'], r'--out-dir .*notes.txt: .*is a file, not a folder'),
     'out dir below a file': (['@out:notes.txt/more'], r'notes.txt is a file, not a folder; pass'),
 }

@@ -164,3 +164,14 @@ def test_changing_only_the_model_token_trains_that_token(tmp_path):
     final = load_file(tmp_path / 'learned_embeds.safetensors')
     assert list(final) == ['<my-dog>']
     assert not torch.equal(step3['<my-dog>'], final['<my-dog>'])  # the rows did train
+
+
+@pytest.mark.parametrize('token, name', [
+    ('<cat-toy>', 'cat-toy.safetensors'),
+    ('<cat (toy)>', 'cattoy.safetensors'),  # A1111 reads ( ) as emphasis, [ ] as less
+    ('[x]{y},z:w', 'xyzw.safetensors'),  # ... { } (extensions), ',' and ':' as syntax too
+    ('<>', 'my-concept.safetensors'),
+])
+def test_the_a1111_hint_names_a_word_a1111_prompts_can_match(token, name):
+    from mmti.cli.train import a1111_name
+    assert a1111_name(token) == name
