@@ -97,9 +97,9 @@ def convert(args: argparse.Namespace) -> list[Path]:
     # diffusers' SDXL pair is one embedding: its _2 file beside (or in the
     # folder) is read with the first, never left behind unnoticed.
     contents = read_embedding_pair(src)
-    half = clip_g_half_problem(src, contents)
+    half = clip_g_half_problem(src, verb='convert', where='')
     if half:
-        raise UserError(f'{half.replace("load ", "convert ", 1)}.')
+        raise UserError(f'{half}.')
     names = list(contents.embeddings)
     if args.token is not None and len(names) > 1:
         if args.token not in names:

@@ -152,7 +152,7 @@ def check_embeddings(path: str, cfg: Config, token: str | None = None) -> None:
     if token is not None:
         check_token_name(token, '--token', one_word=True)
     contents = read_embedding_file(path, token=token)
-    half = clip_g_half_problem(path, contents)
+    half = clip_g_half_problem(path)
     if half:
         raise UserError(f'{half}.')
     dim = text_encoder_dim(cfg)

@@ -118,8 +118,17 @@ def a1111_name(token: str) -> str:
     """The file name A1111 would use: its prompt word is the file's name, so
     it leaves out what Windows forbids in file names (``<>:"/\\|?*``) and
     what A1111's prompt syntax reads as emphasis, weights or separators
-    (``()[]{},``), which would keep the word from matching."""
-    return (re.sub(r'[<>:"/\\|?*\s()\[\]{},]+', '', token) or 'my-concept') + '.safetensors'
+    (``()[]{},``), which would keep the word from matching; a leading dot
+    (a hidden file), a name Windows reserves (``con``, ``nul``, ``com1``) or
+    a prompt keyword of A1111 (``AND``, ``BREAK``) gets ``-concept`` after it."""
+    word = re.sub(r'[<>:"/\\|?*\s()\[\]{},]+', '', token).lstrip('.')
+    if not word or word.upper() in _NOT_A1111_WORDS:
+        word = f'{word or "my"}-concept'
+    return word + '.safetensors'
+
+
+_NOT_A1111_WORDS = {'CON', 'PRN', 'AUX', 'NUL', 'AND', 'BREAK',
+                    *(f'{port}{n}' for port in ('COM', 'LPT') for n in range(1, 10))}
 
 
 def embedding_keys(path: Path) -> list[str]:

@@ -390,6 +390,21 @@ def check_component_types(cfg: Config) -> None:
             hint = f'did you mean {close[0]!r}?' if close else f'known: {", ".join(known[:8])}, ...'
             raise UserError(f'{field}.type={node["type"]!r} is not a registered {registry.name}; '
                             f'{hint}')
+        if field == 'optim_wrapper.optimizer':
+            _check_optimizer_fields(node, found)
+
+
+def _check_optimizer_fields(node: Mapping, cls) -> None:
+    # --cfg-options optim_wrapper.optimizer.type=SGD keeps the base config's
+    # AdamW settings (betas, weight_decay...), which SGD refuses only at build.
+    fields = component_fields(cls)
+    extra = sorted(set(node) - fields - {'_delete_'}) if fields is not None else []
+    if extra:
+        raise UserError(
+            f'optim_wrapper.optimizer ({node["type"]}) takes no {", ".join(extra)} (kept from '
+            'the config the type was changed in?). Replace the whole optimizer in a config file '
+            f"that inherits this one: optim_wrapper = dict(optimizer=dict(_delete_=True, "
+            f"type='{node['type']}', lr=...)).")
 
 
 def check_config(cfg: Config) -> None:

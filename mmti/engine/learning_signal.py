@@ -86,9 +86,22 @@ def concept_rows(model, tokens) -> torch.Tensor:
                       for rows in model.vocabulary.rows(token)])
 
 
-def distance_moved(start: torch.Tensor, now: torch.Tensor) -> float:
-    """How far rows have moved from ``start``, as a share of ``start``'s size."""
-    return float((now - start).norm() / start.norm().clamp_min(1e-12))
+def word_size(model, tokens) -> float:
+    """The size :func:`concept_rows` of ``tokens`` would have if every row
+    were a word of average size: the yardstick for how far rows moved. (Not
+    the rows' own starting size, which a start from zeros makes 0.)"""
+    total = 0.0
+    for slot in model.vocabulary.slots:
+        table = slot.table
+        mean = float(torch.linalg.vector_norm(table.base.weight.detach(), dim=1,
+                                              dtype=torch.float32).mean())
+        total += sum(table.concept_rows(t).shape[0] for t in tokens) * mean ** 2
+    return math.sqrt(total)
+
+
+def distance_moved(start: torch.Tensor, now: torch.Tensor, size: float) -> float:
+    """How far rows have moved from ``start``, in units of ``size`` (:func:`word_size`)."""
+    return float((now - start).norm()) / size
 
 
 def check_signal_settings(where: str, interval, num_samples, batch_size) -> tuple[int, int, int | None]:

@@ -1,4 +1,5 @@
 """When the learning signal says a concept is learned."""
+import math
 from dataclasses import asdict, dataclass
 
 
@@ -24,19 +25,20 @@ class PlateauStop:
         near_best: How far above the lowest measurement (as a fraction of
             the drop so far) the latest may be at a stop.
         min_steps: Never stop before this step.
-        min_move: Rows that after two windows are closer to where they
-            started than this share of their starting size are not learning,
-            whatever the signal does (a learning rate too small to move them:
-            the signal then falls by a hair and never flattens). Adam moves
-            each value by about the learning rate per step, so a usable rate
-            moves the rows by far more than their own size in that time.
+        min_move: Rows that after two windows have moved less than this
+            (in units of an average word's size) from where they started are
+            not learning, whatever the signal does: a learning rate too small
+            to move them makes the signal fall by a hair and never flatten.
+            Adam moves each value by about the learning rate per step, so a
+            usable rate moves the rows by about a word's size in that time.
+            0 turns the check off.
     """
 
     window: int = 50
     min_drop: float = 0.02
     near_best: float = 0.05
     min_steps: int = 0
-    min_move: float = 1e-3
+    min_move: float = 0.01
 
     def __post_init__(self):
         if not _is_whole(self.window) or self.window < 1:
@@ -49,8 +51,9 @@ class PlateauStop:
         if not _is_whole(self.min_steps) or self.min_steps < 0:
             raise ValueError(f'stop.min_steps must be a whole number of steps >= 0, got '
                              f'{self.min_steps!r}.')
-        if not _is_real(self.min_move) or not 0 <= self.min_move < 1:
-            raise ValueError(f'stop.min_move must be a number in [0, 1), got {self.min_move!r}.')
+        if not _is_real(self.min_move) or not 0 <= self.min_move < math.inf:
+            raise ValueError(f'stop.min_move must be a number >= 0 (0: no check), got '
+                             f'{self.min_move!r}.')
 
     @classmethod
     def from_config(cls, stop: dict, interval: int, where: str) -> 'PlateauStop':
@@ -142,9 +145,9 @@ class PlateauStop:
         windows is at or above the first one: the rows are no better than
         where they started (a learning rate that throws them off, or one
         too small to move them). Nor are they when ``moved`` (the rows'
-        distance from their start at each measurement, as a share of their
-        starting size) is still under ``min_move`` after two windows. Such
-        rows are not a learned concept.
+        distance from their start at each measurement, in units of an
+        average word's size) is still under ``min_move`` after two windows.
+        Such rows are not a learned concept.
         """
         if not steps or steps[-1] < 2 * self.window + steps[0]:
             return None
@@ -155,9 +158,9 @@ class PlateauStop:
                     f'the last {2 * self.window} steps (now {values[-1]:.3g}, lowest since the '
                     f'start {min(values):.3g}): the rows are no better than where they started')
         if moved and moved[-1] < self.min_move:
-            return (f'in {last - steps[0]} steps the rows have moved {moved[-1]:.2g} of their '
-                    f'starting size (under stop.min_move={self.min_move:g}): they are still '
-                    'where they started')
+            return (f'in {last - steps[0]} steps the rows have moved {moved[-1]:.2g} of a word\'s '
+                    f'size (under stop.min_move={self.min_move:g}; 0 turns this check off): they '
+                    'are still where they started')
         return None
 
 

@@ -297,55 +297,67 @@ def read_embedding_pair(path: str | os.PathLike, token: str | None = None) -> Em
     first of diffusers' SDXL pair, with the second file's rows as
     ``embeddings_2``. A file with one encoder's rows is returned as it is
     unless the ``_2`` file beside it holds the second encoder's rows of the
-    same concepts."""
+    same concepts (judged on the files' own names: ``token`` renames after)."""
     contents = read_embedding_file(path, token=token)
     pair = second_file(path)
     if contents.embeddings_2 or not pair.is_file():
         return contents
     try:
-        second = read_embedding_file(pair, token=token)
+        own = contents if token is None else read_embedding_file(path)
+        second = read_embedding_file(pair)
     except ValueError:  # not an embedding file at all: not our second half
         return contents
-    if not is_second_encoder_half(contents, second):
+    if not is_second_encoder_half(own, second):
         return contents
+    if token is not None:
+        second = read_embedding_file(pair, token=token)
     return EmbeddingFile(contents.embeddings, second.embeddings, contents.format, contents.step)
 
 
-def first_file_of_pair(path: str | os.PathLike, contents: EmbeddingFile) -> Path | None:
+def first_file_of_pair(path: str | os.PathLike) -> Path | None:
     """The first file of the SDXL pair whose second (clip_g) half ``path``
-    is, or None. ``contents``: what ``path`` holds. Loading the ``_2`` file
-    alone is a natural mistake; the first file reads it from beside itself."""
+    is, or None. Loading the ``_2`` file alone is a natural mistake; the
+    first file reads it from beside itself."""
     path = Path(path)
-    if contents.embeddings_2 or path.is_dir() or not path.stem.endswith('_2'):
+    if path.is_dir() or not path.stem.endswith('_2'):
         return None
     first = path.with_name(f'{path.stem[:-2]}{path.suffix}')
     if not first.is_file():
         return None
     try:
-        first_contents = read_embedding_file(first)
+        contents, first_contents = read_embedding_file(path), read_embedding_file(first)
     except ValueError:
         return None
-    return first if is_second_encoder_half(first_contents, contents) else None
+    if contents.embeddings_2 or not is_second_encoder_half(first_contents, contents):
+        return None
+    return first
 
 
-def clip_g_half_problem(path: str | os.PathLike, contents: EmbeddingFile) -> str | None:
-    """What to say when ``path`` is the clip_g half of an SDXL pair given on its own, or None."""
-    first = first_file_of_pair(path, contents)
+def clip_g_half_problem(path: str | os.PathLike, verb: str = 'load',
+                        where: str = ' (with an SDXL model)') -> str | None:
+    """What to say when ``path`` is the clip_g half of an SDXL pair given on
+    its own, or None: ``{verb} <first file>{where}``, which reads it."""
+    first = first_file_of_pair(path)
     if first is None:
         return None
-    return (f'{path} is the clip_g half of the SDXL embedding {first.name} + {Path(path).name}; '
-            f'load {first} (with an SDXL model), which reads {Path(path).name} from beside it')
+    name = Path(path).name
+    return (f'{path} is the clip_g half of the SDXL embedding {first.name} + {name}; '
+            f'{verb} {first}{where}, which reads {name} from beside it')
 
 
 def is_second_encoder_half(first: EmbeddingFile, second: EmbeddingFile) -> bool:
     """Whether ``second`` holds SDXL's clip_g rows for the concepts of ``first``.
 
     The name ``<stem>_2`` alone is not enough: A1111 folders hold unrelated
-    embeddings named ``style`` and ``style_2``. The second encoder of every
-    two-encoder model mmti knows (SDXL's OpenCLIP bigG beside CLIP L) is the
-    wider one, so the second half has the same concepts, the same row counts
-    and wider rows.
+    embeddings named ``style`` and ``style_2``. Only diffusers writes SDXL
+    embeddings as two files (A1111's and kohya's keep both encoders in one),
+    and the second encoder of every two-encoder model mmti knows (SDXL's
+    OpenCLIP bigG beside CLIP L) is the wider one, so the second half is a
+    diffusers file like the first, with the same concepts, the same row
+    counts and wider rows.
     """
+    if first.format != 'diffusers' or second.format != 'diffusers':
+        return False
     if second.embeddings_2 or list(second.embeddings) != list(first.embeddings):
         return False
     return all(second.embeddings[name].shape[0] == rows.shape[0]

@@ -56,7 +56,7 @@ def _read_file(path: Path, token: str | None, slot_names: Sequence[str],
     # so its clip_l half is never taken for an SD 1.x one.
     contents = read_embedding_pair(path, token=token)
     first, second = contents.embeddings, contents.embeddings_2
-    half = clip_g_half_problem(path, contents)
+    half = clip_g_half_problem(path)
     if half:
         raise ValueError(f'{half}.')
     if len(slot_names) == 1:

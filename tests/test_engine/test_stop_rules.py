@@ -96,10 +96,14 @@ def test_rows_that_barely_move_are_not_learning_even_while_the_signal_falls():
                 for moved in (crawl, walk)]
     assert failures == [100, None]  # judged after two windows, as the signal is
     reason = rule.not_learning(steps[:11], hair[:11], crawl[:11])
-    assert reason == ('in 100 steps the rows have moved 0.0001 of their starting size (under '
-                      'stop.min_move=0.001): they are still where they started')
-    assert PlateauStop(window=50, min_move=1e-5).not_learning(steps[:11], hair[:11],
-                                                              crawl[:11]) is None
+    assert reason == ("in 100 steps the rows have moved 0.0001 of a word's size (under "
+                      'stop.min_move=0.01; 0 turns this check off): they are still where they '
+                      'started')
+    for off in (1e-5, 0):
+        assert PlateauStop(window=50, min_move=off).not_learning(steps[:11], hair[:11],
+                                                                 crawl[:11]) is None
+    assert PlateauStop(window=50, min_move=2.0).not_learning(steps[:11], hair[:11],
+                                                             walk[:11]) is not None  # 1.0 < 2
     # A series that starts later (a weights-only load_from) judges its own two windows.
     assert rule.not_learning(steps[5:15], hair[5:15], crawl[5:15]) is None
     assert rule.not_learning(steps[5:16], hair[5:16], crawl[5:16]) is not None
@@ -129,8 +133,8 @@ def test_min_steps():
                                     dict(min_drop=1.0), dict(min_drop=-0.1),
                                     dict(min_drop=float('nan')), dict(min_drop='a'),
                                     dict(near_best=-1), dict(near_best=float('nan')),
-                                    dict(min_steps=-1), dict(window=True), dict(min_move=1.0),
-                                    dict(min_move=-1e-3), dict(min_move=float('nan'))])
+                                    dict(min_steps=-1), dict(window=True), dict(min_move=-1e-3),
+                                    dict(min_move=float('nan')), dict(min_move=float('inf'))])
 def test_bad_parameters_are_refused(kwargs):
     with pytest.raises(ValueError, match='stop.'):
         PlateauStop(**kwargs)

@@ -130,23 +130,47 @@ def test_read_embedding_pair(tmp_path):
 
 
 def test_the_second_file_of_a_pair_given_alone_is_named(tmp_path):
-    from mmti.fileio import (clip_g_half_problem, read_embedding_file, second_file,
-                             write_embedding_file)
+    from mmti.fileio import clip_g_half_problem, second_file, write_embedding_file
     first = write_embedding_file(tmp_path / 'style.safetensors', {'<a>': rows(2, 8)})
     second = second_file(first)
     write_embedding_file(second, {'<a>': rows(2, 16, seed=1)})
-    assert clip_g_half_problem(second, read_embedding_file(second)) == (
+    assert clip_g_half_problem(second) == (
         f'{second} is the clip_g half of the SDXL embedding style.safetensors + '
         f'style_2.safetensors; load {first} (with an SDXL model), which reads '
         'style_2.safetensors from beside it')
-    assert clip_g_half_problem(first, read_embedding_file(first)) is None
+    assert clip_g_half_problem(second, verb='convert', where='').endswith(
+        f'; convert {first}, which reads style_2.safetensors from beside it')
+    assert clip_g_half_problem(first) is None
     # A1111's unrelated "style" and "style_2" (other concepts, row counts, or not wider).
     for unrelated in ({'<b>': rows(2, 16)}, {'<a>': rows(1, 16)}, {'<a>': rows(2, 8, seed=1)}):
         write_embedding_file(second, unrelated, metadata=None)
-        assert clip_g_half_problem(second, read_embedding_file(second)) is None
+        assert clip_g_half_problem(second) is None
     first.unlink()
     write_embedding_file(second, {'<a>': rows(2, 16, seed=1)})
-    assert clip_g_half_problem(second, read_embedding_file(second)) is None  # no first file
+    assert clip_g_half_problem(second) is None  # no first file
+
+
+@pytest.mark.parametrize('fmt, suffix', [('a1111', '.pt'), ('safetensors', '.safetensors')])
+def test_one_encoder_layouts_never_make_a_pair(fmt, suffix, tmp_path):
+    # A1111 and kohya keep SDXL's two encoders in one file: their "style" and
+    # "style_2" are two embeddings, even with the same inner name, and renaming
+    # them (token=) must not make them one.
+    from mmti.fileio import clip_g_half_problem, read_embedding_pair, write_embedding_file
+    first = write_embedding_file(tmp_path / f'style{suffix}', {'style': rows(1, 8)}, fmt)
+    second = write_embedding_file(tmp_path / f'style_2{suffix}', {'style': rows(1, 16)}, fmt)
+    assert clip_g_half_problem(second) is None
+    for token in (None, '<q>'):
+        assert read_embedding_pair(first, token=token).embeddings_2 == {}
+
+
+def test_a_pair_is_judged_on_its_own_names_before_a_rename(tmp_path):
+    from mmti.fileio import read_embedding_pair, write_embedding_file
+    first = write_embedding_file(tmp_path / 'a.safetensors', {'<a>': rows(1, 8)})
+    second = write_embedding_file(tmp_path / 'a_2.safetensors', {'<b>': rows(1, 16)})
+    assert read_embedding_pair(first, token='<q>').embeddings_2 == {}  # other concepts
+    write_embedding_file(second, {'<a>': rows(1, 16)})
+    renamed = read_embedding_pair(first, token='<q>')
+    assert list(renamed.embeddings) == list(renamed.embeddings_2) == ['<q>']
 
 
 def test_a_compressed_chunk_pil_refuses_is_one_line(tmp_path, monkeypatch):

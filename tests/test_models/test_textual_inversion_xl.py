@@ -107,6 +107,8 @@ def test_diffusers_pair_round_trip_and_unload(tmp_path):
                                          r'SDXL embedding learned_embeds.safetensors \+ '
                                          r'learned_embeds_2.safetensors; load .*learned_embeds\.'):
         other.load_embeddings(str(tmp_path / 'learned_embeds_2.safetensors'))
+    with pytest.raises(ValueError, match='is the clip_g half'):  # a new name changes nothing
+        other.load_embeddings(str(tmp_path / 'learned_embeds_2.safetensors'), token='<zz>')
     assert other.concepts == ['<other>']
     assert other.load_embeddings(str(tmp_path / 'learned_embeds.safetensors')) == ['<cat-toy>']
     assert torch.equal(other.token_embedding_2.concept_rows('<cat-toy>'),

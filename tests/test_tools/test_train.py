@@ -171,6 +171,10 @@ def test_changing_only_the_model_token_trains_that_token(tmp_path):
     ('<cat (toy)>', 'cattoy.safetensors'),  # A1111 reads ( ) as emphasis, [ ] as less
     ('[x]{y},z:w', 'xyzw.safetensors'),  # ... { } (extensions), ',' and ':' as syntax too
     ('<>', 'my-concept.safetensors'),
+    ('<.hidden>', 'hidden.safetensors'),  # not a hidden file
+    ('<con>', 'con-concept.safetensors'),  # a name Windows reserves
+    ('<AND>', 'AND-concept.safetensors'),  # A1111's prompt keywords
+    ('BREAK', 'BREAK-concept.safetensors'),
 ])
 def test_the_a1111_hint_names_a_word_a1111_prompts_can_match(token, name):
     from mmti.cli.train import a1111_name

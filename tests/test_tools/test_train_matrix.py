@@ -125,6 +125,10 @@ CONFIG_CASES = {
     'unknown field in the config file': (
         lambda t: [_config(t, f"_base_ = ['{TINY_CONFIG}']\nmodel = dict(num_vector=2)\n")],
         r'model\.num_vector is not a field of model \(TextualInversion\)'),
+    'optimizer type changed, its settings kept': (
+        lambda t: [TINY_CONFIG, '--cfg-options', 'optim_wrapper.optimizer.type=SGD'],
+        r'optim_wrapper\.optimizer \(SGD\) takes no betas, eps \(kept from the config the type '
+        r"was changed in\?\)\. Replace the whole optimizer .*_delete_=True, type='SGD'"),
     'lr NaN': (lambda t: [TINY_CONFIG, '--cfg-options', 'optim_wrapper.optimizer.lr=nan'],
                r'optim_wrapper\.optimizer\.lr must be a finite number, got nan'),
     'lr negative': (lambda t: [TINY_CONFIG, '--cfg-options', 'optim_wrapper.optimizer.lr=-1e-3'],

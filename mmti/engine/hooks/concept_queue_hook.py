@@ -17,7 +17,7 @@ from .concept_evaluation import ConceptEvaluator
 from .concept_outputs import NOT_LEARNED_FILE, SUMMARY_FILE, write_concept_outputs, write_summary
 from .learning_signal_hook import NotLearningError
 from ..learning_signal import (DEFAULT_NUM_SAMPLES, FixedBatchLoss, check_signal_settings,
-                               concept_rows, distance_moved)
+                               concept_rows, distance_moved, word_size)
 from ..stop_rules import NOT_LEARNING_FIX, PlateauStop
 from .periodic_hook import unwrap_model
 
@@ -83,6 +83,7 @@ class ConceptQueueHook(Hook):
         self.tokens: list[str] = []
         self._signals: list[FixedBatchLoss] = []
         self._start_rows: dict[str, torch.Tensor] = {}  # each concept's rows when its series began
+        self._word_sizes: dict[str, float] = {}  # the yardstick of each concept's distance moved
         self._changed = False
 
     # ------------------------------------------------------------ the run
@@ -216,7 +217,10 @@ class ConceptQueueHook(Hook):
         series['steps'].append(self.queue.steps[concept])
         series['values'].append(float(value))
         if token in self._start_rows and 'moved' in series:
-            series['moved'].append(distance_moved(self._start_rows[token], rows))
+            if token not in self._word_sizes:
+                self._word_sizes[token] = word_size(model, [token])
+            series['moved'].append(distance_moved(self._start_rows[token], rows,
+                                                  self._word_sizes[token]))
         self._changed = True
 
     def _outputs(self, runner, concepts: list[int]) -> None:

@@ -13,7 +13,7 @@ from mmti.fileio import atomic_write
 from mmti.registry import HOOKS
 from mmti.utils import UserError
 from ..learning_signal import (DEFAULT_NUM_SAMPLES, FixedBatchLoss, check_signal_settings,
-                               concept_rows, distance_moved)
+                               concept_rows, distance_moved, word_size)
 from ..stop_rules import NOT_LEARNING_FIX, PlateauStop
 from .periodic_hook import unwrap_model
 
@@ -58,13 +58,14 @@ class LearningSignalHook(Hook):
                      if stop is not None else None)
         self.steps: list[int] = []
         self.values: list[float] = []
-        #: The rows' distance from where the series started, per measurement
-        #: (a share of their starting size); empty where a checkpoint from
-        #: before this series carried no starting rows.
+        #: The rows' distance from where the series started, per measurement,
+        #: in units of an average word's size (``word_size``); empty where a
+        #: checkpoint from before this series carried no starting rows.
         self.moved: list[float] = []
         self.stopped: dict | None = None
         self._signal = None
         self._start_rows: torch.Tensor | None = None
+        self._word_size = 1.0
 
     # ----------------------------------------------------------- the run
     def build_signal(self, loader, seed: int) -> FixedBatchLoss:
@@ -74,6 +75,8 @@ class LearningSignalHook(Hook):
 
     def before_train(self, runner) -> None:
         self._signal = self.build_signal(runner.train_dataloader, runner.seed)
+        model = unwrap_model(runner.model)
+        self._word_size = word_size(model, model.vocabulary.slots[0].table.trainable_concepts())
         if not self.steps:  # a fresh run: where the rows start from
             self._start_rows = self._rows(runner)
             self._measure(runner, runner.iter)
@@ -126,7 +129,8 @@ class LearningSignalHook(Hook):
         self.steps.append(step)
         self.values.append(float(value))
         if self._start_rows is not None:
-            self.moved.append(distance_moved(self._start_rows, self._rows(runner)))
+            self.moved.append(distance_moved(self._start_rows, self._rows(runner),
+                                             self._word_size))
         runner.message_hub.update_scalar('train/learning_signal', self.values[-1])
 
     @staticmethod

@@ -168,12 +168,14 @@ def test_a_checkpoint_without_starting_rows_resumes_on_the_signal_alone(tmp_path
 
 def test_rows_too_slow_to_move_end_the_run_although_the_signal_falls(tmp_path):
     from mmti.engine.hooks.learning_signal_hook import NotLearningError
-    # On the random tiny model lr 1e-4 moves the rows by about 1.5% of their
-    # size in 4 steps while the signal falls by a hair; min_move=0.1 calls that
-    # too slow (the default, 0.001, is for real models' rows: docs/fast_concepts.md).
+    # On the random tiny model lr 1e-4 moves the rows by about a hundredth of a
+    # word's size in 4 steps while the signal falls by a hair; min_move=0.1
+    # calls that too slow (the default, 0.01, is for real models' rows:
+    # docs/fast_concepts.md).
     with pytest.raises(NotLearningError, match=r'Stopped at step 4: in 4 steps the rows have moved '
-                                                r'0\.0\d+ of their starting size \(under '
-                                                r'stop.min_move=0.1\).*learning rate 0.0001\)'):
+                                                r"0\.0\d+ of a word's size \(under "
+                                                r'stop.min_move=0.1; 0 turns this check off\).*'
+                                                r'learning rate 0.0001\)'):
         _run_with_lr(tmp_path, lr=1e-4, stop=dict(window=2, min_move=0.1), max_iters=12)
     assert not (tmp_path / 'learned_embeds.safetensors').exists()
     series = json.loads((tmp_path / SIGNAL_FILE).read_text())
@@ -182,12 +184,27 @@ def test_rows_too_slow_to_move_end_the_run_although_the_signal_falls(tmp_path):
     assert 0 < series['moved'][1] < series['moved'][-1] < 0.1
 
 
-def _run_with_lr(work_dir, lr, stop, max_iters):
+def test_rows_started_from_zeros_are_judged_by_a_words_size(tmp_path):
+    from mmti.engine.hooks.learning_signal_hook import NotLearningError
+    from mmti.fileio import write_embedding_file
+    # Measured against their own starting size, zero rows would have moved
+    # "infinitely far" after any step and never been judged.
+    zeros = write_embedding_file(tmp_path / 'zeros.safetensors', {'<z>': torch.zeros(1, 32)})
+    with pytest.raises(NotLearningError, match=r"in 4 steps the rows have moved 0\.0\d+ of a "
+                                                r"word's size"):
+        _run_with_lr(tmp_path / 'run', lr=1e-4, stop=dict(window=2, min_move=0.1), max_iters=12,
+                     model=dict(initial_embedding=str(zeros), initializer_token=None))
+    series = json.loads((tmp_path / 'run' / SIGNAL_FILE).read_text())
+    assert series['moved'][0] == 0.0 and 0 < series['moved'][-1] < 0.1
+
+
+def _run_with_lr(work_dir, lr, stop, max_iters, model=None):
     from conftest import tiny_config, train
     cfg = signal_cfg(tiny_config(work_dir, max_iters=max_iters, checkpoint_interval=1,
                                  embedding_interval=0, validation_interval=None, batch_size=2),
                      stop=stop)
     cfg.optim_wrapper.optimizer.lr = lr
+    cfg.model.update(model or {})
     return train(cfg)
 
 
