@@ -67,6 +67,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout
 from mmti.evaluation.concept_scores import gap_closed, text_ratio  # noqa: E402
 from mmti.fileio import atomic_write  # noqa: E402
 from mmti.fileio.embedding_file import read_embedding_file  # noqa: E402
+from mmti.utils import UserError, run_cli  # noqa: E402
 
 sys.path.insert(0, str(ROOT / 'tools'))
 from diffusers_example_runner import SHIM_NOTE  # noqa: E402
@@ -273,7 +274,7 @@ def images_only_folder(source: Path, target: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     images = [p for p in sorted(Path(source).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
     if not images:
-        raise SystemExit(f'{source} holds no images; check the config\'s data_root.')
+        raise UserError(f'{source} holds no images; check the config\'s data_root.')
     for image in images:
         shutil.copy2(image, target / image.name)
     return target
@@ -359,7 +360,7 @@ def check_evaluation_block(cfg, config: str) -> None:
     """Refuse, before hours of training, a config whose evaluation cannot give a gap."""
     dataset = cfg.train_dataloader.dataset
     if dataset.get('concepts') is not None or 'data_root' not in dataset:
-        raise SystemExit(f'{config} trains many concepts; the benchmark times one concept '
+        raise UserError(f'{config} trains many concepts; the benchmark times one concept '
                          'against diffusers\' script, which learns one: pass a single-concept '
                          'config such as configs/textual_inversion_toy.py.')
     evaluation = cfg.get('evaluation') or {}
@@ -367,7 +368,7 @@ def check_evaluation_block(cfg, config: str) -> None:
     if not cfg.model.get('initializer_token'):
         missing.append('model.initializer_token')
     if missing:
-        raise SystemExit(f'{config}: the gap closed needs evaluation.clip, '
+        raise UserError(f'{config}: the gap closed needs evaluation.clip, '
                          f'evaluation.held_out_dir and model.initializer_token; missing '
                          f'{missing} (see configs/textual_inversion_toy.py).')
     from mmti.datasets.evaluation_inputs import resolve_held_out_dir
@@ -376,7 +377,7 @@ def check_evaluation_block(cfg, config: str) -> None:
                       ('evaluation.held_out_dir', held_out),
                       ('train_dataloader.dataset.data_root', dataset.data_root)):
         if not (ROOT / path).is_dir():
-            raise SystemExit(f'{config}: {key} {path} is not a folder; fix it before hours of '
+            raise UserError(f'{config}: {key} {path} is not a folder; fix it before hours of '
                              'training.')
 
 
@@ -387,11 +388,7 @@ def benchmark_config(config: str, options: list[str], name: str):
     training, diffusers' command, the scoring), not for mmti's training alone.
     """
     from mmti.engine import load_user_config
-    from mmti.utils import UserError
-    try:
-        cfg = load_user_config(config, parse_cfg_options(options), import_custom_modules=False)
-    except UserError as error:
-        raise SystemExit(str(error)) from None
+    cfg = load_user_config(config, parse_cfg_options(options), import_custom_modules=False)
     check_evaluation_block(cfg, name)
     return cfg
 
@@ -426,7 +423,7 @@ def main(argv: list[str] | None = None) -> dict:
         state = ('' if (out / 'time_to_concept.json').is_file()
                  else '; no time_to_concept.json: it failed or was interrupted before its first '
                       'result, see its train.log files')
-        raise SystemExit(f'{args.out_dir} already holds a benchmark ({earlier[0].name}, ...'
+        raise UserError(f'{args.out_dir} already holds a benchmark ({earlier[0].name}, ...'
                          f'{state}); pass another --out-dir, or remove that one.')
     images = images_only_folder(ROOT / cfg.train_dataloader.dataset.data_root,
                                 out / 'diffusers_train_images')
@@ -469,5 +466,10 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """Input the user can fix: one line and exit status 2; a failed run: exit 1."""
+    run_cli('tools/time_to_concept.py', main, argv)
+
+
 if __name__ == '__main__':
-    main()
+    cli()

@@ -431,6 +431,25 @@ def check_config(cfg: Config) -> None:
         check_initial_embedding(model.initial_embedding)
     _check_sizes(cfg)
     _check_concept_queue(cfg)
+    _check_signal_hooks(cfg)
+
+
+def _check_signal_hooks(cfg: Config) -> None:
+    """The learning-signal hooks' settings (the stop rule's window, interval...),
+    which mmengine would check only after it created the work dir."""
+    from mmti.engine.hooks import ConceptQueueHook, LearningSignalHook
+    for field, _, node in _components(cfg):
+        if not isinstance(node, Mapping):
+            continue
+        kind = str(node.get('type', '')).rsplit('.', 1)[-1]
+        cls = {'LearningSignalHook': LearningSignalHook,
+               'ConceptQueueHook': ConceptQueueHook}.get(kind)
+        if cls is None:
+            continue
+        try:
+            cls(**{k: v for k, v in node.items() if k not in ('type', 'priority')})
+        except (TypeError, ValueError) as err:
+            raise UserError(str(err)) from None
 
 
 def _check_concept_queue(cfg: Config) -> None:

@@ -15,6 +15,8 @@ import torch
 
 #: Fixed samples the signal is measured on, unless a config says otherwise.
 DEFAULT_NUM_SAMPLES = 16
+#: Steps between measurements, unless a config says otherwise.
+DEFAULT_INTERVAL = 10
 
 # Keeps the signal's noise apart from every training sample's noise seed,
 # which the dataset draws from (seed, index) alone.

@@ -14,7 +14,7 @@ from mmengine.config import Config
 from mmti.fileio import read_embedding_file
 from mmti.utils import UserError
 from .hooks.validation_sample_hook import sample_grid_path
-from .learning_signal import DEFAULT_NUM_SAMPLES
+from .learning_signal import DEFAULT_INTERVAL, DEFAULT_NUM_SAMPLES
 
 
 class RunFinished(Exception):
@@ -159,18 +159,25 @@ def final_written_at(path: str, step) -> bool:
 
 
 def check_signal_matches(cfg: Config, path: str, checkpoint: dict) -> None:
-    """Refuse to join a saved learning-signal series measured on other samples."""
-    saved = checkpoint.get('learning_signal')
-    signal = (cfg.get('default_hooks') or {}).get('learning_signal')
-    if not saved or signal is None:
-        return
-    wanted = signal.get('num_samples', DEFAULT_NUM_SAMPLES)
-    if saved.get('num_samples') != wanted:
-        raise UserError(
-            f'Cannot resume from {path}: it measured the learning signal on '
-            f'num_samples={saved.get("num_samples")} fixed samples, this config on {wanted}, and '
-            'the two series would not compare; resume with '
-            f'--cfg-options default_hooks.learning_signal.num_samples={saved.get("num_samples")}.')
+    """Refuse to join a saved learning-signal series measured otherwise: on
+    other samples (the values would not compare) or at another interval (the
+    stop would come at a step no single run reaches)."""
+    hooks = cfg.get('default_hooks') or {}
+    for name, defaults in (('learning_signal', {'num_samples': DEFAULT_NUM_SAMPLES,
+                                                'interval': DEFAULT_INTERVAL}),
+                           ('concept_queue', {'num_samples': DEFAULT_NUM_SAMPLES,
+                                              'interval': DEFAULT_INTERVAL})):
+        saved, hook = checkpoint.get(name), hooks.get(name)
+        if not saved or hook is None:
+            continue
+        for key, default in defaults.items():
+            wanted = hook.get(key, default)
+            if key in saved and saved[key] != wanted:
+                raise UserError(
+                    f'Cannot resume from {path}: it measured the learning signal with '
+                    f'{key}={saved[key]}, this config with {wanted}, and the two series would '
+                    f'not join into one; resume with --cfg-options '
+                    f'default_hooks.{name}.{key}={saved[key]}.')
 
 
 def check_training_data_matches(dataset, path: str, checkpoint: dict) -> None:

@@ -88,9 +88,13 @@ class PlateauStop:
         first = -(-self.first_possible_stop(start) // interval) * interval  # a measured step
         if first <= cap:
             return None
-        return (f'{where}.stop can first stop at step {first} (two windows of {self.window} '
-                f'steps, measured every {interval}), after {cap_name}={cap}: training runs to '
-                f'the cap. Raise {cap_name} or shorten the window.')
+        if self.min_steps > 2 * self.window + start:
+            why, fix = f'stop.min_steps={self.min_steps}', 'lower stop.min_steps'
+        else:
+            why, fix = (f'two windows of {self.window} steps, measured every {interval}',
+                        'shorten the window')
+        return (f'{where}.stop can first stop at step {first} ({why}), after {cap_name}={cap}: '
+                f'training runs to the cap. Raise {cap_name} or {fix}.')
 
     def describe(self) -> dict:
         return asdict(self)

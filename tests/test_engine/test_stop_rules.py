@@ -123,6 +123,15 @@ def test_no_stop_while_thrown_off_by_a_spike():
     assert first_stop(rule, steps, spiked) >= calm + 50
 
 
+def test_a_cap_before_min_steps_names_min_steps():
+    rule = PlateauStop(window=30, min_steps=1000)
+    assert rule.cap_warning(10, 0, 20, 'train_cfg.max_iters', 'hook') == (
+        'hook.stop can first stop at step 1000 (stop.min_steps=1000), after '
+        'train_cfg.max_iters=20: training runs to the cap. Raise train_cfg.max_iters or lower '
+        'stop.min_steps.')
+    assert 'shorten the window' in PlateauStop(window=30).cap_warning(10, 0, 20, 'cap', 'hook')
+
+
 def test_min_steps():
     steps = list(range(0, 1001, 10))
     values = decay(steps, 20, noise=0.001)

@@ -19,6 +19,7 @@ from PIL import Image
 from tool_runner import load_tool
 
 from mmti.evaluation.concept_scores import gap_closed
+from mmti.utils import UserError
 from mmti_testing import REPO_ROOT
 
 ttc = load_tool('time_to_concept')
@@ -172,7 +173,7 @@ def test_bad_input_is_refused_before_anything_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         ttc.main(['--diffusers-script', str(script), '--rounds', '0'])
     assert '--rounds must be at least 1' in capsys.readouterr().err
-    with pytest.raises(SystemExit, match=r"missing \['clip', 'held_out_dir'\]"):
+    with pytest.raises(UserError, match=r"missing \['clip', 'held_out_dir'\]"):
         ttc.main(['--diffusers-script', str(script),
                   '--mmti-config', str(REPO_ROOT / 'configs' / 'textual_inversion_tiny.py')])
     with pytest.raises(SystemExit):
@@ -183,14 +184,14 @@ def test_bad_input_is_refused_before_anything_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         ttc.main(['--diffusers-script', str(script), '--out-dir', str(tmp_path / 'a_file')])
     assert 'is a file; pass a folder' in capsys.readouterr().err
-    with pytest.raises(SystemExit, match='trains many concepts'):
+    with pytest.raises(UserError, match='trains many concepts'):
         ttc.main(['--diffusers-script', str(script), '--mmti-config',
                   str(REPO_ROOT / 'configs' / 'textual_inversion_toy_concepts.py')])
-    with pytest.raises(SystemExit, match='evaluation.held_out_dir /nowhere is not a folder'):
+    with pytest.raises(UserError, match='evaluation.held_out_dir /nowhere is not a folder'):
         ttc.main(['--diffusers-script', str(script), '--cfg-options',
                   'evaluation.held_out_dir=/nowhere'])
     (tmp_path / 'out' / 'round_1').mkdir(parents=True)  # an earlier benchmark is not deleted
-    with pytest.raises(SystemExit, match='already holds a benchmark'):
+    with pytest.raises(UserError, match='already holds a benchmark'):
         ttc.main(['--diffusers-script', str(script), '--out-dir', str(tmp_path / 'out')])
     assert (tmp_path / 'out' / 'round_1').is_dir()
 
@@ -218,7 +219,7 @@ def test_cfg_options_set_the_concept_for_diffusers_and_the_evaluation_too(tmp_pa
     tail = evaluate[evaluate.index('--cfg-options') + 1:]
     assert tail == [*options, 'model.num_vectors=1']
     # An override naming no field of the config is refused before anything runs.
-    with pytest.raises(SystemExit, match='model.placeholdr_token'):
+    with pytest.raises(UserError, match='model.placeholdr_token'):
         ttc.benchmark_config(config, ['model.placeholdr_token=<x>'], 'toy')
 
 
@@ -298,3 +299,18 @@ def test_launcher_runs_a_script_with_the_stand_in_and_transformers_still_imports
     missing = subprocess.run([sys.executable, launcher, str(tmp_path / 'nope.py')],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode != 0 and 'usage:' in missing.stderr
+
+
+def test_a_config_mistake_is_one_line_and_exit_status_2(tmp_path):
+    script = tmp_path / 'ti.py'
+    script.write_text('')
+    result = subprocess.run([sys.executable, str(REPO_ROOT / 'tools' / 'time_to_concept.py'),
+                             '--diffusers-script', str(script), '--out-dir', str(tmp_path / 'o'),
+                             '--cfg-options', 'train_cfg.max_iterz=3'],
+                            capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, HF_HUB_OFFLINE='1'))
+    assert result.returncode == 2
+    assert result.stderr.startswith('tools/time_to_concept.py: error: --cfg-options '
+                                    'train_cfg.max_iterz: ')
+    assert "did you mean 'max_iters'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / 'o').exists()

@@ -125,6 +125,13 @@ CONFIG_CASES = {
     'unknown field in the config file': (
         lambda t: [_config(t, f"_base_ = ['{TINY_CONFIG}']\nmodel = dict(num_vector=2)\n")],
         r'model\.num_vector is not a field of model \(TextualInversion\)'),
+    'stop window shorter than the interval': (
+        lambda t: [TINY_CONFIG, '--cfg-options', 'default_hooks.learning_signal.stop.window=5'],
+        r'default_hooks\.learning_signal\.stop\.window \(5\) is shorter than the interval '
+        r'between measurements \(\d+\)'),
+    'negative stop.min_move': (
+        lambda t: [TINY_CONFIG, '--cfg-options', 'default_hooks.learning_signal.stop.min_move=-1'],
+        r'default_hooks\.learning_signal\.stop\.min_move must be a number >= 0'),
     'optimizer type changed, its settings kept': (
         lambda t: [TINY_CONFIG, '--cfg-options', 'optim_wrapper.optimizer.type=SGD'],
         r'optim_wrapper\.optimizer \(SGD\) takes no betas, eps \(kept from the config the type '

@@ -16,8 +16,8 @@ from mmti.utils import NonFiniteRenderError
 from .concept_evaluation import ConceptEvaluator
 from .concept_outputs import NOT_LEARNED_FILE, SUMMARY_FILE, write_concept_outputs, write_summary
 from .learning_signal_hook import NotLearningError
-from ..learning_signal import (DEFAULT_NUM_SAMPLES, FixedBatchLoss, check_signal_settings,
-                               concept_rows, distance_moved, word_size)
+from ..learning_signal import (DEFAULT_INTERVAL, DEFAULT_NUM_SAMPLES, FixedBatchLoss,
+                               check_signal_settings, concept_rows, distance_moved, word_size)
 from ..stop_rules import NOT_LEARNING_FIX, PlateauStop
 from .periodic_hook import unwrap_model
 
@@ -63,8 +63,9 @@ class ConceptQueueHook(Hook):
     # As LearningSignalHook: after NonFiniteLossHook, before checkpoints.
     priority = 'NORMAL'
 
-    def __init__(self, interval: int = 10, num_samples: int = DEFAULT_NUM_SAMPLES, stop: dict | None = None,
-                 max_steps: int | None = None, batch_size: int | None = None,
+    def __init__(self, interval: int = DEFAULT_INTERVAL, num_samples: int = DEFAULT_NUM_SAMPLES,
+                 stop: dict | None = None, max_steps: int | None = None,
+                 batch_size: int | None = None,
                  evaluate: bool | dict = False):
         where = 'default_hooks.concept_queue'
         self.interval, self.num_samples, self.batch_size = check_signal_settings(
@@ -259,6 +260,7 @@ class ConceptQueueHook(Hook):
 
     def state(self) -> dict:
         return {'tokens': list(self.tokens), 'interval': self.interval,
+                'num_samples': self.num_samples,
                 'rule': self.rule.describe() if self.rule else None, 'max_steps': self.max_steps,
                 'queue': self.queue.state(), 'series': self.series, 'stops': self.stops}
 

@@ -12,8 +12,8 @@ from mmengine.logging import print_log
 from mmti.fileio import atomic_write
 from mmti.registry import HOOKS
 from mmti.utils import UserError
-from ..learning_signal import (DEFAULT_NUM_SAMPLES, FixedBatchLoss, check_signal_settings,
-                               concept_rows, distance_moved, word_size)
+from ..learning_signal import (DEFAULT_INTERVAL, DEFAULT_NUM_SAMPLES, FixedBatchLoss,
+                               check_signal_settings, concept_rows, distance_moved, word_size)
 from ..stop_rules import NOT_LEARNING_FIX, PlateauStop
 from .periodic_hook import unwrap_model
 
@@ -50,8 +50,8 @@ class LearningSignalHook(Hook):
     # at this step is saved at this step.
     priority = 'NORMAL'
 
-    def __init__(self, interval: int = 10, num_samples: int = DEFAULT_NUM_SAMPLES, stop: dict | None = None,
-                 batch_size: int | None = None):
+    def __init__(self, interval: int = DEFAULT_INTERVAL, num_samples: int = DEFAULT_NUM_SAMPLES,
+                 stop: dict | None = None, batch_size: int | None = None):
         self.interval, self.num_samples, self.batch_size = check_signal_settings(
             'default_hooks.learning_signal', interval, num_samples, batch_size)
         self.rule = (PlateauStop.from_config(stop, self.interval, 'default_hooks.learning_signal')

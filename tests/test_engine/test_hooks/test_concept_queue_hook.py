@@ -317,6 +317,26 @@ def test_a_done_run_cut_off_before_its_end_writes_its_outputs_on_resume(queue_ru
         check_not_finished(queue_config(copy), str(last), checkpoint)
 
 
+def test_resume_refuses_another_interval_or_number_of_samples(queue_run, tmp_path):
+    import shutil
+    from mmti.utils import UserError
+    work_dir, _, _ = queue_run
+    copy = tmp_path / 'copy'
+    shutil.copytree(work_dir, copy)
+    (copy / 'last_checkpoint').write_text(str(copy / 'iter_2.pth'))
+    cfg = queue_config(copy)
+    cfg.default_hooks.concept_queue.interval = 4
+    with pytest.raises(UserError, match=r'with interval=2, this config with 4.*'
+                                        r'default_hooks.concept_queue.interval=2\.'):
+        train(cfg, resume=True)
+    cfg = queue_config(copy)
+    cfg.default_hooks.concept_queue.num_samples = 3
+    with pytest.raises(UserError, match=r'with num_samples=2, this config with 3.*'
+                                        r'default_hooks.concept_queue.num_samples=2\.'):
+        train(cfg, resume=True)
+    assert queue_state(copy) == queue_state(work_dir)  # nothing written
+
+
 # -------------------------------------------------------------- run's cap
 def test_the_runs_cap_ends_the_concepts_in_training_and_leaves_the_rest_waiting(tmp_path):
     runner, recorder = train(concepts_config(tmp_path, [STAR, TRIANGLE, CROSS], lanes=2,

@@ -294,8 +294,15 @@ def test_resume_refuses_a_signal_of_other_samples(stopped_run, tmp_path):
                                  validation_interval=None, batch_size=2),
                      stop=dict(window=2, min_drop=0.5))
     cfg.default_hooks.learning_signal.num_samples = 8
-    with pytest.raises(UserError, match=r'it measured the learning signal on num_samples=4 fixed '
-                                        r'samples, this config on 8.*num_samples=4'):
+    with pytest.raises(UserError, match=r'it measured the learning signal with num_samples=4, '
+                                        r'this config with 8.*learning_signal.num_samples=4\.'):
+        train(cfg, resume=True)
+    # Another interval would join two spacings into one series: the stop would
+    # come at a step no single run reaches.
+    cfg.default_hooks.learning_signal.num_samples = 4
+    cfg.default_hooks.learning_signal.interval = 2
+    with pytest.raises(UserError, match=r'with interval=1, this config with 2.*--cfg-options '
+                                        r'default_hooks.learning_signal.interval=1\.'):
         train(cfg, resume=True)
 
 
