@@ -60,7 +60,7 @@ from mmti.datasets.evaluation_inputs import (concept_inputs, held_out_captions, 
 from mmti.engine import load_user_config  # noqa: E402
 from mmti.fileio import atomic_write, check_output_dir, read_embedding_file  # noqa: E402
 from mmti.registry import MODELS  # noqa: E402
-from mmti.utils import UserError, add_cfg_options, prog_name, run_cli  # noqa: E402
+from mmti.utils import UserError, add_cfg_options, check_device, prog_name, run_cli  # noqa: E402
 
 PROG = prog_name('tools/evaluate.py')
 
@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
     prompts = apply_config_defaults(args, cfg, concepts)
     check_numbers(args)
     check_inputs(args)
+    check_device(args.device)
     if concepts:
         return evaluate_concept_list(args, cfg, concepts, prompts)
     inputs = concept_inputs(args.concept_dir, args.held_out_dir,

@@ -38,7 +38,8 @@ from mmti.fileio import (check_output_dir, check_token_name, clip_g_half_problem
 from mmti.engine import load_user_config  # noqa: E402
 from mmti.engine.console import quiet_library_notices  # noqa: E402
 from mmti.registry import MODELS  # noqa: E402
-from mmti.utils import UserError, add_cfg_options, prog_name, run_cli  # noqa: E402
+from mmti.utils import (UserError, add_cfg_options, check_device, prog_name,  # noqa: E402
+                        run_cli)
 
 PROG = prog_name('tools/infer.py')
 SIZE_MULTIPLE = 8  # diffusers' pipelines need height and width divisible by 8
@@ -98,14 +99,7 @@ def check_numbers(args: argparse.Namespace) -> None:
     if not math.isfinite(args.guidance_scale):
         raise UserError(f'--guidance-scale {args.guidance_scale} must be a finite number '
                         '(e.g. 7.5).')
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise UserError(f'--device {args.device!r} is not a device; use cpu, cuda or '
-                        'cuda:N.') from None
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise UserError(f'--device {args.device}: this machine has no usable CUDA GPU; pass '
-                        '--device cpu.')
+    check_device(args.device)
 
 
 def load_config(args: argparse.Namespace) -> Config:

@@ -74,6 +74,8 @@ def args_for(case: str, w: dict) -> tuple[list[str], str]:
         return [TINY_CONFIG, *base, '--size', '30'], r'--size .* is 30; .*multiple of 8'
     if case == '--guidance-scale nan':
         return [TINY_CONFIG, *base, '--guidance-scale', 'nan'], r'--guidance-scale .* finite'
+    if case == '--device typo':
+        return [TINY_CONFIG, *base, '--device', 'gpu'], r"--device 'gpu' is not a device"
     if case == 'missing clip folder':
         argv = [TINY_CONFIG, *base]
         argv[argv.index('--clip') + 1] = str(tmp / 'no-clip')
@@ -110,7 +112,7 @@ def args_for(case: str, w: dict) -> tuple[list[str], str]:
     raise AssertionError(case)
 
 
-CASES = ['missing config', 'misspelt --cfg-options key', 'missing model folder',
+CASES = ['--device typo', 'missing config', 'misspelt --cfg-options key', 'missing model folder',
          '--cfg-options without =', 'no evaluation block, no --clip', 'evaluation block not a dict',
          'unknown evaluation key', 'evaluation.num_samples a string', '--num-samples 0',
          '--steps -2', '--size 30', '--guidance-scale nan', 'missing clip folder',
