@@ -325,8 +325,8 @@ def test_resume_refuses_another_interval_or_number_of_samples(queue_run, tmp_pat
     shutil.copytree(work_dir, copy)
     (copy / 'last_checkpoint').write_text(str(copy / 'iter_2.pth'))
     cfg = queue_config(copy)
-    cfg.default_hooks.concept_queue.interval = 4
-    with pytest.raises(UserError, match=r'with interval=2, this config with 4.*'
+    cfg.default_hooks.concept_queue.interval = 1
+    with pytest.raises(UserError, match=r'with interval=2, this config with 1.*'
                                         r'default_hooks.concept_queue.interval=2\.'):
         train(cfg, resume=True)
     cfg = queue_config(copy)
