@@ -438,13 +438,9 @@ def _check_signal_hooks(cfg: Config) -> None:
     """The learning-signal hooks' settings (the stop rule's window, interval...),
     which mmengine would check only after it created the work dir."""
     from mmti.engine.hooks import ConceptQueueHook, LearningSignalHook
-    for field, _, node in _components(cfg):
-        if not isinstance(node, Mapping):
-            continue
-        kind = str(node.get('type', '')).rsplit('.', 1)[-1]
-        cls = {'LearningSignalHook': LearningSignalHook,
-               'ConceptQueueHook': ConceptQueueHook}.get(kind)
-        if cls is None:
+    for _, path, node in _components(cfg):
+        cls = _component_class(cfg, path, node) if isinstance(node, Mapping) else None
+        if not (isinstance(cls, type) and issubclass(cls, (LearningSignalHook, ConceptQueueHook))):
             continue
         try:
             cls(**{k: v for k, v in node.items() if k not in ('type', 'priority')})

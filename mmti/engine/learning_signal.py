@@ -88,17 +88,20 @@ def concept_rows(model, tokens) -> torch.Tensor:
                       for rows in model.vocabulary.rows(token)])
 
 
-def word_size(model, tokens) -> float:
+def word_norms(model) -> list[float]:
+    """Each text encoder's average word size: the mean norm of its vocabulary's rows."""
+    return [float(torch.linalg.vector_norm(slot.table.base.weight.detach(), dim=1,
+                                           dtype=torch.float32).mean())
+            for slot in model.vocabulary.slots]
+
+
+def word_size(model, tokens, norms: list[float]) -> float:
     """The size :func:`concept_rows` of ``tokens`` would have if every row
-    were a word of average size: the yardstick for how far rows moved. (Not
-    the rows' own starting size, which a start from zeros makes 0.)"""
-    total = 0.0
-    for slot in model.vocabulary.slots:
-        table = slot.table
-        mean = float(torch.linalg.vector_norm(table.base.weight.detach(), dim=1,
-                                              dtype=torch.float32).mean())
-        total += sum(table.concept_rows(t).shape[0] for t in tokens) * mean ** 2
-    return math.sqrt(total)
+    were a word of average size (``norms``: :func:`word_norms`): the
+    yardstick for how far rows moved. (Not the rows' own starting size,
+    which a start from zeros makes 0.)"""
+    return math.sqrt(sum(slot.table.concept_rows(t).shape[0] * norm ** 2
+                         for slot, norm in zip(model.vocabulary.slots, norms) for t in tokens))
 
 
 def distance_moved(start: torch.Tensor, now: torch.Tensor, size: float) -> float:

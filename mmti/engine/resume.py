@@ -163,10 +163,8 @@ def check_signal_matches(cfg: Config, path: str, checkpoint: dict) -> None:
     other samples (the values would not compare) or at another interval (the
     stop would come at a step no single run reaches)."""
     hooks = cfg.get('default_hooks') or {}
-    for name, defaults in (('learning_signal', {'num_samples': DEFAULT_NUM_SAMPLES,
-                                                'interval': DEFAULT_INTERVAL}),
-                           ('concept_queue', {'num_samples': DEFAULT_NUM_SAMPLES,
-                                              'interval': DEFAULT_INTERVAL})):
+    defaults = {'num_samples': DEFAULT_NUM_SAMPLES, 'interval': DEFAULT_INTERVAL}
+    for name in ('learning_signal', 'concept_queue'):  # the two hooks that measure it
         saved, hook = checkpoint.get(name), hooks.get(name)
         if not saved or hook is None:
             continue

@@ -1,6 +1,6 @@
 """When the learning signal says a concept is learned."""
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ class PlateauStop:
 NOT_LEARNING_FIX = ('set optim_wrapper.optimizer.lr (too large throws the rows off, too small '
                     'leaves them where they started)')
 
-_FIELDS = ('window', 'min_drop', 'near_best', 'min_steps', 'min_move')
+_FIELDS = tuple(field.name for field in fields(PlateauStop))
 
 
 def _percent(share: float) -> str:

@@ -64,8 +64,13 @@ def add_placeholder_tokens(tokenizer, names: list[str]) -> list[int]:
     return ids
 
 
+def _word_edges(name: str) -> tuple[bool, bool]:
+    """Whether ``name`` begins, and ends, with a letter, digit or underscore."""
+    return bool(re.match(r'\w', name[:1])), bool(re.match(r'\w', name[-1:]))
+
+
 def _has_word_edge(name: str) -> bool:
-    return bool(re.match(r'\w', name[:1]) or re.match(r'\w', name[-1:]))
+    return any(_word_edges(name))
 
 
 def _refuse_normalised_twins(tokenizer, names: list[str]) -> None:
@@ -171,6 +176,5 @@ class PromptExpander:
 
 
 def _whole_word(name: str) -> str:
-    before = r'(?<!\w)' if re.match(r'\w', name[:1]) else ''
-    after = r'(?!\w)' if re.match(r'\w', name[-1:]) else ''
-    return before + re.escape(name) + after
+    starts, ends = _word_edges(name)
+    return (r'(?<!\w)' if starts else '') + re.escape(name) + (r'(?!\w)' if ends else '')

@@ -3,6 +3,6 @@ from .cli_errors import (INTERRUPTED, USAGE_ERROR, USER_ERRORS, NonFiniteRenderE
 from .cli_options import ConfigOptionsAction, add_cfg_options, check_device
 from .setup_env import register_all_modules
 
-__all__ = ['ConfigOptionsAction', 'INTERRUPTED', 'NonFiniteRenderError', 'USAGE_ERROR', 'USER_ERRORS', 'UserError', 'add_cfg_options',
-           'check_device',
-           'command_prefix', 'one_line', 'prog_name', 'register_all_modules', 'run_cli']
+__all__ = ['ConfigOptionsAction', 'INTERRUPTED', 'NonFiniteRenderError', 'USAGE_ERROR',
+           'USER_ERRORS', 'UserError', 'add_cfg_options', 'check_device', 'command_prefix',
+           'one_line', 'prog_name', 'register_all_modules', 'run_cli']

@@ -17,7 +17,8 @@ from .concept_evaluation import ConceptEvaluator
 from .concept_outputs import NOT_LEARNED_FILE, SUMMARY_FILE, write_concept_outputs, write_summary
 from .learning_signal_hook import NotLearningError
 from ..learning_signal import (DEFAULT_INTERVAL, DEFAULT_NUM_SAMPLES, FixedBatchLoss,
-                               check_signal_settings, concept_rows, distance_moved, word_size)
+                               check_signal_settings, concept_rows, distance_moved, word_norms,
+                               word_size)
 from ..stop_rules import NOT_LEARNING_FIX, PlateauStop
 from .periodic_hook import unwrap_model
 
@@ -84,7 +85,7 @@ class ConceptQueueHook(Hook):
         self.tokens: list[str] = []
         self._signals: list[FixedBatchLoss] = []
         self._start_rows: dict[str, torch.Tensor] = {}  # each concept's rows when its series began
-        self._word_sizes: dict[str, float] = {}  # the yardstick of each concept's distance moved
+        self._word_norms: list[float] = []  # the yardstick of the rows' distance moved
         self._changed = False
 
     # ------------------------------------------------------------ the run
@@ -124,6 +125,7 @@ class ConceptQueueHook(Hook):
             FixedBatchLoss(dataset, loader.collate_fn, self.num_samples,
                            seed=concept_seed(runner.seed, token), batch_size=self.batch_size or packed)
             for dataset, token in zip(loader.dataset.datasets, self.tokens)]
+        self._word_norms = word_norms(unwrap_model(runner.model))
         for concept in self.queue.training():  # fresh concepts: where their rows start from
             if not self.series.get(self.tokens[concept], {}).get('steps'):
                 self._measure(runner, concept)
@@ -218,10 +220,8 @@ class ConceptQueueHook(Hook):
         series['steps'].append(self.queue.steps[concept])
         series['values'].append(float(value))
         if token in self._start_rows and 'moved' in series:
-            if token not in self._word_sizes:
-                self._word_sizes[token] = word_size(model, [token])
             series['moved'].append(distance_moved(self._start_rows[token], rows,
-                                                  self._word_sizes[token]))
+                                                  word_size(model, [token], self._word_norms)))
         self._changed = True
 
     def _outputs(self, runner, concepts: list[int]) -> None:

@@ -13,7 +13,8 @@ from mmti.fileio import atomic_write
 from mmti.registry import HOOKS
 from mmti.utils import UserError
 from ..learning_signal import (DEFAULT_INTERVAL, DEFAULT_NUM_SAMPLES, FixedBatchLoss,
-                               check_signal_settings, concept_rows, distance_moved, word_size)
+                               check_signal_settings, concept_rows, distance_moved, word_norms,
+                               word_size)
 from ..stop_rules import NOT_LEARNING_FIX, PlateauStop
 from .periodic_hook import unwrap_model
 
@@ -65,6 +66,7 @@ class LearningSignalHook(Hook):
         self.stopped: dict | None = None
         self._signal = None
         self._start_rows: torch.Tensor | None = None
+        self._tokens: list[str] = []  # the trained concepts, whose rows move
         self._word_size = 1.0
 
     # ----------------------------------------------------------- the run
@@ -76,9 +78,10 @@ class LearningSignalHook(Hook):
     def before_train(self, runner) -> None:
         self._signal = self.build_signal(runner.train_dataloader, runner.seed)
         model = unwrap_model(runner.model)
-        self._word_size = word_size(model, model.vocabulary.slots[0].table.trainable_concepts())
+        self._tokens = model.vocabulary.slots[0].table.trainable_concepts()
+        self._word_size = word_size(model, self._tokens, word_norms(model))
         if not self.steps:  # a fresh run: where the rows start from
-            self._start_rows = self._rows(runner)
+            self._start_rows = concept_rows(model, self._tokens)
             self._measure(runner, runner.iter)
         self._write(runner)  # a resumed run's file says what its checkpoint holds
         if self.rule is not None and self.stopped is None and runner.iter < runner.max_iters:
@@ -129,14 +132,9 @@ class LearningSignalHook(Hook):
         self.steps.append(step)
         self.values.append(float(value))
         if self._start_rows is not None:
-            self.moved.append(distance_moved(self._start_rows, self._rows(runner),
+            self.moved.append(distance_moved(self._start_rows, concept_rows(model, self._tokens),
                                              self._word_size))
         runner.message_hub.update_scalar('train/learning_signal', self.values[-1])
-
-    @staticmethod
-    def _rows(runner) -> torch.Tensor:
-        model = unwrap_model(runner.model)
-        return concept_rows(model, model.vocabulary.slots[0].table.trainable_concepts())
 
     def _write(self, runner) -> None:
         if not is_main_process():
